@@ -1,0 +1,3 @@
+from gan_lightning.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Callbacks: run lifecycle, metrics, sample grids, progress, metrics.csv."""

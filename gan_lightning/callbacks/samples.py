@@ -1,0 +1,91 @@
+"""Fixed-z sample grids (images) and scatter plots with the true modes (toy data)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from gan_lightning.data.base import DataInfo
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """Model space [-1, 1] -> [0, 1]."""
+    return x.add(1.0).div_(2.0).clamp_(0.0, 1.0)
+
+
+def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> Tensor:
+    """Save [0, 1] images (N, C, H, W) as one PNG grid; returns the grid."""
+    nrow = nrow or max(1, math.ceil(math.sqrt(len(images))))
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path)
+    return grid
+
+
+def save_scatter(points: Tensor, info: DataInfo, path: Path, title: str = "") -> None:
+    """Generated 2-D points with the mixture's modes and their 3-std circles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = torch.tensor(info.modes)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    p = points.detach().float().cpu()
+    ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.4, color="tab:blue", label="generated")
+    ax.scatter(modes[:, 0], modes[:, 1], s=30, marker="x", color="tab:red", label="true modes")
+    for cx, cy in modes.tolist():
+        ax.add_patch(plt.Circle((cx, cy), 3 * info.mode_std, fill=False, color="tab:red", lw=0.6))
+    span = float(modes.abs().max()) * 1.5 + 0.5
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+class SampleGrids(L.Callback):
+    """Every ``every`` G steps and at the end: samples/step_XXXXXXX.png from the fixed z (images)
+    or a scatter of ``n_toy`` samples with the true modes (toy), also sent to image-capable loggers."""
+
+    def __init__(self, run_dir: Path, every: int, steps: int, state: Any = None, n_toy: int = 2500):
+        self.dir = Path(run_dir) / "samples"
+        self.every, self.steps, self.state, self.n_toy = every, steps, state, n_toy
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = int(pl_module.g_step)
+        if (step >= self.steps or (self.every and step % self.every == 0)) and trainer.is_global_zero:
+            t0 = time.perf_counter()
+            self.write(trainer, pl_module, step)
+            if self.state is not None:
+                self.state.eval_s += time.perf_counter() - t0
+
+    def write(self, trainer: L.Trainer, pl_module: Any, step: int) -> Path:
+        info: DataInfo = pl_module.info
+        path = self.dir / f"step_{step:07d}.png"
+        if info.kind == "toy":
+            g = torch.Generator().manual_seed(1234)
+            save_scatter(pl_module.sample(self.n_toy, generator=g), info, path, f"{pl_module.cfg.exp} step {step}")
+        else:
+            grid = save_grid(to_unit(pl_module.sample_fixed()), path)
+            log_image(trainer, "samples", grid, step)
+        return path
+
+
+def log_image(trainer: L.Trainer, key: str, grid: Tensor, step: int) -> None:
+    """Send an image grid (C, H, W in [0, 1]) to every logger that takes images."""
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):  # WandbLogger
+            logger.log_image(key=key, images=[grid.permute(1, 2, 0).numpy()], step=step)
+        elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard
+            logger.experiment.add_image(key, grid, global_step=step)

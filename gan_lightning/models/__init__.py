@@ -1,0 +1,16 @@
+"""GAN variants by name (``model.name``)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from gan_lightning.data.base import DataInfo
+from gan_lightning.models.base import GANModule
+from gan_lightning.models.gan import MODELS
+
+
+def build_model(cfg: DictConfig, info: DataInfo) -> GANModule:
+    return MODELS.get(cfg.model.name, "model.name")(cfg, info)
+
+
+__all__ = ["MODELS", "GANModule", "build_model"]

@@ -1,0 +1,227 @@
+"""The manual-optimization base every GAN variant builds on.
+
+It owns what all variants share: the generator-step counter (papers' "iterations", not
+Lightning's ``global_step``, which counts every optimizer step), per-rank noise, a fixed z for
+sample grids, the EMA of G, optimizer/scheduler set-up, the non-finite-loss watch, and the
+checkpoint extras that make a resume exact. Subclasses write ``training_step``.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from gan_lightning import __version__
+from gan_lightning.config import EMAConfig, ModelConfig, from_container, to_container
+from gan_lightning.data.base import DataInfo, seed_for
+from gan_lightning.models.noise import NoiseSource
+from gan_lightning.optim import build_optimizer, lr_factor
+from gan_lightning.registry import ConfigError
+from gan_lightning.rng import capture_rng, restore_rng
+
+CHECKPOINT_FORMAT = 1
+
+
+class GANModule(L.LightningModule):
+    """Base LightningModule: ``automatic_optimization = False``; one ``training_step`` is one
+    generator iteration and consumes ``real_batches_per_step`` real batches."""
+
+    Config: ClassVar[type] = ModelConfig
+    # config defaults of a variant (optimizer, nets...), merged before the experiment file
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, cfg: DictConfig | dict, info: DataInfo | dict):
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg = cfg if isinstance(cfg, DictConfig) else from_container(cfg)
+        self.info = info if isinstance(info, DataInfo) else DataInfo.from_dict(info)
+        self.mcfg = self.cfg.model
+        self.g_step = 0
+        self.noise: NoiseSource | None = None
+        self._pending: dict[str, Any] = {}
+        self._finite = True
+        self._nonfinite_at: int | None = None
+        g = torch.Generator().manual_seed(seed_for(int(self.cfg.seed), 0xF1CED))
+        n_grid = max(1, int(self.cfg.log.grid))
+        self.register_buffer("fixed_z", torch.randn(n_grid, self.z_dim, generator=g), persistent=True)
+
+    # ------------------------------------------------------------------ config hooks
+    @classmethod
+    def validate(cls, cfg: DictConfig) -> None:
+        """Checks of the model section beyond its types (subclasses extend)."""
+        if cfg.model.z_dim < 1:
+            raise ConfigError(f"bad value for 'model.z_dim': must be >= 1, got {cfg.model.z_dim}")
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.cfg.model.z_dim)
+
+    @property
+    def real_batches_per_step(self) -> int:
+        return 1
+
+    # ------------------------------------------------------------------ EMA of G
+    def make_ema(self, net: nn.Module, ema: EMAConfig) -> nn.Module | None:
+        if ema.decay <= 0:
+            return None
+        if not 0 < ema.decay < 1:
+            raise ConfigError(f"bad value for 'model.ema.decay': in (0, 1), got {ema.decay}")
+        return copy.deepcopy(net).requires_grad_(False)
+
+    @torch.no_grad()
+    def update_ema(self, ema_net: nn.Module | None, net: nn.Module, ema: EMAConfig) -> None:
+        """ema <- decay * ema + (1 - decay) * net after ``ema.start`` G steps, a copy before."""
+        if ema_net is None:
+            return
+        decay = float(ema.decay) if self.g_step >= ema.start else 0.0
+        ema_params = [p for p in ema_net.parameters()]
+        params = [p.detach() for p in net.parameters()]
+        if decay == 0.0:
+            torch._foreach_copy_(ema_params, params)
+        else:
+            torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        for b_ema, b in zip(ema_net.buffers(), net.buffers()):
+            b_ema.copy_(b)
+
+    # ------------------------------------------------------------------ optimizers
+    def make_optimizer(self, params: Any, lr: float) -> torch.optim.Optimizer:
+        return build_optimizer(params, lr, self.cfg.optim)
+
+    def make_scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        """Stepped once per generator step (see ``step_schedulers``)."""
+        o, steps = self.cfg.optim, int(self.cfg.steps)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, o.schedule, o.decay_start))
+
+    def step_schedulers(self) -> None:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return
+        for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
+            sch.step()
+
+    def backward_step(self, opt: Any, loss: Tensor) -> None:
+        """zero_grad, manual_backward (all-reduced under DDP), step."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt.step()
+
+    @contextmanager
+    def frozen(self, *nets: nn.Module):
+        """Parameters of ``nets`` stop requiring grad (no wasted D gradients in a G step)."""
+        flags = [[p.requires_grad for p in n.parameters()] for n in nets]
+        for n in nets:
+            n.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for n, fl in zip(nets, flags):
+                for p, f in zip(n.parameters(), fl):
+                    p.requires_grad_(f)
+
+    # ------------------------------------------------------------------ noise and sampling
+    def on_fit_start(self) -> None:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        self.noise = NoiseSource(seed_for(int(self.cfg.seed), 0x0015E), rank, world, self.device)
+        if "noise" in self._pending:
+            self.noise.load_state_dict(self._pending.pop("noise"))
+
+    def on_train_start(self) -> None:
+        if "rng" in self._pending:
+            restore_rng(self._pending.pop("rng"))
+
+    def generator_for_sampling(self) -> nn.Module:
+        """The net ``sample`` uses: the EMA generator when there is one."""
+        raise NotImplementedError
+
+    def generate(self, z: Tensor, net: nn.Module | None = None) -> Tensor:
+        return (net or self.generator_for_sampling())(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 500) -> Tensor:
+        """``n`` samples in model space from the sampling generator (eval mode), on this device."""
+        net = self.generator_for_sampling()
+        was_training = net.training
+        net.eval()
+        out = []
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            z = torch.randn(m, self.z_dim, generator=generator, device=generator.device if generator else "cpu")
+            out.append(self.generate(z.to(self.device), net))
+        net.train(was_training)
+        return torch.cat(out) if out else torch.empty(0)
+
+    @torch.no_grad()
+    def sample_fixed(self) -> Tensor:
+        """Samples of the fixed z (the same every call and across resumes), eval mode."""
+        net = self.generator_for_sampling()
+        was_training = net.training
+        net.eval()
+        out = self.generate(self.fixed_z, net)
+        net.train(was_training)
+        return out
+
+    # ------------------------------------------------------------------ end of a G iteration
+    def finish_step(self, stats: dict[str, Tensor]) -> None:
+        """Count the step, watch for non-finite losses, log every ``log.every`` steps."""
+        self.g_step += 1
+        self.step_schedulers()
+        every = int(self.cfg.log.every)
+        losses = {k: v for k, v in stats.items() if k.startswith("loss/")}
+        if every and (self.g_step % every == 0 or self.g_step == 1):
+            values = {k: float(v) for k, v in stats.items()}
+            self.check_finite(losses)
+            self.log_scalars(values)
+            self.log_dict({k.split("/")[1]: values[k] for k in losses}, prog_bar=True, logger=False)
+        elif self.device.type == "cpu":
+            self.check_finite(losses)  # free on CPU: check every step
+
+    def log_scalars(self, values: dict[str, float]) -> None:
+        """Send scalars to every logger at x = generator steps done (Lightning's own step counts
+        batches from 0, one behind)."""
+        if self._trainer is None:
+            return
+        for logger in self.trainer.loggers:
+            logger.log_metrics(values, step=self.g_step)
+
+    def check_finite(self, losses: dict[str, Tensor]) -> None:
+        if (
+            self._finite
+            and losses
+            and not bool(torch.stack([v.detach().float() for v in losses.values()]).isfinite().all())
+        ):
+            self._finite, self._nonfinite_at = False, self.g_step
+
+    @property
+    def diverged_at(self) -> int | None:
+        """The G step at which a loss was first seen non-finite, or None."""
+        return None if self._finite else self._nonfinite_at
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.g_step >= int(self.cfg.steps) or not self._finite:
+            self.trainer.should_stop = True
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["gan_lightning"] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": __version__,
+            "model_class": type(self).__name__,
+            "config": to_container(self.cfg),
+            "info": self.info.to_dict(),
+            "g_step": self.g_step,
+            "noise": self.noise.state_dict() if self.noise is not None else None,
+            "rng": capture_rng(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint["gan_lightning"]
+        self.g_step = int(meta["g_step"])
+        if meta.get("noise") is not None:
+            self._pending["noise"] = meta["noise"]
+        self._pending["rng"] = meta["rng"]

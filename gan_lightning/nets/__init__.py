@@ -1,0 +1,57 @@
+"""Generator and discriminator nets, chosen by name (``nets.g``, ``nets.d``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from gan_lightning.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from gan_lightning.nets.layers import add_spectral_norm, dcgan_init_
+from gan_lightning.nets.mlp import MLPDiscriminator, MLPGenerator
+from gan_lightning.registry import ConfigError, Registry
+
+Shape = tuple[int, ...]
+GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator net")
+DISCRIMINATORS: Registry[Callable[..., nn.Module]] = Registry("discriminator net")
+
+
+def _image_shape(shape: Shape, net: str) -> tuple[int, int, int]:
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ConfigError(f"net '{net}' needs square images (C, H, W), but the data has shape {shape}; use nets.g=mlp")
+    return shape  # type: ignore[return-value]
+
+
+@GENERATORS.register("mlp")
+def _mlp_g(nets: Any, shape: Shape, z_dim: int) -> nn.Module:
+    return MLPGenerator(z_dim, shape, nets.mlp_hidden, nets.mlp_layers, nets.g_norm, image=len(shape) == 3)
+
+
+@DISCRIMINATORS.register("mlp")
+def _mlp_d(nets: Any, shape: Shape, norm: str) -> nn.Module:
+    return MLPDiscriminator(shape, nets.mlp_hidden, nets.mlp_layers, norm)
+
+
+@GENERATORS.register("dcgan")
+def _dcgan_g(nets: Any, shape: Shape, z_dim: int) -> nn.Module:
+    return DCGANGenerator(z_dim, _image_shape(shape, "dcgan"), nets.g_width, nets.g_norm)
+
+
+@DISCRIMINATORS.register("dcgan")
+def _dcgan_d(nets: Any, shape: Shape, norm: str) -> nn.Module:
+    return DCGANDiscriminator(_image_shape(shape, "dcgan"), nets.d_width, norm)
+
+
+def build_generator(nets: Any, shape: Shape, z_dim: int, spectral_norm: bool = False) -> nn.Module:
+    g = GENERATORS.get(nets.g, "nets.g")(nets, tuple(shape), z_dim)
+    if nets.init == "dcgan":
+        dcgan_init_(g)
+    return add_spectral_norm(g) if spectral_norm else g
+
+
+def build_discriminator(nets: Any, shape: Shape, norm: str, spectral_norm: bool = False) -> nn.Module:
+    d = DISCRIMINATORS.get(nets.d, "nets.d")(nets, tuple(shape), norm)
+    if nets.init == "dcgan":
+        dcgan_init_(d)
+    return add_spectral_norm(d) if spectral_norm else d

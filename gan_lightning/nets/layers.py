@@ -1,0 +1,55 @@
+"""Building blocks shared by the nets: normalisation by name, spectral norm, init."""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from gan_lightning.registry import ConfigError
+
+NORMS = ("batch", "instance", "layer", "none")
+
+
+def norm2d(kind: str, channels: int) -> nn.Module:
+    """A 2-D normalisation layer by name; 'layer' normalises each sample over (C, H, W)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ConfigError(f"unknown normalisation '{kind}'; choose one of {', '.join(NORMS)}")
+
+
+def norm1d(kind: str, features: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(features)
+    if kind == "layer":
+        return nn.LayerNorm(features)
+    if kind == "none":
+        return nn.Identity()
+    raise ConfigError(f"normalisation '{kind}' is not available for MLP layers; use batch, layer or none")
+
+
+def add_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) on every conv and linear layer, in place."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            setattr(module, name, spectral_norm(child))
+        else:
+            add_spectral_norm(child)
+    return module
+
+
+def dcgan_init_(module: nn.Module) -> None:
+    """Weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0 (Radford et al. 2016)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.InstanceNorm2d)) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,43 @@
+"""Optimizers by name, and the learning-rate schedules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from gan_lightning.registry import Registry
+
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adam")
+def _adam(params: Iterable[nn.Parameter], lr: float, o: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+
+
+@OPTIMIZERS.register("rmsprop")
+def _rmsprop(params: Iterable[nn.Parameter], lr: float, o: Any) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, lr=lr, eps=o.eps, weight_decay=o.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(params: Iterable[nn.Parameter], lr: float, o: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=o.betas[0], weight_decay=o.weight_decay)
+
+
+def build_optimizer(params: Iterable[nn.Parameter], lr: float, o: Any) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(o.name, "optim.name")(params, lr, o)
+
+
+def lr_factor(step: int, steps: int, schedule: str, decay_start: float) -> float:
+    """Multiplier of the base lr after ``step`` generator steps: constant, or linear to 0 after
+    ``decay_start * steps`` (the CycleGAN schedule, Zhu et al. 2017)."""
+    if schedule == "constant":
+        return 1.0
+    start = int(decay_start * steps)
+    if step < start:
+        return 1.0
+    return max(0.0, 1.0 - (step - start) / max(1, steps - start))

@@ -1,0 +1,44 @@
+"""``gan-lightning sample``: samples of a checkpoint in data space, as .npy or a .png grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan_lightning.callbacks.samples import save_grid, save_scatter, to_unit
+from gan_lightning.checkpoint import load_model
+from gan_lightning.registry import ConfigError
+
+
+def sample_data_space(
+    ckpt: str | Path, n: int, seed: int = 0, device: str = "cpu", raw: bool = False
+) -> tuple[torch.Tensor, object]:
+    """(samples, model): float32 toy points (n, 2) or images (n, C, H, W) in [0, 1]."""
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    model = load_model(ckpt, device)
+    if raw and getattr(model, "G_ema", None) is not None:
+        model.G_ema = None
+    x = model.sample(n, generator=torch.Generator().manual_seed(seed)).float().cpu()
+    if model.info.kind == "image":
+        x = to_unit(x)
+    return x, model
+
+
+def sample_to_file(
+    ckpt: str | Path, n: int, out: str | Path, seed: int = 0, device: str = "cpu", raw: bool = False
+) -> Path:
+    out = Path(out)
+    if out.suffix not in (".npy", ".png"):
+        raise ConfigError(f"--out must end in .npy or .png, got '{out}'")
+    x, model = sample_data_space(ckpt, n, seed, device, raw)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, x.numpy().astype(np.float32))
+    elif model.info.kind == "image":
+        save_grid(x, out)
+    else:
+        save_scatter(x, model.info, out, f"{Path(ckpt).name}: {n} samples")
+    return out

@@ -1,0 +1,201 @@
+"""``gan-lightning train``: build data, model, callbacks and Trainer from a config, and run."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from gan_lightning.callbacks.csv_logger import MetricsCSV
+from gan_lightning.callbacks.metrics import GenerativeMetrics
+from gan_lightning.callbacks.progress import StepProgressBar
+from gan_lightning.callbacks.run import RunManager, RunState
+from gan_lightning.callbacks.samples import SampleGrids
+from gan_lightning.checkpoint import check_fits, read_checkpoint
+from gan_lightning.config import to_yaml
+from gan_lightning.data import build_datamodule
+from gan_lightning.models import build_model
+from gan_lightning.registry import ConfigError
+
+RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # lets DDP worker processes find the run directory of rank 0
+RESUME_ENV = "GAN_LIGHTNING_RESUME"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status"))
+
+
+# ----------------------------------------------------------------------------- run directory
+def _is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() or (path / "checkpoints").is_dir()
+
+
+def _status(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
+    """(run directory, checkpoint to resume from or None), following ``out`` and ``resume``."""
+    if os.environ.get(RUN_DIR_ENV):  # a DDP worker: rank 0 decided already
+        resume = os.environ.get(RESUME_ENV) or None
+        return Path(os.environ[RUN_DIR_ENV]), Path(resume) if resume else None
+    resume = cfg.resume
+    if resume and resume != "auto":
+        ckpt = Path(resume)
+        if cfg.out:
+            return Path(cfg.out), ckpt
+        parent = ckpt.resolve().parent.parent
+        return (parent if _is_run_dir(parent) else new_run_dir(cfg)), ckpt
+    if cfg.out:
+        run_dir = Path(cfg.out)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if resume == "auto":
+            return run_dir, last if last.is_file() else None
+        if last.is_file():
+            raise ConfigError(
+                f"{run_dir} already holds a run (checkpoints/last.ckpt, status {_status(run_dir)}); "
+                "pass resume=auto to continue it, or choose another out=DIR"
+            )
+        return run_dir, None
+    if resume == "auto":  # newest unfinished run of this experiment and seed
+        root = Path("runs") / cfg.exp
+        candidates = sorted((p for p in root.glob(f"*-s{cfg.seed}") if p.is_dir()), reverse=True)
+        for run_dir in candidates:
+            last = run_dir / "checkpoints" / "last.ckpt"
+            if last.is_file() and _status(run_dir) != "completed":
+                return run_dir, last
+    return new_run_dir(cfg), None
+
+
+def new_run_dir(cfg: DictConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / cfg.exp / f"{stamp}-s{cfg.seed}"
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}.{i}"), i + 1
+    return path
+
+
+# ----------------------------------------------------------------------------- trainer
+def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None) -> list[Any]:
+    loggers: list[Any] = []
+    for name in cfg.logger:
+        if name == "csv":
+            loggers.append(MetricsCSV(run_dir, resume_step))
+        elif name == "tensorboard":
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+        elif name == "wandb":
+            from gan_lightning.wandb_utils import make_wandb_logger
+
+            loggers.append(make_wandb_logger(cfg, run_dir))
+    return loggers
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    kw: dict[str, Any] = {"accelerator": "auto", "devices": 1}
+    kw.update(dict(cfg.trainer))
+    devices = kw.get("devices", 1)
+    many = (isinstance(devices, int) and devices > 1) or (isinstance(devices, str) and devices not in ("1", "auto"))
+    many = many or int(kw.get("num_nodes", 1)) > 1
+    if kw.get("strategy") in ("ddp", None) and many:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        # alternating G and D steps leave one net without gradients in each backward
+        kw["strategy"] = DDPStrategy(find_unused_parameters=True)
+    return kw
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=1,  # the data stream is one epoch of exactly the remaining steps
+        max_steps=-1,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_checkpointing=True,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        deterministic=bool(cfg.perf.deterministic),
+        **trainer_kwargs(cfg),
+    )
+
+
+# ----------------------------------------------------------------------------- train
+def train(cfg: DictConfig) -> TrainResult:
+    run_dir, resume = resolve_run(cfg)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.perf.tf32)
+        torch.backends.cudnn.allow_tf32 = bool(cfg.perf.tf32)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    datamodule = build_datamodule(cfg)
+    if hasattr(datamodule, "prepare"):
+        datamodule.prepare()  # a missing dataset fails here, before anything is written
+    model = build_model(cfg, datamodule.info)
+
+    resume_step = None
+    if resume is not None:
+        ckpt = read_checkpoint(resume)
+        check_fits(resume, ckpt, model)
+        resume_step = int(ckpt["gan_lightning"]["g_step"])
+        del ckpt
+
+    state = RunState(run_dir=run_dir, exp=str(cfg.exp), seed=int(cfg.seed), steps=int(cfg.steps))
+    state.resumed_from = str(resume) if resume else None
+    state.extra["run_dir"] = str(run_dir)
+    state.extra["data"] = datamodule.info.name
+    is_rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    if is_rank_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    os.environ[RESUME_ENV] = str(resume) if resume else ""
+
+    callbacks: list[Any] = []
+    if cfg.metrics.names:
+        callbacks.append(
+            GenerativeMetrics(
+                list(cfg.metrics.names),
+                int(cfg.metrics.every),
+                int(cfg.steps),
+                int(cfg.metrics.n),
+                state,
+                datamodule,
+                str(cfg.metrics.primary),
+            )
+        )
+    callbacks.append(SampleGrids(run_dir, int(cfg.log.sample_every), int(cfg.steps), state))
+    if cfg.log.progress:
+        callbacks.append(StepProgressBar(int(cfg.steps)))
+    manager = RunManager(state, cfg.log)
+    callbacks.append(manager)
+
+    trainer = build_trainer(cfg, callbacks, build_loggers(cfg, run_dir, resume_step))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
+        os.environ.pop(RESUME_ENV, None)
+    if trainer.is_global_zero and not (run_dir / "summary.json").is_file():
+        manager.write_summary(trainer)
+    summary = json.loads((run_dir / "summary.json").read_text()) if trainer.is_global_zero else {}
+    return TrainResult(run_dir, summary)
