@@ -60,7 +60,7 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
         ckpt = Path(resume)
         if cfg.out:
             return Path(cfg.out), ckpt
-        parent = ckpt.resolve().parent.parent
+        parent = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.resolve().parent.parent
         return (parent if _is_run_dir(parent) else new_run_dir(cfg)), ckpt
     if cfg.out:
         run_dir = Path(cfg.out)
@@ -125,12 +125,13 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
 def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> L.Trainer:
     return L.Trainer(
-        max_epochs=1,  # the data stream is one epoch of exactly the remaining steps
+        max_epochs=-1,  # the data stream is endless: the model stops after `steps` G steps
         max_steps=-1,
         callbacks=callbacks,
         logger=loggers or False,
         enable_checkpointing=True,
         enable_model_summary=False,
+        enable_progress_bar=bool(cfg.log.progress),
         num_sanity_val_steps=0,
         limit_val_batches=0,
         use_distributed_sampler=False,
@@ -152,17 +153,23 @@ def train(cfg: DictConfig) -> TrainResult:
         datamodule.prepare()  # a missing dataset fails here, before anything is written
     model = build_model(cfg, datamodule.info)
 
+    state = RunState(run_dir=run_dir, exp=str(cfg.exp), seed=int(cfg.seed), steps=int(cfg.steps))
+    state.resumed_from = str(resume) if resume else None
+    state.extra["run_dir"] = str(run_dir)
+    state.extra["data"] = datamodule.info.name
+    manager = RunManager(state, cfg.log)
+
     resume_step = None
     if resume is not None:
         ckpt = read_checkpoint(resume)
         check_fits(resume, ckpt, model)
         resume_step = int(ckpt["gan_lightning"]["g_step"])
+        if resume_step >= int(cfg.steps):  # nothing left to train: report what the checkpoint holds
+            manager.load_state_dict(ckpt.get("callbacks", {}).get(manager.state_key, manager.state_dict()))
+            state.steps_done = manager._start_step = resume_step
+            manager.write_summary(None)
+            return TrainResult(run_dir, json.loads((run_dir / "summary.json").read_text()))
         del ckpt
-
-    state = RunState(run_dir=run_dir, exp=str(cfg.exp), seed=int(cfg.seed), steps=int(cfg.steps))
-    state.resumed_from = str(resume) if resume else None
-    state.extra["run_dir"] = str(run_dir)
-    state.extra["data"] = datamodule.info.name
     is_rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
     if is_rank_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +193,6 @@ def train(cfg: DictConfig) -> TrainResult:
     callbacks.append(SampleGrids(run_dir, int(cfg.log.sample_every), int(cfg.steps), state))
     if cfg.log.progress:
         callbacks.append(StepProgressBar(int(cfg.steps)))
-    manager = RunManager(state, cfg.log)
     callbacks.append(manager)
 
     trainer = build_trainer(cfg, callbacks, build_loggers(cfg, run_dir, resume_step))

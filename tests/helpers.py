@@ -1,0 +1,39 @@
+"""Helpers to run tiny trainings inside tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from gan_lightning import train as train_mod
+from gan_lightning.config import load_config
+from tests.conftest import TINY
+
+
+def run(*args: str, extra_callbacks: list[L.Callback] | None = None, tiny: bool = True) -> train_mod.TrainResult:
+    """Train with TINY settings plus ``args`` (key=value); optional extra callbacks go first."""
+    cfg = load_config([*(TINY if tiny else []), *args])
+    if not extra_callbacks:
+        return train_mod.train(cfg)
+    original = train_mod.build_trainer
+
+    def with_extra(cfg, callbacks, loggers):  # type: ignore[no-untyped-def]
+        return original(cfg, [*extra_callbacks, *callbacks], loggers)
+
+    train_mod.build_trainer = with_extra
+    try:
+        return train_mod.train(cfg)
+    finally:
+        train_mod.build_trainer = original
+
+
+def weights(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
+    return torch.load(Path(run_dir) / "checkpoints" / name, weights_only=True)["state_dict"]
+
+
+def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"tensors differ: {different[:5]}"

@@ -1,0 +1,170 @@
+"""Exact resume and same-seed repeatability, bitwise on CPU; signals and divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+
+from tests.conftest import REPO, TINY
+from tests.helpers import assert_bitwise_equal, run, weights
+
+
+class SignalAt(L.Callback):
+    """Sends this process a real signal at the end of G step k (the handler then finishes the step)."""
+
+    def __init__(self, step: int, sig: int = signal.SIGINT):
+        self.step, self.sig = step, sig
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.g_step == self.step:
+            os.kill(os.getpid(), self.sig)
+
+
+CASES = {
+    # toy MLP with R1, EMA and a linear-decay schedule
+    "gmm_ring": ["exp=gmm_ring"],
+    # conv nets with BatchNorm, Fashion-MNIST-format data, n_critic 5 and the gradient penalty
+    "wgan_gp": ["exp=wgan_gp", "data=fashion_mnist", "model.ema.decay=0.9", "data.download=false"],
+    # spectral norm (power-iteration buffers) and hinge loss
+    "sngan": ["exp=sngan", "data=fashion_mnist", "nets.d_norm=none", "data.download=false"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_interrupted_and_resumed_equals_uninterrupted(case: str, mnist_root) -> None:
+    args = [*CASES[case], "steps=12", f"data.data_dir={mnist_root}", "log.every=3"]
+    full = run(*args, "out=full")
+    part = run(*args, "out=part", extra_callbacks=[SignalAt(5)])
+    s = json.loads((part.run_dir / "summary.json").read_text())
+    assert s["status"] == "interrupted" and s["steps_done"] == 5
+    resumed = run(*args, "out=part", "resume=auto")
+    assert resumed.status == "completed" and resumed.summary["steps_done"] == 12
+    assert resumed.summary["resumed_from"].endswith("last.ckpt")
+    assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
+    # the metrics log continues where it stopped: one row per logged step, no duplicates
+    steps = [line.split(",")[0] for line in (resumed.run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps), key=int) and "12" in steps and "6" in steps
+
+
+def test_resume_from_explicit_path_and_extend_steps(mnist_root) -> None:
+    first = run("exp=gmm_ring", "steps=4", "out=a", "optim.schedule=constant")
+    more = run("exp=gmm_ring", "steps=8", "optim.schedule=constant", f"resume={first.run_dir}/checkpoints/last.ckpt")
+    assert more.run_dir == first.run_dir and more.summary["steps_done"] == 8
+    straight = run("exp=gmm_ring", "steps=8", "out=b", "optim.schedule=constant")
+    assert_bitwise_equal(weights(straight.run_dir), weights(more.run_dir))
+
+
+def test_resume_of_a_finished_run_does_nothing() -> None:
+    first = run("exp=gmm_ring", "steps=3", "out=a")
+    before = weights(first.run_dir)
+    again = run("exp=gmm_ring", "steps=3", "out=a", "resume=auto")
+    assert again.status == "completed" and again.summary["steps_done"] == 3
+    assert_bitwise_equal(before, weights(again.run_dir))
+
+
+def test_same_seed_twice_is_bitwise_equal_and_seeds_differ() -> None:
+    a = run("exp=gmm_ring", "steps=5", "out=a", "seed=1")
+    b = run("exp=gmm_ring", "steps=5", "out=b", "seed=1")
+    c = run("exp=gmm_ring", "steps=5", "out=c", "seed=2")
+    assert_bitwise_equal(weights(a.run_dir), weights(b.run_dir))
+    wa, wc = weights(a.run_dir), weights(c.run_dir)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_sigterm_in_a_subprocess_leaves_a_resumable_run(tmp_path) -> None:
+    """A real `gan-lightning train` process gets SIGTERM mid-run: it finishes the step, writes
+    last.ckpt and summary.json (interrupted); resume=auto then completes the run."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "gan_lightning",
+        "train",
+        "exp=gmm_ring",
+        "steps=100000",
+        "out=sig",
+        *TINY,
+        "log.every=10",
+    ]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = tmp_path / "sig" / "metrics.csv"
+    import time
+
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.is_file() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    s = json.loads((tmp_path / "sig" / "summary.json").read_text())
+    assert s["status"] == "interrupted" and 0 < s["steps_done"] < 100000
+    assert (tmp_path / "sig" / "checkpoints" / "last.ckpt").is_file()
+    ckpt = torch.load(tmp_path / "sig" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["gan_lightning"]["g_step"] == s["steps_done"]
+    cmd2 = [
+        sys.executable,
+        "-m",
+        "gan_lightning",
+        "train",
+        "exp=gmm_ring",
+        f"steps={s['steps_done'] + 3}",
+        "out=sig",
+        "resume=auto",
+        *TINY,
+    ]
+    done = subprocess.run(cmd2, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((tmp_path / "sig" / "summary.json").read_text())["status"] == "completed"
+
+
+class PoisonAt(L.Callback):
+    """Sets one G weight to NaN after step k: every later loss is NaN."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.g_step == self.step:
+            with torch.no_grad():
+                next(pl_module.G.parameters()).view(-1)[0] = float("nan")
+
+
+def test_nan_stops_the_run_as_diverged_and_keeps_the_last_good_checkpoint() -> None:
+    result = run("exp=gmm_ring", "steps=50", "log.ckpt_every=4", "out=nan", extra_callbacks=[PoisonAt(6)])
+    s = result.summary
+    assert s["status"] == "diverged" and s["diverged_at"] == 7 and s["steps_done"] == 7
+    ckpt = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["gan_lightning"]["g_step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_cli_exit_codes_and_run_directory_line(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gan_lightning", "train", "exp=gmm_ring", "steps=3", "out=cli", *TINY],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "run directory: cli" in out.stdout and "completed: 3/3" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "gan_lightning", "train", "exp=gmm_ring", "model.n_critc=2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "model.n_critic" in bad.stderr
+    assert not (tmp_path / "runs").exists()  # nothing was written for a bad config
+
+
+def test_repo_is_importable_from_anywhere() -> None:
+    assert (REPO / "experiments" / "base.yaml").is_file()
