@@ -49,7 +49,7 @@ class GANModule(L.LightningModule):
         self._nonfinite_at: int | None = None
         g = torch.Generator().manual_seed(seed_for(int(self.cfg.seed), 0xF1CED))
         n_grid = max(1, int(self.cfg.log.grid))
-        self.register_buffer("fixed_z", torch.randn(n_grid, self.z_dim, generator=g), persistent=True)
+        self.register_buffer("fixed_z", torch.randn(n_grid, self.z_dim, generator=g), persistent=False)
 
     # ------------------------------------------------------------------ config hooks
     @classmethod

@@ -1,0 +1,22 @@
+"""DataModules by name (``data.name``)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from gan_lightning.data.base import Batch, DataInfo, GANDataModule
+from gan_lightning.data.mnist import FashionMNISTDataModule, MissingDataError, MNISTDataModule
+from gan_lightning.data.toy import ToyDataModule
+from gan_lightning.registry import Registry
+
+DATAMODULES: Registry[type[GANDataModule]] = Registry("dataset")
+DATAMODULES.register("toy")(ToyDataModule)
+DATAMODULES.register("mnist")(MNISTDataModule)
+DATAMODULES.register("fashion_mnist")(FashionMNISTDataModule)
+
+
+def build_datamodule(cfg: DictConfig) -> GANDataModule:
+    return DATAMODULES.get(cfg.data.name, "data.name")(cfg)
+
+
+__all__ = ["DATAMODULES", "Batch", "DataInfo", "GANDataModule", "MissingDataError", "build_datamodule"]
