@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 
 from gan_lightning.registry import ConfigError
 
@@ -70,8 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def quiet_libraries() -> None:
+    """Keep Lightning's info banners (accelerator, tips) and known deprecation noise off the terminal."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    for message in (".*LeafSpec.*", ".*torch.jit.load.*", ".*does not have many workers.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     try:
         return int(args.func(args))
     except ConfigError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,8 @@ def train(cfg: DictConfig) -> TrainResult:
             manager.write_summary(None)
             return TrainResult(run_dir, json.loads((run_dir / "summary.json").read_text()))
         del ckpt
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            print(f"resuming {run_dir} from {resume} at G step {resume_step}", file=sys.stderr)
     is_rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
     if is_rank_zero:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,18 @@ from gan_lightning.config import DataConfig
 from gan_lightning.data.base import Batch, DataInfo, GANDataModule, ShuffledIndex
 from gan_lightning.registry import ConfigError
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 class MissingDataError(ConfigError):
@@ -101,7 +112,9 @@ class MNISTDataModule(GANDataModule):
     @property
     def info(self) -> DataInfo:
         s = int(self.dcfg.image_size)
-        return DataInfo(name=self.dcfg.name, kind="image", shape=(1, s, s), num_classes=10, class_names=self.class_names)
+        return DataInfo(
+            name=self.dcfg.name, kind="image", shape=(1, s, s), num_classes=10, class_names=self.class_names
+        )
 
     # ------------------------------------------------------------------ files
     @property

@@ -29,3 +29,29 @@ def mode_statistics(samples: Tensor, centres: Tensor, std: float, threshold: flo
         "high_quality": float(hq.double().mean().item()) if len(samples) else 0.0,
         "kl": kl,
     }
+
+
+def class_statistics(probs: Tensor, data_hist: Tensor, min_share: float = 0.1) -> dict[str, float]:
+    """Class-mode statistics from a classifier's probabilities on generated samples: a class is
+    covered when it is predicted for at least ``min_share`` of a uniform share (N / C); KL is that
+    of the predicted-class histogram to the data's class histogram."""
+    probs = probs.double().cpu()
+    n, c = probs.shape
+    counts = torch.bincount(probs.argmax(1), minlength=c).double()
+    p = counts / n
+    q = data_hist.double().cpu() / data_hist.double().sum()
+    nz = p > 0
+    kl = float((p[nz] * (p[nz] / q[nz]).log()).sum()) if bool((q[nz] > 0).all()) else math.inf
+    return {"covered": float((counts >= min_share * n / c).sum()), "kl": kl}
+
+
+def inception_score(probs: Tensor, splits: int = 10) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) per split; mean and std over splits (Salimans et al. 2016)."""
+    probs = probs.double().cpu()
+    scores = []
+    for part in probs.chunk(splits):
+        py = part.mean(0, keepdim=True)
+        kl = (part * (part.clamp_min(1e-30).log() - py.clamp_min(1e-30).log())).sum(1).mean()
+        scores.append(float(kl.exp()))
+    t = torch.tensor(scores, dtype=torch.float64)
+    return float(t.mean()), float(t.std(unbiased=False)) if len(scores) > 1 else 0.0
