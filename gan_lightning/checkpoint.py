@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from gan_lightning.registry import ConfigError
+from gan_lightning.registry import ConfigError, first_line
 
 
 class CheckpointError(ConfigError):
@@ -28,9 +28,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated and cannot be read ({first}). "
+            f"checkpoint {path} is corrupt or truncated and cannot be read ({first_line(e)}). "
             "Use another checkpoint of the run (checkpoints/best.ckpt or a step=N.ckpt) or start anew."
         ) from None
     if not isinstance(ckpt, dict) or "gan_lightning" not in ckpt or "state_dict" not in ckpt:

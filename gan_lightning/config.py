@@ -82,14 +82,24 @@ class LogConfig:
     keep_every: int = 0  # also keep checkpoints/step=N.ckpt every N steps (0: none)
     grid: int = 64  # samples in a grid
     progress: bool = True
+    interpolate: bool = True  # lerp/slerp grids at every sample_every (image data)
+    interp_pairs: int = 8
+    interp_points: int = 10
+    neighbours: bool = True  # at the end: nearest training images and the memorisation share (image data)
 
 
 @dataclass
 class MetricsConfig:
-    names: list[str] = field(default_factory=list)  # e.g. [modes]
+    names: list[str] = field(default_factory=list)  # fid | kid | prdc | is | classes | modes
     every: int = 0  # every N generator steps (0: only at the end)
-    n: int = 2500  # samples per evaluation
-    primary: str = ""  # metric that picks best.ckpt ('' = the first metric's default)
+    n: int = 2500  # generated samples per evaluation
+    primary: str = ""  # key that picks best.ckpt ('' = fid if computed, else the first metric's own)
+    features: str = "classifier"  # feature space of fid/kid/prdc: classifier | inception
+    ref_split: str = "train"  # dataset split of the reference statistics: train | test
+    n_ref: int = 10000  # reference images (the whole split if larger)
+    resize: str = "tf1_bilinear"  # resize to 299 for inception: tf1_bilinear | bilinear | bicubic | nearest
+    is_weights: str = ""  # torch-fidelity's Inception weights (path) for IS on ImageNet logits
+    raw_too: bool = True  # with an EMA of G, also evaluate the raw generator (keys raw/...)
 
 
 @dataclass
@@ -289,7 +299,17 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     _check(cfg.data.batch_size >= 1, "data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
     for key in ("every", "sample_every", "ckpt_every", "keep_every", "grid"):
         _check(cfg.log[key] >= 0, f"log.{key}", f"must be >= 0, got {cfg.log[key]}")
-    _check(cfg.metrics.every >= 0 and cfg.metrics.n >= 1, "metrics", "every >= 0 and n >= 1")
+    mc = cfg.metrics
+    _check(mc.every >= 0, "metrics.every", f"must be >= 0, got {mc.every}")
+    _check(mc.n >= 2 and mc.n_ref >= 2, "metrics.n", f"n and n_ref must be >= 2, got {mc.n} and {mc.n_ref}")
+    _check(
+        mc.features in ("classifier", "inception"), "metrics.features", f"classifier or inception, got '{mc.features}'"
+    )
+    _check(mc.ref_split in ("train", "test"), "metrics.ref_split", f"train or test, got '{mc.ref_split}'")
+    from gan_lightning.metrics.evaluator import METRICS
+
+    for name in mc.names:
+        METRICS.get(name, "metrics.names")
     for name in cfg.logger:
         _check(name in ("csv", "tensorboard", "wandb"), "logger", f"csv, tensorboard or wandb, got '{name}'")
     _validate_trainer(cfg.trainer)

@@ -18,6 +18,12 @@ def close_matches(word: str, choices: list[str], n: int = 3) -> list[str]:
     return difflib.get_close_matches(word, choices, n=n, cutoff=0.5)
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type), for one-line error reports."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 def unknown_name_message(kind: str, name: str, known: list[str], field: str | None = None) -> str:
     where = f" (config field '{field}')" if field else ""
     msg = f"unknown {kind} '{name}'{where}."

@@ -15,13 +15,16 @@ import torch
 from omegaconf import DictConfig
 
 from gan_lightning.callbacks.csv_logger import MetricsCSV
+from gan_lightning.callbacks.interpolation import LatentInterpolation
 from gan_lightning.callbacks.metrics import GenerativeMetrics
+from gan_lightning.callbacks.neighbours import NearestNeighbours
 from gan_lightning.callbacks.progress import StepProgressBar
 from gan_lightning.callbacks.run import RunManager, RunState
 from gan_lightning.callbacks.samples import SampleGrids
 from gan_lightning.checkpoint import check_fits, read_checkpoint
 from gan_lightning.config import to_yaml
 from gan_lightning.data import build_datamodule
+from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.models import build_model
 from gan_lightning.registry import ConfigError
 
@@ -142,6 +145,27 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> 
 
 
 # ----------------------------------------------------------------------------- train
+def metrics_device(cfg: DictConfig) -> str:
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    return "cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu"
+
+
+def build_evaluator(cfg: DictConfig, datamodule: Any, verbose: bool = True) -> Evaluator:
+    m = cfg.metrics
+    return Evaluator(
+        list(m.names),
+        datamodule.info,
+        datamodule,
+        features=str(m.features),
+        n_ref=int(m.n_ref),
+        ref_split=str(m.ref_split),
+        resize=str(m.resize),
+        is_weights=str(m.is_weights) or None,
+        device=metrics_device(cfg),
+        verbose=verbose,
+    )
+
+
 def train(cfg: DictConfig) -> TrainResult:
     run_dir, resume = resolve_run(cfg)
     if torch.cuda.is_available():
@@ -181,19 +205,20 @@ def train(cfg: DictConfig) -> TrainResult:
     os.environ[RESUME_ENV] = str(resume) if resume else ""
 
     callbacks: list[Any] = []
+    steps, log = int(cfg.steps), cfg.log
     if cfg.metrics.names:
+        evaluator = build_evaluator(cfg, datamodule).prepare()
+        m = cfg.metrics
         callbacks.append(
-            GenerativeMetrics(
-                list(cfg.metrics.names),
-                int(cfg.metrics.every),
-                int(cfg.steps),
-                int(cfg.metrics.n),
-                state,
-                datamodule,
-                str(cfg.metrics.primary),
-            )
+            GenerativeMetrics(evaluator, int(m.every), steps, int(m.n), state, str(m.primary), bool(m.raw_too))
         )
-    callbacks.append(SampleGrids(run_dir, int(cfg.log.sample_every), int(cfg.steps), state))
+        if log.neighbours and datamodule.info.kind == "image" and "feats" in evaluator.needs:
+            callbacks.append(NearestNeighbours(evaluator, run_dir, steps, state, n=min(2000, int(m.n))))
+    callbacks.append(SampleGrids(run_dir, int(log.sample_every), steps, state))
+    if log.interpolate and datamodule.info.kind == "image":
+        callbacks.append(
+            LatentInterpolation(run_dir, int(log.sample_every), steps, int(log.interp_pairs), int(log.interp_points))
+        )
     if cfg.log.progress:
         callbacks.append(StepProgressBar(int(cfg.steps)))
     callbacks.append(manager)

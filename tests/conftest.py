@@ -27,6 +27,8 @@ TINY = [
     "nets.d_width=8",
     "nets.mlp_hidden=16",
     "data.batch_size=8",
+    "metrics.n=200",
+    "metrics.n_ref=300",
 ]
 
 
@@ -44,16 +46,20 @@ def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """28x28 images whose class k is a bright bar at row 2 + 2k, with noise: learnable, not real."""
+    """28x28 noisy images whose class k is a bright bar in one of 5 rows (5 pixels apart) and one
+    of 2 halves: learnable, robust to small shifts, and plainly not real data."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n)
     images = rng.integers(0, 40, (n, 28, 28))
     for i, k in enumerate(labels):
-        images[i, 2 + 2 * k : 4 + 2 * k, 4:24] = 255
+        row, col = 3 + 5 * (k % 5), 2 if k < 5 else 15
+        images[i, row : row + 3, col : col + 11] = 255
     return images.astype(np.uint8), labels.astype(np.uint8)
 
 
-def make_mnist_tree(root: Path, folder: str = "MNIST", n_train: int = 256, n_test: int = 64, gz: bool = False) -> Path:
+def make_mnist_tree(
+    root: Path, folder: str = "MNIST", n_train: int = 2000, n_test: int = 500, gz: bool = False
+) -> Path:
     """A torchvision-layout raw folder root/<folder>/raw with synthetic data; returns root."""
     raw = root / folder / "raw"
     suffix = ".gz" if gz else ""
@@ -78,3 +84,4 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GAN_LIGHTNING_EXPERIMENTS", str(REPO / "experiments"))
     monkeypatch.delenv("GAN_LIGHTNING_RUN_DIR", raising=False)
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(tmp_path / "cache"))  # never the user's cache

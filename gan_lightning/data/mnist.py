@@ -162,10 +162,10 @@ class MNISTDataModule(GANDataModule):
                 with gzip.open(gz, "rb") as src, open(raw, "wb") as dst:
                     shutil.copyfileobj(src, dst)
 
-    def split(self, train: bool) -> tuple[Tensor, Tensor]:
-        """uint8 images (N, 1, S, S) and int64 labels of a split, at the configured size."""
+    def split(self, train: bool, size: int | None = None) -> tuple[Tensor, Tensor]:
+        """uint8 images (N, 1, S, S) and int64 labels of a split, at ``size`` (default: the configured one)."""
         ds = self._dataset(train)
-        images = prepare_image_tensor(ds.data, int(self.dcfg.image_size), self.dcfg.resize)
+        images = prepare_image_tensor(ds.data, int(size or self.dcfg.image_size), self.dcfg.resize)
         return images, ds.targets.long()
 
     # ------------------------------------------------------------------ training stream

@@ -143,28 +143,31 @@ class GANModule(L.LightningModule):
         return (net or self.generator_for_sampling())(z)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 500) -> Tensor:
-        """``n`` samples in model space from the sampling generator (eval mode), on this device."""
-        net = self.generator_for_sampling()
+    def generate_from(self, z: Tensor, net: nn.Module | None = None, batch_size: int = 500) -> Tensor:
+        """G(z) in model space, in eval mode and in batches, on this module's device."""
+        net = net or self.generator_for_sampling()
         was_training = net.training
         net.eval()
-        out = []
-        for start in range(0, n, batch_size):
-            m = min(batch_size, n - start)
-            z = torch.randn(m, self.z_dim, generator=generator, device=generator.device if generator else "cpu")
-            out.append(self.generate(z.to(self.device), net))
+        out = [self.generate(z[i : i + batch_size].to(self.device), net) for i in range(0, len(z), batch_size)]
         net.train(was_training)
         return torch.cat(out) if out else torch.empty(0)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, net: nn.Module | None = None) -> Tensor:
+        """``n`` samples in model space from the sampling generator (eval mode)."""
+        return self.generate_from(torch.randn(n, self.z_dim, generator=generator), net)
+
+    def generators_to_evaluate(self, raw_too: bool = True) -> dict[str, nn.Module]:
+        """{key prefix: net}: the sampling generator, and the raw one under 'raw/' when it differs."""
+        nets = {"": self.generator_for_sampling()}
+        raw = getattr(self, "G", None)
+        if raw_too and raw is not None and raw is not nets[""]:
+            nets["raw/"] = raw
+        return nets
 
     @torch.no_grad()
     def sample_fixed(self) -> Tensor:
         """Samples of the fixed z (the same every call and across resumes), eval mode."""
-        net = self.generator_for_sampling()
-        was_training = net.training
-        net.eval()
-        out = self.generate(self.fixed_z, net)
-        net.train(was_training)
-        return out
+        return self.generate_from(self.fixed_z)
 
     # ------------------------------------------------------------------ end of a G iteration
     def finish_step(self, stats: dict[str, Tensor]) -> None:

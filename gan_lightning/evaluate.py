@@ -1,0 +1,174 @@
+"""``gan-lightning evaluate CKPT`` and ``gan-lightning fid A B``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gan_lightning.callbacks.metrics import compute_metrics
+from gan_lightning.checkpoint import load_model
+from gan_lightning.metrics.evaluator import Evaluator
+from gan_lightning.metrics.frechet import StreamingStats, frechet_distance
+from gan_lightning.metrics.reference import cached_reference, choose
+from gan_lightning.registry import ConfigError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def datamodule_for(cfg: Any, data_dir: str | None = None) -> Any:
+    from gan_lightning.data import build_datamodule
+
+    if data_dir:
+        cfg.data.data_dir = data_dir
+    return build_datamodule(cfg)
+
+
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    metrics: list[str] | None = None,
+    n: int = 10000,
+    features: str = "classifier",
+    ref_split: str = "test",
+    device: str = "cpu",
+    seed: int = 4321,
+    raw_too: bool = True,
+    data_dir: str | None = None,
+    resize: str = "tf1_bilinear",
+    is_weights: str | None = None,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Metrics of a checkpoint's generators; written as JSON beside the checkpoint (or ``out``)."""
+    model = load_model(ckpt, device)
+    kind = model.info.kind
+    names = metrics or (["modes"] if kind == "toy" else ["fid", "kid", "prdc", "is", "classes"])
+    dm = datamodule_for(model.cfg, data_dir)
+    if hasattr(dm, "prepare"):
+        dm.prepare()
+    evaluator = Evaluator(
+        names,
+        model.info,
+        dm,
+        features=features,
+        n_ref=max(n, 2),
+        ref_split=ref_split,
+        resize=resize,
+        is_weights=is_weights,
+        device=device,
+        verbose=True,
+    ).prepare()
+    values = compute_metrics(evaluator, model, n, None, raw_too, seed)
+    result = {
+        "checkpoint": str(ckpt),
+        "g_step": model.g_step,
+        "n": n,
+        "seed": seed,
+        **evaluator.describe(),
+        "values": values,
+    }
+    path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    result["written_to"] = str(path)
+    return result
+
+
+# ----------------------------------------------------------------------------- fid A B
+def load_images(source: str, n: int | None, data_dir: str = "data") -> tuple[Tensor, Any]:
+    """uint8 images (N, C, H, W) from a .npy file, an image folder, or a split like 'fashion_mnist:test';
+    also the DataModule for dataset sources (None otherwise)."""
+    if ":" in source and not Path(source).exists():
+        name, split = source.split(":", 1)
+        if split not in ("train", "test"):
+            raise ConfigError(f"'{source}': a dataset split is NAME:train or NAME:test")
+        from gan_lightning.config import load_config
+
+        cfg = load_config([f"data={name}", f"data.data_dir={data_dir}", "data.image_size=28"], exp="quickstart")
+        dm = datamodule_for(cfg)
+        images, _ = dm.split(train=split == "train")
+        images = images[choose(len(images), n)] if n else images
+        return images, dm
+    path = Path(source)
+    if path.suffix == ".npy":
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist")
+        arr = np.load(path)
+        if arr.ndim != 4 or arr.shape[1] not in (1, 3):
+            raise ConfigError(f"{path}: expected an array (N, C, H, W) with C = 1 or 3, got shape {arr.shape}")
+        x = torch.from_numpy(arr)
+        if x.dtype != torch.uint8:
+            if float(x.min()) < 0 or float(x.max()) > 1:
+                raise ConfigError(f"{path}: float images must lie in [0, 1] (got [{x.min():.3g}, {x.max():.3g}])")
+            x = x.float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+        return (x[choose(len(x), n)] if n else x), None
+    if path.is_dir():
+        from PIL import Image
+
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ConfigError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
+        files = [files[i] for i in choose(len(files), n).tolist()] if n else files
+        arrays = []
+        for f in files:
+            im = Image.open(f)
+            im = im.convert("L") if im.mode in ("L", "1", "I;16") else im.convert("RGB")
+            a = np.asarray(im)
+            arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise ConfigError(f"images under {path} differ in size or channels ({sorted(shapes)[:3]}...)")
+        return torch.from_numpy(np.stack(arrays)), None
+    raise ConfigError(f"'{source}' is not a .npy file, an image folder, or a dataset split such as fashion_mnist:test")
+
+
+def fid_between(
+    a: str,
+    b: str,
+    features: str = "inception",
+    n: int | None = None,
+    device: str = "cpu",
+    resize: str = "tf1_bilinear",
+    data_dir: str = "data",
+    batch_size: int = 250,
+    classifier_data: str | None = None,
+) -> dict[str, Any]:
+    """FID between two image sources, like pytorch-fid's command line (cached for dataset splits)."""
+    sources = [load_images(s, n, data_dir) for s in (a, b)]
+    dm = next((d for _, d in sources if d is not None), None)
+    if features == "classifier":
+        if classifier_data:
+            from gan_lightning.config import load_config
+
+            dm = datamodule_for(load_config([f"data={classifier_data}", f"data.data_dir={data_dir}"], exp="quickstart"))
+        if dm is None:
+            raise ConfigError("classifier features need a dataset: give one source as NAME:split or --classifier-data")
+        from gan_lightning.metrics.classifier import get_classifier
+
+        ex = get_classifier(dm, device=device)
+    else:
+        from gan_lightning.metrics.features import InceptionFeatures
+
+        ex = InceptionFeatures(resize)
+    ex = ex.to(device)
+
+    def extract(x01: Tensor) -> Tensor:
+        return ex(x01.to(device))[0]
+
+    stats = []
+    for source, (images, source_dm) in zip((a, b), sources):
+        if source_dm is not None:
+            name, split = source.split(":", 1)
+            full_images, full_labels = source_dm.split(train=split == "train")
+            ref = cached_reference(name, split, full_images, full_labels, ex.key, extract, len(images), verbose=True)
+            stats.append((ref.mu, ref.sigma, ref.n))
+        else:
+            s = StreamingStats()
+            for i in range(0, len(images), batch_size):
+                s.update(extract(images[i : i + batch_size].float() / 255).double().cpu())
+            stats.append((s.mean, s.cov, s.n))
+    value = frechet_distance(stats[0][0], stats[0][1], stats[1][0], stats[1][1])
+    return {"fid": value, "a": a, "b": b, "n_a": stats[0][2], "n_b": stats[1][2], "features": ex.key}

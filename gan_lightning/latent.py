@@ -1,0 +1,32 @@
+"""Latent-space paths: linear and spherical interpolation, and arithmetic helpers."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def lerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
+    """(1 - t) z0 + t z1 for each t: returns (len(t), *z0.shape)."""
+    t = t.view(-1, *([1] * z0.dim())).to(z0)
+    return (1 - t) * z0 + t * z1
+
+
+def slerp(z0: Tensor, z1: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
+    """Spherical interpolation along the great circle between the directions of z0 and z1, with
+    the norm interpolated linearly (White 2016, 'Sampling Generative Networks'): for Gaussian z
+    it stays where the prior has its mass, unlike the straight line through the origin's region."""
+    t = t.view(-1, *([1] * z0.dim())).to(z0)
+    n0, n1 = z0.norm(), z1.norm()
+    u0, u1 = z0 / n0, z1 / n1
+    omega = torch.arccos((u0 * u1).sum().clamp(-1 + eps, 1 - eps))
+    so = torch.sin(omega)
+    direction = (torch.sin((1 - t) * omega) / so) * u0 + (torch.sin(t * omega) / so) * u1
+    return direction * ((1 - t) * n0 + t * n1)
+
+
+def interpolation_grid(z0: Tensor, z1: Tensor, points: int, mode: str = "slerp") -> Tensor:
+    """(pairs * points, z_dim): each row of a grid walks from z0[i] to z1[i]."""
+    t = torch.linspace(0, 1, points)
+    fn = slerp if mode == "slerp" else lerp
+    return torch.cat([fn(a, b, t) for a, b in zip(z0, z1)])

@@ -1,0 +1,237 @@
+"""Evaluators: generated samples -> per-sample quantities (features, probabilities, points) ->
+metric values. The two stages are split so that under DDP every rank extracts its own shard
+and the gathered quantities are reduced identically on every rank.
+
+A metric is one function ``fn(ctx, data) -> {key: value}`` and one ``METRICS`` entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gan_lightning.metrics.frechet import feature_stats, frechet_distance, kid
+from gan_lightning.metrics.modes import class_statistics, inception_score, mode_statistics
+from gan_lightning.metrics.precision_recall import prdc
+from gan_lightning.metrics.reference import Reference
+from gan_lightning.registry import ConfigError, Registry
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    fn: Callable[[Any, dict[str, Tensor]], dict[str, float]]
+    directions: dict[str, bool | None]  # key -> higher is better (None: no direction, e.g. a std)
+    primary: str
+    needs: str  # what it reads: "feats" | "probs" | "is_probs" | "points"
+    kinds: tuple[str, ...] = ("image",)
+
+
+METRICS: Registry[MetricSpec] = Registry("metric")
+
+
+def metric(
+    name: str, directions: dict[str, bool | None], primary: str, needs: str, kinds: tuple[str, ...] = ("image",)
+):
+    def add(fn: Callable[[Any, dict[str, Tensor]], dict[str, float]]) -> Callable:
+        METRICS.register(name)(MetricSpec(fn, directions, primary, needs, kinds))
+        return fn
+
+    return add
+
+
+@metric("fid", {"fid": False}, "fid", "feats")
+def _fid(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
+    mu, sigma = feature_stats(data["feats"])
+    return {"fid": frechet_distance(mu, sigma, ctx.reference.mu, ctx.reference.sigma)}
+
+
+@metric("kid", {"kid": False, "kid_std": None}, "kid", "feats")
+def _kid(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
+    mean, std = kid(data["feats"], ctx.reference.feats, ctx.kid_subsets, ctx.kid_subset_size)
+    return {"kid": mean, "kid_std": std}
+
+
+@metric("prdc", {"precision": True, "recall": True, "density": True, "coverage": True}, "precision", "feats")
+def _prdc(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
+    real = ctx.reference.feats
+    n = min(len(real), len(data["feats"]), ctx.prdc_n)
+    return prdc(real[:n], data["feats"][:n])
+
+
+@metric("is", {"is": True, "is_std": None}, "is", "is_probs")
+def _is(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
+    mean, std = inception_score(data["is_probs"], splits=10)
+    return {"is": mean, "is_std": std}
+
+
+@metric("classes", {"covered": True, "kl": False}, "covered", "probs")
+def _classes(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
+    return class_statistics(data["probs"], ctx.reference_class_hist)
+
+
+@metric("modes", {"covered": True, "high_quality": True, "kl": False}, "covered", "points", kinds=("toy",))
+def _modes(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
+    return mode_statistics(data["points"], torch.tensor(ctx.info.modes), ctx.info.mode_std)
+
+
+def full_key(name: str, key: str) -> str:
+    """Logged name: 'fid', 'kid', 'is' stand alone; others are 'metric/key'."""
+    return key if key == name or key.startswith(name + "_") else f"{name}/{key}"
+
+
+@dataclass
+class Evaluator:
+    """Metrics ``names`` of generated samples (model space) against a dataset."""
+
+    names: list[str]
+    info: Any
+    datamodule: Any = None
+    features: str = "classifier"  # feature space of fid/kid/prdc: classifier | inception
+    n_ref: int = 10000
+    ref_split: str = "train"
+    resize: str = "tf1_bilinear"
+    is_weights: str | None = None
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    prdc_n: int = 10000
+    device: str | torch.device = "cpu"
+    batch_size: int = 250
+    use_cache: bool = True
+    verbose: bool = False
+    _extractors: dict[str, Any] = field(default_factory=dict)
+    _reference: Reference | None = None
+
+    def __post_init__(self) -> None:
+        self.specs = {n: METRICS.get(n, "metrics.names") for n in self.names}
+        for name, spec in self.specs.items():
+            if self.info.kind not in spec.kinds:
+                raise ConfigError(
+                    f"metric '{name}' needs {' or '.join(spec.kinds)} data, but '{self.info.name}' is {self.info.kind}"
+                )
+        if self.features not in ("classifier", "inception"):
+            raise ConfigError(f"bad value for 'metrics.features': classifier or inception, got '{self.features}'")
+
+    # ------------------------------------------------------------------ what is needed
+    @property
+    def needs(self) -> set[str]:
+        return {s.needs for s in self.specs.values()}
+
+    @property
+    def directions(self) -> dict[str, bool | None]:
+        return {full_key(n, k): d for n, s in self.specs.items() for k, d in s.directions.items()}
+
+    def default_primary(self) -> str | None:
+        if "fid" in self.specs:
+            return "fid"
+        first = next(iter(self.specs.items()), None)
+        return full_key(first[0], first[1].primary) if first else None
+
+    def extractor(self, role: str) -> Any:
+        """role: feats (the feature space), probs (the domain classifier), is_probs."""
+        if role not in self._extractors:
+            from gan_lightning.metrics.classifier import get_classifier
+            from gan_lightning.metrics.features import InceptionFeatures, InceptionLogits
+
+            if role == "feats" and self.features == "inception":
+                ex = InceptionFeatures(self.resize)
+            elif role == "is_probs" and self.is_weights:
+                ex = InceptionLogits(self.is_weights)
+            else:
+                ex = self._extractors.get("classifier") or get_classifier(self.datamodule, verbose=self.verbose)
+                self._extractors["classifier"] = ex
+            self._extractors[role] = ex.to(self.device)
+        return self._extractors[role]
+
+    def prepare(self) -> Evaluator:
+        """Load the extractors and the reference statistics now: a missing network fails early,
+        and the domain classifier is trained (once) before any GPU or DDP work starts."""
+        if self.info.kind != "toy":
+            for role in sorted(self.needs):
+                self.extractor(role)
+            if "feats" in self.needs:
+                _ = self.reference
+        return self
+
+    def to(self, device: str | torch.device) -> Evaluator:
+        self.device = device
+        for key, ex in self._extractors.items():
+            self._extractors[key] = ex.to(device)
+        return self
+
+    # ------------------------------------------------------------------ stage 1: per sample
+    @torch.no_grad()
+    def extract(self, samples: Tensor) -> dict[str, Tensor]:
+        """Model-space samples (this rank's shard) -> the per-sample quantities the metrics need."""
+        if self.info.kind == "toy":
+            return {"points": samples.detach().float().cpu()}
+        images01 = samples.detach().float().add(1).div(2).clamp(0, 1)
+        out: dict[str, list[Tensor]] = {}
+        roles = sorted(self.needs)
+        for i in range(0, len(images01), self.batch_size):
+            batch = images01[i : i + self.batch_size].to(self.device)
+            results: dict[int, tuple[Tensor, Tensor | None]] = {}  # one pass per distinct extractor
+            for role in roles:
+                ex = self.extractor(role)
+                if id(ex) not in results:
+                    results[id(ex)] = ex(batch)
+                feats, probs = results[id(ex)]
+                out.setdefault(role, []).append((feats if role == "feats" else probs).float().cpu())
+        return {k: torch.cat(v) for k, v in out.items()}
+
+    # ------------------------------------------------------------------ stage 2: reduce
+    @property
+    def reference(self) -> Reference:
+        if self._reference is None:
+            from gan_lightning.metrics.reference import cached_reference
+
+            images, labels = self.datamodule.split(train=self.ref_split == "train")
+            ex = self.extractor("feats")
+            self._reference = cached_reference(
+                self.info.name,
+                self.ref_split,
+                images,
+                labels,
+                ex.key,
+                lambda x: ex(x.to(self.device))[0],
+                self.n_ref,
+                self.use_cache,
+                self.verbose,
+            )
+        return self._reference
+
+    def reference_images(self) -> Tensor:
+        """The uint8 training images behind ``reference.feats``, in the same order."""
+        from gan_lightning.metrics.reference import choose
+
+        images, _ = self.datamodule.split(train=self.ref_split == "train")
+        return images[choose(len(images), self.n_ref)[: len(self.reference.feats)]]
+
+    @property
+    def reference_class_hist(self) -> Tensor:
+        if self._reference is not None and self._reference.class_hist is not None:
+            return self._reference.class_hist
+        _, labels = self.datamodule.split(train=self.ref_split == "train")
+        return torch.bincount(labels.long()).double()
+
+    def compute(self, data: dict[str, Tensor]) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for name, spec in self.specs.items():
+            for key, value in spec.fn(self, data).items():
+                values[full_key(name, key)] = float(value)
+        return values
+
+    def describe(self) -> dict[str, Any]:
+        """What the numbers mean: for summary.json."""
+        if self.info.kind == "toy":
+            return {"metrics": self.names, "protocol": "VEEGAN/PacGAN: 3 std of the nearest mode"}
+        d: dict[str, Any] = {"metrics": self.names, "features": self.features}
+        if self.needs & {"feats"}:
+            d["reference"] = self.reference.key
+        if "probs" in self.needs or ("is_probs" in self.needs and not self.is_weights) or self.features == "classifier":
+            meta = self.extractor("probs").meta
+            d["classifier"] = {k: meta[k] for k in ("dataset", "fingerprint", "test_accuracy")}
+        return d

