@@ -17,7 +17,7 @@ help:
 	@echo "make train [EXP=name] [ARGS='k=v ...']   train an experiment (default: the Fashion-MNIST quickstart)"
 	@echo "make study EXP=name SEEDS=0-4 [ARGS=...]  one run per seed and an aggregate report"
 	@echo "make sweep SWEEP=file.yaml [COUNT=n]      a wandb sweep (add ARGS=--offline to run it locally)"
-	@echo "make bench                   framework loop vs a plain PyTorch loop, results in benchmarks/results/"
+	@echo "make bench                   framework loop vs a plain PyTorch loop, FID vs torchmetrics; JSON in benchmarks/results/"
 	@echo "make lint                    ruff"
 
 $(BIN)/gan-lightning: pyproject.toml constraints.txt
@@ -47,7 +47,7 @@ test-fast: install
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check gan_lightning tests benchmarks
+	$(BIN)/ruff check gan_lightning tests benchmarks conftest.py
 
 train: install
 	$(BIN)/gan-lightning train exp=$(EXP) $(ARGS)
@@ -60,6 +60,7 @@ sweep: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_loop.py $(ARGS)
+	$(BIN)/python benchmarks/bench_fid.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

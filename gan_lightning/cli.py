@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 import warnings
+from pathlib import Path
 
 from gan_lightning.registry import ConfigError
 
@@ -93,6 +96,67 @@ def _train_evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from gan_lightning.study import run_study
+
+    sdir = run_study(args.overrides)
+    print((sdir / "report.md").read_text())
+    print(f"study directory: {sdir}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from gan_lightning.study import compare_studies
+
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    r = compare_studies(args.a, args.b, metrics, args.alpha)
+    for key, m in r["metrics"].items():
+        if "note" in m:
+            print(f"{key}: {m['note']}")
+            continue
+        verdict = "DIFFER" if m["differ"] else "no significant difference"
+        print(
+            f"{key}: A {m['mean_a']:.4g} (n={m['n_a']}) vs B {m['mean_b']:.4g} (n={m['n_b']}): {verdict} at "
+            f"alpha={r['alpha']} (Welch t={m['welch_t']:.3g}, p={m['welch_p']:.3g}; "
+            f"Mann-Whitney U={m['mann_whitney_u']:.3g}, "
+            f"p={m['mann_whitney_p']:.3g}); Cohen's d={m['cohens_d']:.3g}, P(A > B)={m['prob_a_greater']:.2f}"
+        )
+    if args.out:
+        Path(args.out).write_text(json.dumps(r, indent=2) + "\n")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from gan_lightning import sweep
+
+    offline = args.offline or not _online()
+    if not offline:
+        return sweep.run_online(args.file, args.count)
+    sdir, _rows = sweep.run_offline(args.file, args.count, args.out, args.seed)
+    print((sdir / "results.md").read_text())
+    print(f"sweep directory: {sdir}")
+    if args.study_seeds:
+        from gan_lightning.study import run_study
+
+        best = sweep.best_overrides(sdir, args.file)
+        print(f"studying the best configuration: {' '.join(best)}")
+        study_dir = run_study([*best, f"seeds={args.study_seeds}", f"out={sdir / 'best_study'}"])
+        print((study_dir / "report.md").read_text())
+    return 0
+
+
+def _online() -> bool:
+    import socket
+
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
+        return False
+    try:
+        socket.create_connection(("api.wandb.ai", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
 def _experiments(args: argparse.Namespace) -> int:
     from gan_lightning.config import experiments_dir, known_experiments
 
@@ -161,6 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--epochs", type=int, default=6)
     te.add_argument("--device", default="cuda" if _cuda() else "cpu")
     te.set_defaults(func=_train_evaluator)
+
+    st = sub.add_parser("study", help="one run per seed and aggregates: study exp=NAME seeds=0-9 [jobs=K] [k=v ...]")
+    st.add_argument(
+        "overrides", nargs="*", help="seeds=..., jobs=K, reproducible=true, out=DIR and key=value overrides"
+    )
+    st.set_defaults(func=_study)
+
+    c = sub.add_parser("compare", help="do two studies differ? Welch's t and Mann-Whitney U on final values")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.add_argument("--metrics", default="")
+    c.add_argument("--alpha", type=float, default=0.05)
+    c.add_argument("--out", default=None, help="also write the comparison as JSON")
+    c.set_defaults(func=_compare)
+
+    sw = sub.add_parser("sweep", help="a wandb sweep file: online with wandb, or --offline with the sweeps engine")
+    sw.add_argument("file")
+    sw.add_argument("--count", type=int, default=10)
+    sw.add_argument("--offline", action="store_true", help="run the trials here (also the default without network)")
+    sw.add_argument("--out", default=None, help="sweep directory (default runs/sweeps/<file name>)")
+    sw.add_argument("--seed", type=int, default=0, help="seed of the search (random and bayes)")
+    sw.add_argument("--study-seeds", default="", help="then study the best configuration over these seeds, e.g. 0-4")
+    sw.set_defaults(func=_sweep)
 
     e = sub.add_parser("experiments", help="list the experiments")
     e.set_defaults(func=_experiments)

@@ -51,6 +51,8 @@ class NetsConfig:
     mlp_hidden: int = 256
     mlp_layers: int = 3
     init: str = "dcgan"  # dcgan (N(0, 0.02)) | default (PyTorch's)
+    resnet_blocks: int = 9  # image-to-image ResNet generator: 6 or 9 residual blocks
+    patch_layers: int = 3  # PatchGAN: 3 stride-2 layers = a 70x70 receptive field
 
 
 @dataclass
@@ -72,6 +74,7 @@ class DataConfig:
     name: str = "toy"
     batch_size: int = 64
     data_dir: str = "data"
+    resident: str = "auto"  # in-memory datasets: auto (on the accelerator when training on one) | cpu
 
 
 @dataclass
@@ -271,7 +274,6 @@ def _check(cond: bool, field_name: str, msg: str) -> None:
 
 def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     """Range and name checks of the generic sections; the model and data check their own."""
-    from gan_lightning.nets import DISCRIMINATORS, GENERATORS
     from gan_lightning.optim import OPTIMIZERS
 
     _check(cfg.steps >= 1, "steps", f"must be >= 1 generator iterations, got {cfg.steps}")
@@ -291,12 +293,11 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
         o.schedule in ("constant", "linear_decay"), "optim.schedule", f"constant or linear_decay, got '{o.schedule}'"
     )
     _check(0 <= o.decay_start <= 1, "optim.decay_start", f"a fraction of steps in [0, 1], got {o.decay_start}")
-    GENERATORS.get(cfg.nets.g, "nets.g")
-    DISCRIMINATORS.get(cfg.nets.d, "nets.d")
     _check(cfg.nets.init in ("dcgan", "default"), "nets.init", f"dcgan or default, got '{cfg.nets.init}'")
     for key in ("g_width", "d_width", "mlp_hidden", "mlp_layers"):
         _check(cfg.nets[key] >= 1, f"nets.{key}", f"must be >= 1, got {cfg.nets[key]}")
     _check(cfg.data.batch_size >= 1, "data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
+    _check(cfg.data.resident in ("auto", "cpu"), "data.resident", f"auto or cpu, got '{cfg.data.resident}'")
     for key in ("every", "sample_every", "ckpt_every", "keep_every", "grid"):
         _check(cfg.log[key] >= 0, f"log.{key}", f"must be >= 0, got {cfg.log[key]}")
     mc = cfg.metrics

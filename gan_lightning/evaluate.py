@@ -12,12 +12,11 @@ from torch import Tensor
 
 from gan_lightning.callbacks.metrics import compute_metrics
 from gan_lightning.checkpoint import load_model
+from gan_lightning.data.images import IMAGE_SUFFIXES
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.metrics.frechet import StreamingStats, frechet_distance
 from gan_lightning.metrics.reference import cached_reference, choose
 from gan_lightning.registry import ConfigError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def datamodule_for(cfg: Any, data_dir: str | None = None) -> Any:

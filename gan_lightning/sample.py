@@ -21,6 +21,14 @@ def sample_data_space(
     model = load_model(ckpt, device)
     if raw and getattr(model, "G_ema", None) is not None:
         model.G_ema = None
+    if model.info.kind == "pair":  # translations of n test inputs (a seeded choice), A -> B
+        from gan_lightning.data import build_datamodule
+        from gan_lightning.data.base import to_model_space
+        from gan_lightning.metrics.reference import choose
+
+        a, _, _ = build_datamodule(model.cfg).test_pairs()
+        idx = choose(len(a), n, seed) if n < len(a) else torch.arange(len(a))
+        return to_unit(model.translate(to_model_space(a[idx])).float().cpu()), model
     x = model.sample(n, generator=torch.Generator().manual_seed(seed)).float().cpu()
     if model.info.kind == "image":
         x = to_unit(x)

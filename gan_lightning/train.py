@@ -21,6 +21,7 @@ from gan_lightning.callbacks.neighbours import NearestNeighbours
 from gan_lightning.callbacks.progress import StepProgressBar
 from gan_lightning.callbacks.run import RunManager, RunState
 from gan_lightning.callbacks.samples import SampleGrids
+from gan_lightning.callbacks.translation import TranslationMetrics
 from gan_lightning.checkpoint import check_fits, read_checkpoint
 from gan_lightning.config import to_yaml
 from gan_lightning.data import build_datamodule
@@ -206,7 +207,13 @@ def train(cfg: DictConfig) -> TrainResult:
 
     callbacks: list[Any] = []
     steps, log = int(cfg.steps), cfg.log
-    if cfg.metrics.names:
+    kind = datamodule.info.kind
+    if cfg.metrics.names and kind == "pair":
+        m = cfg.metrics
+        callbacks.append(
+            TranslationMetrics(datamodule, int(m.every), steps, int(m.n), state, str(m.features), metrics_device(cfg))
+        )
+    elif cfg.metrics.names:
         evaluator = build_evaluator(cfg, datamodule).prepare()
         m = cfg.metrics
         callbacks.append(

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-os.environ.setdefault("WANDB_MODE", "disabled")
-os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,6 +73,68 @@ def mnist_root(tmp_path: Path) -> Path:
     make_mnist_tree(root, "MNIST")
     make_mnist_tree(root, "FashionMNIST")
     return root
+
+
+def write_image(path: Path, array: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def make_folder_tree(root: Path, n: int = 6, size: tuple[int, int] = (40, 48)) -> Path:
+    """CycleGAN's layout with random RGB images: root/trainA, trainB, testA, testB."""
+    rng = np.random.default_rng(0)
+    for split in ("trainA", "trainB", "testA", "testB"):
+        for i in range(n):
+            write_image(root / split / f"{i}.png", rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+    return root
+
+
+CELEBA_ATTRIBUTES = ["Bald", "Eyeglasses", "Male", "Smiling"]
+
+
+def make_celeba_tree(root: Path, n: int = 30) -> Path:
+    """CelebA's files in torchvision's layout (root/img_align_celeba/*.jpg, 178x218, with the
+    partition and attribute lists): image i is white inside its centred 108-px square and black
+    outside; it is 'Male' when i is odd; 20 train, 5 valid, 5 test."""
+    img = np.zeros((218, 178, 3), dtype=np.uint8)
+    top, left = (218 - 108) // 2, (178 - 108) // 2
+    img[top : top + 108, left : left + 108] = 255
+    parts, attrs = [], []
+    for i in range(n):
+        name = f"{i + 1:06d}.jpg"
+        write_image(root / "img_align_celeba" / name, img)
+        parts.append(f"{name} {0 if i < 20 else 1 if i < 25 else 2}")
+        values = [-1, 1 if i % 3 == 0 else -1, 1 if i % 2 else -1, 1]
+        attrs.append(name + " " + " ".join(f"{v:2d}" for v in values))
+    (root / "list_eval_partition.txt").write_text("\n".join(parts) + "\n")
+    (root / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(CELEBA_ATTRIBUTES) + "\n" + "\n".join(attrs) + "\n")
+    return root
+
+
+@pytest.fixture
+def folder_root(tmp_path: Path) -> Path:
+    return make_folder_tree(tmp_path / "folders")
+
+
+@pytest.fixture
+def celeba_root(tmp_path: Path) -> Path:
+    return make_celeba_tree(tmp_path / "celeba")
+
+
+def data_overrides(exp: str, mnist_root: Path, tmp_path: Path) -> list[str]:
+    """Overrides that point experiment ``exp`` at the test data it needs."""
+    from gan_lightning.config import experiments_dir
+
+    text = (experiments_dir() / f"{exp}.yaml").read_text()
+    if "name: toy" in text:
+        return []
+    if "unpaired_folder" in text:
+        return [f"data.root={make_folder_tree(tmp_path / 'folders')}", "data.image_size=32"]
+    if "name: celeba" in text:
+        return [f"data.root={make_celeba_tree(tmp_path / 'celeba')}", "data.image_size=16", "metrics.n=40"]
+    return [f"data.data_dir={mnist_root}", "data.download=false"]
 
 
 @pytest.fixture(autouse=True)

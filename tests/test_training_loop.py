@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gan_lightning.config import known_experiments
+from tests.conftest import data_overrides
 from tests.helpers import run
 
 
@@ -131,14 +132,8 @@ def test_existing_run_is_not_overwritten() -> None:
 
 
 @pytest.mark.parametrize("exp", known_experiments())
-def test_every_experiment_runs_a_few_steps(exp: str, mnist_root) -> None:
-    result = run(
-        f"exp={exp}",
-        "steps=2",
-        f"data.data_dir={mnist_root}" if exp not in ("gmm_ring", "gmm_grid") else "seed=0",
-        "data.download=false" if exp not in ("gmm_ring", "gmm_grid") else "seed=0",
-        "out=r",
-    )
+def test_every_experiment_runs_a_few_steps(exp: str, mnist_root, tmp_path) -> None:
+    result = run(f"exp={exp}", "steps=2", *data_overrides(exp, mnist_root, tmp_path), "out=r")
     assert result.status == "completed" and result.summary["steps_done"] == 2
     losses = json.loads((result.run_dir / "summary.json").read_text())
     assert losses["status"] == "completed"

@@ -29,9 +29,11 @@ class LatentInterpolation(L.Callback):
     def write(self, trainer: L.Trainer | None, pl_module: Any, step: int) -> list[Path]:
         g = torch.Generator().manual_seed(self.seed)
         z0, z1 = torch.randn(2, self.pairs, pl_module.z_dim, generator=g)
+        labels = pl_module.labels_for(self.pairs)  # conditional models: each row within one class
+        y = None if labels is None else labels.repeat_interleave(self.points)
         paths = []
         for mode in ("lerp", "slerp"):
-            images = to_unit(pl_module.generate_from(interpolation_grid(z0, z1, self.points, mode)))
+            images = to_unit(pl_module.generate_from(interpolation_grid(z0, z1, self.points, mode), None, y))
             path = self.dir / f"interp_{mode}_step_{step:07d}.png"
             grid = save_grid(images, path, nrow=self.points)
             if trainer is not None:

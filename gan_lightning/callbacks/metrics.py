@@ -58,6 +58,12 @@ class GenerativeMetrics(L.Callback):
         self.state, self.raw_too, self.seed = state, raw_too, seed
         self.primary = primary or evaluator.default_primary()
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        from gan_lightning.wandb_utils import define_metrics
+
+        if trainer.is_global_zero:
+            define_metrics(trainer, {p + k: d for k, d in self.evaluator.directions.items() for p in ("", "raw/")})
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = int(pl_module.g_step)
         if step >= self.steps or (self.every and step % self.every == 0):
@@ -82,10 +88,15 @@ def compute_metrics(
     """Metrics of ``n`` samples from a fixed seed, for the sampling generator and (EMA) the raw one."""
     rank = trainer.global_rank if trainer is not None else 0
     world = trainer.world_size if trainer is not None else 1
-    z = torch.randn(n, model.z_dim, generator=torch.Generator().manual_seed(seed))[shard(n, rank, world)]
+    part = shard(n, rank, world)
+    z = torch.randn(n, model.z_dim, generator=torch.Generator().manual_seed(seed))[part]
+    labels = model.labels_for(n)
+    y = None if labels is None else labels[part]
     values: dict[str, float] = {}
     for prefix, net in model.generators_to_evaluate(raw_too).items():
-        local = evaluator.extract(model.generate_from(z, net))
+        local = evaluator.extract(model.generate_from(z, net, y))
+        if y is not None and getattr(model, "class_conditional", False):
+            local["requested"] = y.cpu()
         data = {k: gather_rows(trainer, v) for k, v in local.items()}
         values.update({prefix + k: v for k, v in evaluator.compute(data).items()})
     return values

@@ -7,6 +7,7 @@ a SIGINT/SIGTERM sets a flag, and the step in flight finishes before the checkpo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -110,6 +111,25 @@ def versions() -> dict[str, str]:
     }
 
 
+def weights_sha1(module: torch.nn.Module) -> str:
+    """SHA-1 of every tensor of a state dict (names, shapes, dtypes and bytes)."""
+    h = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def rank_digests(trainer: L.Trainer, digest: str) -> list[str]:
+    """Every rank's digest, in rank order (a collective: all ranks call it)."""
+    if trainer.world_size == 1:
+        return [digest]
+    local = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.uint8, device=trainer.strategy.root_device)
+    everything = trainer.strategy.all_gather(local)
+    return [bytes(row.cpu().tolist()).hex() for row in everything]
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (a crash never leaves half a file)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -196,6 +216,10 @@ class RunManager(Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         self.state.steps_done = int(pl_module.g_step)
+        digests = rank_digests(trainer, weights_sha1(pl_module))
+        self.state.extra["weights_sha1"] = digests[0]
+        if len(digests) > 1:
+            self.state.extra["rank_weights_sha1"] = digests
         if self.state.status == "completed" and self.state.steps_done < self.state.steps:
             self.state.status = "interrupted"
         self.write_summary(trainer)
@@ -262,3 +286,7 @@ class RunManager(Checkpoint):
             **s.extra,
         }
         write_json(s.run_dir / "summary.json", summary)
+        if trainer is not None:
+            from gan_lightning.wandb_utils import push_summary
+
+            push_summary(trainer, summary)

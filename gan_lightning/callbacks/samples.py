@@ -76,8 +76,16 @@ class SampleGrids(L.Callback):
         if info.kind == "toy":
             g = torch.Generator().manual_seed(1234)
             save_scatter(pl_module.sample(self.n_toy, generator=g), info, path, f"{pl_module.cfg.exp} step {step}")
+        elif info.kind == "pair":
+            from gan_lightning.data.base import to_model_space
+
+            a, b, _ = trainer.datamodule.test_pairs()
+            k = 8
+            images, nrow = pl_module.translation_grid(to_model_space(a[:k]), to_model_space(b[:k]))
+            grid = save_grid(to_unit(images), path, nrow=nrow)
+            log_image(trainer, "translations", grid, step)
         else:
-            grid = save_grid(to_unit(pl_module.sample_fixed()), path)
+            grid = save_grid(to_unit(pl_module.sample_fixed()), path, nrow=pl_module.grid_nrow)
             log_image(trainer, "samples", grid, step)
         return path
 

@@ -5,14 +5,22 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from gan_lightning.data.base import Batch, DataInfo, GANDataModule
+from gan_lightning.data.celeba import CelebADataModule
 from gan_lightning.data.mnist import FashionMNISTDataModule, MissingDataError, MNISTDataModule
+from gan_lightning.data.synthetic import SyntheticDataModule
 from gan_lightning.data.toy import ToyDataModule
+from gan_lightning.data.translation import FashionEdgesDataModule, PairedFolderDataModule, UnpairedFolderDataModule
 from gan_lightning.registry import Registry
 
 DATAMODULES: Registry[type[GANDataModule]] = Registry("dataset")
 DATAMODULES.register("toy")(ToyDataModule)
 DATAMODULES.register("mnist")(MNISTDataModule)
 DATAMODULES.register("fashion_mnist")(FashionMNISTDataModule)
+DATAMODULES.register("celeba")(CelebADataModule)
+DATAMODULES.register("synthetic")(SyntheticDataModule)
+DATAMODULES.register("fashion_edges")(FashionEdgesDataModule)
+DATAMODULES.register("paired_folder")(PairedFolderDataModule)
+DATAMODULES.register("unpaired_folder")(UnpairedFolderDataModule)
 
 
 def build_datamodule(cfg: DictConfig) -> GANDataModule:

@@ -25,17 +25,26 @@ class Batch(NamedTuple):
     y: Tensor  # (chunks, B) labels, -1 where there are none
 
 
+class PairBatch(NamedTuple):
+    """Image-to-image data: A and B images (paired or not) and the label of each A (-1: none)."""
+
+    a: Tensor  # (chunks, B, *shape_a)
+    b: Tensor  # (chunks, B, *shape_b)
+    y: Tensor  # (chunks, B)
+
+
 @dataclass
 class DataInfo:
     """What a model needs to know about its data."""
 
     name: str
-    kind: str  # "image" | "toy"
+    kind: str  # "image" | "toy" | "pair" (image-to-image)
     shape: tuple[int, ...]
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
     modes: list[list[float]] = field(default_factory=list)  # toy mixture centres
     mode_std: float = 0.0
+    shape_b: tuple[int, ...] = ()  # kind "pair": the B domain's shape (``shape`` is A's)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -44,7 +53,13 @@ class DataInfo:
     def from_dict(cls, d: dict[str, Any]) -> DataInfo:
         d = dict(d)
         d["shape"] = tuple(d["shape"])
+        d["shape_b"] = tuple(d.get("shape_b", ()))
         return cls(**d)
+
+
+def to_model_space(images: Tensor) -> Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
 
 
 def seed_for(*parts: int) -> int:
@@ -99,6 +114,7 @@ class GANDataModule(L.LightningDataModule):
     ``global_batch(step, size)`` (the whole-world batch of ``size`` samples for a step)."""
 
     Config = DataConfig
+    domain_classifier = False  # whether `train-evaluator` can train a classifier of its classes
 
     def __init__(self, cfg: DictConfig):
         super().__init__()
@@ -110,20 +126,35 @@ class GANDataModule(L.LightningDataModule):
     def validate(cls, cfg: DictConfig) -> None:
         """Checks of the data section beyond its types (subclasses extend)."""
 
+    @classmethod
+    def has_labels(cls, cfg: DictConfig) -> bool:
+        """Whether batches carry class labels (for conditional models)."""
+        return False
+
     @property
     def info(self) -> DataInfo:
         raise NotImplementedError
 
-    def global_batch(self, step: int, size: int) -> Batch:
+    def setup(self, stage: str | None = None) -> None:
+        """Load the data; with data.resident=auto, keep in-memory datasets on the accelerator so
+        batches are gathered there (no host-to-device copy per step)."""
+        if hasattr(self, "prepare"):
+            self.prepare()
+        trainer = self.trainer
+        if trainer is not None and self.dcfg.resident == "auto" and trainer.strategy.root_device.type != "cpu":
+            self.move_to(trainer.strategy.root_device)
+
+    def move_to(self, device: torch.device) -> None:
+        """Move resident tensors (subclasses that hold data in memory)."""
+
+    def global_batch(self, step: int, size: int) -> Any:
         raise NotImplementedError
 
-    def rank_batch(self, step: int, chunks: int, rank: int, world: int) -> Batch:
-        """This rank's share of step ``step``: shape (chunks, batch_size, ...)."""
+    def rank_batch(self, step: int, chunks: int, rank: int, world: int) -> Any:
+        """This rank's share of step ``step``: every field shaped (chunks, batch_size, ...)."""
         b = int(self.dcfg.batch_size)
         batch = self.global_batch(step, chunks * world * b)
-        x = batch.x.view(chunks, world, b, *batch.x.shape[1:])[:, rank]
-        y = batch.y.view(chunks, world, b)[:, rank]
-        return Batch(x.contiguous(), y.contiguous())
+        return type(batch)(*[t.view(chunks, world, b, *t.shape[1:])[:, rank].contiguous() for t in batch])
 
     def train_dataloader(self) -> StepStream:
         trainer = self.trainer
@@ -133,3 +164,34 @@ class GANDataModule(L.LightningDataModule):
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
         return StepStream(lambda step: self.rank_batch(step, chunks, rank, world), start)
+
+
+class InMemoryImageModule(GANDataModule):
+    """A labelled image dataset held in memory as uint8; subclasses implement ``training_split``."""
+
+    def __init__(self, cfg: DictConfig):
+        super().__init__(cfg)
+        self._train: tuple[Tensor, Tensor] | None = None
+        self._index: ShuffledIndex | None = None
+
+    def training_split(self) -> tuple[Tensor, Tensor]:
+        """uint8 images (N, C, S, S) and int64 labels (-1: none) to train on."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Load the training split now (fails early with how to get missing data)."""
+        if self._train is None:
+            self._train = self.training_split()
+            self._index = ShuffledIndex(len(self._train[0]), self.seed)
+
+    def move_to(self, device: torch.device) -> None:
+        self.prepare()
+        assert self._train is not None
+        self._train = (self._train[0].to(device), self._train[1].to(device))
+
+    def global_batch(self, step: int, size: int) -> Batch:
+        self.prepare()
+        assert self._train is not None and self._index is not None
+        images, labels = self._train
+        idx = self._index.take(step * size, size).to(images.device)
+        return Batch(to_model_space(images[idx]), labels[idx])

@@ -20,7 +20,7 @@ from torch import Tensor
 from torchvision import datasets
 
 from gan_lightning.config import DataConfig
-from gan_lightning.data.base import Batch, DataInfo, GANDataModule, ShuffledIndex
+from gan_lightning.data.base import DataInfo, InMemoryImageModule
 from gan_lightning.registry import ConfigError
 
 FASHION_CLASSES = [
@@ -83,21 +83,20 @@ def prepare_image_tensor(images: Tensor, size: int, resize: str) -> Tensor:
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-def to_model_space(images: Tensor) -> Tensor:
-    """uint8 [0, 255] -> float [-1, 1]."""
-    return images.float().div_(127.5).sub_(1.0)
+class MNISTDataModule(InMemoryImageModule):
+    @classmethod
+    def has_labels(cls, cfg: DictConfig) -> bool:
+        return True
 
-
-class MNISTDataModule(GANDataModule):
     Config = MNISTConfig
+    domain_classifier = True
     dataset_cls: type[datasets.MNIST] = datasets.MNIST
+    dataset_name = "mnist"
     title = "MNIST"
     class_names = [str(i) for i in range(10)]
 
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)
-        self._train: tuple[Tensor, Tensor] | None = None
-        self._index: ShuffledIndex | None = None
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -168,29 +167,16 @@ class MNISTDataModule(GANDataModule):
         images = prepare_image_tensor(ds.data, int(size or self.dcfg.image_size), self.dcfg.resize)
         return images, ds.targets.long()
 
-    # ------------------------------------------------------------------ training stream
-    def prepare(self) -> None:
-        """Load the training split now (fails early with how to get missing data)."""
-        if self._train is None:
-            images, labels = self.split(train=True)
-            if self.dcfg.subset:
-                images, labels = images[: self.dcfg.subset], labels[: self.dcfg.subset]
-            self._train = (images, labels)
-            self._index = ShuffledIndex(len(images), self.seed)
-
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare()
-
-    def global_batch(self, step: int, size: int) -> Batch:
-        self.prepare()
-        assert self._train is not None and self._index is not None
-        idx = self._index.take(step * size, size)
-        images, labels = self._train
-        return Batch(to_model_space(images[idx]), labels[idx])
+    def training_split(self) -> tuple[Tensor, Tensor]:
+        images, labels = self.split(train=True)
+        if self.dcfg.subset:
+            images, labels = images[: self.dcfg.subset], labels[: self.dcfg.subset]
+        return images, labels
 
 
 class FashionMNISTDataModule(MNISTDataModule):
     dataset_cls = datasets.FashionMNIST
+    dataset_name = "fashion_mnist"
     title = "Fashion-MNIST"
     class_names = FASHION_CLASSES
 

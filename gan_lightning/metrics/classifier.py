@@ -196,8 +196,11 @@ def get_classifier(
     datamodule: Any, train_if_missing: bool = True, device: str | torch.device = "cpu", verbose: bool = True
 ) -> ClassifierFeatures:
     """The cached classifier for a DataModule's dataset (training it once if allowed)."""
-    if not hasattr(datamodule, "split"):
-        raise ConfigError(f"there is no domain classifier for '{datamodule.info.name}' data; use inception features")
+    if not getattr(datamodule, "domain_classifier", False):
+        raise ConfigError(
+            f"there is no domain classifier for '{datamodule.info.name}' data: "
+            "use metrics.features=inception (and no 'classes'/'cond' metrics)"
+        )
     train = datamodule.split(train=True, size=28)
     fp = fingerprint(*train)
     dataset = datamodule.info.name

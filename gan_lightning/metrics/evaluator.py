@@ -26,7 +26,7 @@ class MetricSpec:
     fn: Callable[[Any, dict[str, Tensor]], dict[str, float]]
     directions: dict[str, bool | None]  # key -> higher is better (None: no direction, e.g. a std)
     primary: str
-    needs: str  # what it reads: "feats" | "probs" | "is_probs" | "points"
+    needs: tuple[str, ...]  # what it reads: feats, probs, is_probs, points, requested (asked-for labels)
     kinds: tuple[str, ...] = ("image",)
 
 
@@ -34,10 +34,17 @@ METRICS: Registry[MetricSpec] = Registry("metric")
 
 
 def metric(
-    name: str, directions: dict[str, bool | None], primary: str, needs: str, kinds: tuple[str, ...] = ("image",)
-):
+    name: str,
+    directions: dict[str, bool | None],
+    primary: str,
+    needs: str | tuple[str, ...],
+    kinds: tuple[str, ...] = ("image",),
+) -> Callable:
+    """Register ``fn(ctx, data) -> {key: value}`` as metric ``name``."""
+
     def add(fn: Callable[[Any, dict[str, Tensor]], dict[str, float]]) -> Callable:
-        METRICS.register(name)(MetricSpec(fn, directions, primary, needs, kinds))
+        spec = MetricSpec(fn, directions, primary, (needs,) if isinstance(needs, str) else tuple(needs), kinds)
+        METRICS.register(name)(spec)
         return fn
 
     return add
@@ -71,6 +78,44 @@ def _is(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
 @metric("classes", {"covered": True, "kl": False}, "covered", "probs")
 def _classes(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     return class_statistics(data["probs"], ctx.reference_class_hist)
+
+
+@metric(
+    "cond",
+    {"accuracy": True, "min_class_accuracy": True, "covered": True, "intra_fid": False},
+    "accuracy",
+    ("feats", "probs", "requested"),
+)
+def _cond(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
+    """Class-conditional generation: the domain classifier's accuracy on the class each sample
+    was asked for (overall and the worst class), classes covered, and the mean over classes of
+    the FID between class-c samples and class-c reference images (intra-class FID)."""
+    if "requested" not in data:
+        raise ConfigError("metric 'cond' needs a class-conditional model (cgan, acgan)")
+    requested, predicted = data["requested"].long(), data["probs"].argmax(1)
+    ref, ref_labels = ctx.reference, ctx.reference.labels
+    per_class, fids = [], []
+    for c in requested.unique().tolist():
+        mask = requested == c
+        per_class.append(float((predicted[mask] == c).double().mean()))
+        ref_c = ref.feats[ref_labels == c] if ref_labels is not None else ref.feats[:0]
+        if mask.sum() >= 2 and len(ref_c) >= 2:
+            mu1, s1 = feature_stats(data["feats"][mask])
+            mu2, s2 = feature_stats(ref_c)
+            fids.append(frechet_distance(mu1, s1, mu2, s2))
+    covered = class_statistics(data["probs"], ctx.reference_class_hist)["covered"]
+    return {
+        "accuracy": float((predicted == requested).double().mean()),
+        "min_class_accuracy": min(per_class),
+        "covered": covered,
+        "intra_fid": sum(fids) / len(fids) if fids else float("nan"),
+    }
+
+
+@metric("translation", {}, "", (), kinds=("pair",))
+def _translation(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
+    """Image-to-image models: computed by metrics.translation (L1, FID, label agreement)."""
+    raise ConfigError("the 'translation' metric is computed by the TranslationMetrics callback")
 
 
 @metric("modes", {"covered": True, "high_quality": True, "kl": False}, "covered", "points", kinds=("toy",))
@@ -118,7 +163,8 @@ class Evaluator:
     # ------------------------------------------------------------------ what is needed
     @property
     def needs(self) -> set[str]:
-        return {s.needs for s in self.specs.values()}
+        """Per-sample quantities extracted from images ('requested' comes from the sampler)."""
+        return {n for s in self.specs.values() for n in s.needs} - {"requested"}
 
     @property
     def directions(self) -> dict[str, bool | None]:

@@ -19,7 +19,8 @@ from torch import Tensor
 
 
 def _as64(x: Tensor | np.ndarray) -> Tensor:
-    return torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).to(torch.float64).cpu()
+    """float64 tensor on the input's device (numpy arrays: CPU)."""
+    return x.to(torch.float64) if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x), dtype=torch.float64)
 
 
 def psd_sqrt(s: Tensor) -> Tensor:
@@ -35,8 +36,9 @@ def trace_sqrt_product(sigma1: Tensor | np.ndarray, sigma2: Tensor | np.ndarray)
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:  # type: ignore[no-untyped-def]
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (float64)."""
-    m1, m2 = _as64(mu1), _as64(mu2)
-    s1, s2 = _as64(sigma1), _as64(sigma2)
+    m1 = _as64(mu1)
+    device = m1.device  # computed where the statistics are (a GPU keeps float64 eigh fast)
+    m2, s1, s2 = _as64(mu2).to(device), _as64(sigma1).to(device), _as64(sigma2).to(device)
     if m1.shape != m2.shape or s1.shape != s2.shape or s1.shape != (m1.numel(), m1.numel()):
         raise ValueError(f"shapes do not match: mu {tuple(m1.shape)} / {tuple(m2.shape)}, sigma {tuple(s1.shape)}")
     diff = m1 - m2
@@ -63,8 +65,8 @@ class StreamingStats:
         if self.shift is None:
             self.dim = x.shape[1]
             self.shift = x.mean(0)
-            self.sum = torch.zeros(self.dim, dtype=torch.float64)
-            self.outer = torch.zeros(self.dim, self.dim, dtype=torch.float64)
+            self.sum = torch.zeros(self.dim, dtype=torch.float64, device=x.device)
+            self.outer = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=x.device)
         xc = x - self.shift
         self.sum += xc.sum(0)
         self.outer += xc.T @ xc
@@ -100,7 +102,7 @@ class StreamingStats:
         return (self.outer - self.n * torch.outer(m, m)) / (self.n - 1)
 
     def as_dict(self) -> dict[str, np.ndarray | int]:
-        return {"mu": self.mean.numpy(), "sigma": self.cov.numpy(), "n": self.n}
+        return {"mu": self.mean.cpu().numpy(), "sigma": self.cov.cpu().numpy(), "n": self.n}
 
 
 def feature_stats(feats: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
@@ -137,7 +139,7 @@ def kid(
 ) -> tuple[float, float]:
     """KID: mean and std of the unbiased polynomial-kernel MMD^2 over ``subsets`` random subsets
     of ``subset_size`` (capped at the smaller set's size) drawn without replacement."""
-    a, b = _as64(feats_a), _as64(feats_b)
+    a, b = _as64(feats_a).cpu(), _as64(feats_b).cpu()
     size = min(subset_size, a.shape[0], b.shape[0])
     if size < 2:
         raise ValueError("KID needs at least 2 samples in each set")

@@ -20,7 +20,7 @@ from torch import Tensor
 from gan_lightning.metrics.classifier import cache_dir, fingerprint
 from gan_lightning.metrics.frechet import StreamingStats
 
-REFERENCE_FORMAT = 1
+REFERENCE_FORMAT = 2
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Reference:
     n: int
     feats: Tensor  # float32 (min(n, max_feats), D)
     class_hist: Tensor | None  # float64 (C,) counts of the split's labels
+    labels: Tensor | None = None  # labels of the rows of ``feats``
 
 
 def reference_key(dataset: str, split: str, extractor_key: str, n: int, data_fp: str) -> str:
@@ -69,7 +70,9 @@ def compute_reference(
         if verbose and (i // batch_size) % 20 == 0:
             print(f"[reference] {key}: {i + len(feats)}/{len(images_u8)} images", file=sys.stderr)
     hist = None if labels is None else torch.bincount(labels.long()).double()
-    return Reference(key, stats.mean, stats.cov, stats.n, torch.cat(kept)[:max_feats], hist)
+    feats = torch.cat(kept)[:max_feats]
+    kept_labels = None if labels is None else labels[: len(feats)].long()
+    return Reference(key, stats.mean, stats.cov, stats.n, feats, hist, kept_labels)
 
 
 def cached_reference(
@@ -84,6 +87,8 @@ def cached_reference(
     verbose: bool = False,
 ) -> Reference:
     """The reference of ``n`` images of a split: from the cache, or computed and cached."""
+    if labels is not None and bool((labels < 0).any()):  # unlabelled data (-1)
+        labels = None
     idx = choose(len(images_u8), n)
     images_u8 = images_u8[idx]
     labels = labels[idx] if labels is not None else None

@@ -139,22 +139,36 @@ class GANModule(L.LightningModule):
         """The net ``sample`` uses: the EMA generator when there is one."""
         raise NotImplementedError
 
-    def generate(self, z: Tensor, net: nn.Module | None = None) -> Tensor:
-        return (net or self.generator_for_sampling())(z)
+    def generate(self, z: Tensor, net: nn.Module | None = None, y: Tensor | None = None) -> Tensor:
+        net = net or self.generator_for_sampling()
+        return net(z) if y is None else net(z, y)
+
+    def labels_for(self, n: int) -> Tensor | None:
+        """Labels to sample ``n`` images with: None for unconditional models."""
+        return None
 
     @torch.no_grad()
-    def generate_from(self, z: Tensor, net: nn.Module | None = None, batch_size: int = 500) -> Tensor:
-        """G(z) in model space, in eval mode and in batches, on this module's device."""
+    def generate_from(
+        self, z: Tensor, net: nn.Module | None = None, y: Tensor | None = None, batch_size: int = 500
+    ) -> Tensor:
+        """G(z[, y]) in model space, in eval mode and in batches, on this module's device."""
         net = net or self.generator_for_sampling()
         was_training = net.training
         net.eval()
-        out = [self.generate(z[i : i + batch_size].to(self.device), net) for i in range(0, len(z), batch_size)]
+        out = []
+        for i in range(0, len(z), batch_size):
+            yb = None if y is None else y[i : i + batch_size].to(self.device)
+            out.append(self.generate(z[i : i + batch_size].to(self.device), net, yb))
         net.train(was_training)
         return torch.cat(out) if out else torch.empty(0)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, net: nn.Module | None = None) -> Tensor:
-        """``n`` samples in model space from the sampling generator (eval mode)."""
-        return self.generate_from(torch.randn(n, self.z_dim, generator=generator), net)
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, net: nn.Module | None = None, y: Tensor | None = None
+    ) -> Tensor:
+        """``n`` samples in model space from the sampling generator (eval mode); conditional models
+        cycle through the classes unless ``y`` is given."""
+        z = torch.randn(n, self.z_dim, generator=generator)
+        return self.generate_from(z, net, y if y is not None else self.labels_for(n))
 
     def generators_to_evaluate(self, raw_too: bool = True) -> dict[str, nn.Module]:
         """{key prefix: net}: the sampling generator, and the raw one under 'raw/' when it differs."""
@@ -168,6 +182,11 @@ class GANModule(L.LightningModule):
     def sample_fixed(self) -> Tensor:
         """Samples of the fixed z (the same every call and across resumes), eval mode."""
         return self.generate_from(self.fixed_z)
+
+    @property
+    def grid_nrow(self) -> int | None:
+        """Images per row of sample grids (None: a square grid)."""
+        return None
 
     # ------------------------------------------------------------------ end of a G iteration
     def finish_step(self, stats: dict[str, Tensor]) -> None:

@@ -18,7 +18,7 @@ from gan_lightning.config import EMAConfig, ModelConfig, PenaltyConfig
 from gan_lightning.data.base import Batch
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
-from gan_lightning.nets import build_discriminator, build_generator
+from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from gan_lightning.penalties import PENALTIES, clip_weights_
 from gan_lightning.registry import ConfigError, Registry
 
@@ -63,16 +63,23 @@ class GAN(GANModule):
 
     def __init__(self, cfg: DictConfig | dict, info: Any):
         super().__init__(cfg, info)
-        m, nets = self.mcfg, self.cfg.nets
+        m = self.mcfg
         self.loss = LOSSES.get(m.loss, "model.loss")
         self.penalty = PENALTIES.get(m.penalty.name, "model.penalty.name") if m.penalty.name != "none" else None
-        self.G = build_generator(nets, self.info.shape, self.z_dim, spectral_norm=m.sn_g)
-        self.D = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg), spectral_norm=m.sn_d)
+        self.G, self.D = self.build_nets()
         self.G_ema = self.make_ema(self.G, m.ema)
+
+    def build_nets(self) -> tuple[nn.Module, nn.Module]:
+        m, nets = self.mcfg, self.cfg.nets
+        g = build_generator(nets, self.info.shape, self.z_dim, spectral_norm=m.sn_g)
+        d = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg), spectral_norm=m.sn_d)
+        return g, d
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
+        GENERATORS.get(cfg.nets.g, "nets.g")
+        DISCRIMINATORS.get(cfg.nets.d, "nets.d")
         m = cfg.model
         loss = LOSSES.get(m.loss, "model.loss")
         if m.penalty.name != "none":
@@ -111,27 +118,39 @@ class GAN(GANModule):
         opt_d = self.make_optimizer(self.D.parameters(), o.lr_d)
         return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
 
+    # ------------------------------------------------------------------ conditioning hooks
+    # Unconditional here; ConditionalGAN draws labels and passes them to G and D.
+    def draw_labels(self, n: int) -> Tensor | None:
+        return None
+
+    def fake(self, n: int, y: Tensor | None = None) -> Tensor:
+        return self.G(self.noise.normal(n, self.z_dim))
+
+    def critic(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.D(x)
+
     # ------------------------------------------------------------------ the loop
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         """n_critic D steps, each on its own real batch, then one G step."""
         opt_g, opt_d = self.optimizers()
-        for real in batch.x.unbind(0):
-            d_stats = self.critic_step(real, opt_d)
+        for real, y_real in zip(batch.x.unbind(0), batch.y.unbind(0)):
+            d_stats = self.critic_step(real, y_real, opt_d)
         g_stats = self.generator_step(real.shape[0], opt_g)
         self.update_ema(self.G_ema, self.G, self.mcfg.ema)
         stats = {**d_stats, **g_stats}
         self.finish_step(stats)
         return stats
 
-    def critic_step(self, real: Tensor, opt: Any) -> dict[str, Tensor]:
+    def critic_step(self, real: Tensor, y_real: Tensor, opt: Any) -> dict[str, Tensor]:
         m = self.mcfg
+        y_fake = self.draw_labels(real.shape[0])
         with torch.no_grad():
-            fake = self.G(self.noise.normal(real.shape[0], self.z_dim))
-        real_out, fake_out = self.D(real), self.D(fake)
+            fake = self.fake(real.shape[0], y_fake)
+        real_out, fake_out = self.critic(real, y_real), self.critic(fake, y_fake)
         loss = self.loss.d_loss(real_out, fake_out, real_label=1.0 - m.label_smoothing)
         stats = {"d/adv": loss.detach(), "d/real": real_out.detach().mean(), "d/fake": fake_out.detach().mean()}
         if self.penalty is not None:
-            penalty = self.penalty(self.D, real, fake, self.noise.uniform)
+            penalty = self.penalty(lambda x: self.critic(x, y_real), real, fake, self.noise.uniform)
             loss = loss + m.penalty.weight * penalty
             stats["d/penalty"] = penalty.detach()
         self.backward_step(opt, loss)
@@ -140,8 +159,9 @@ class GAN(GANModule):
         return {"loss/d": loss.detach(), **stats}
 
     def generator_step(self, n: int, opt: Any) -> dict[str, Tensor]:
+        y = self.draw_labels(n)
         with self.frozen(self.D):
-            fake_out = self.D(self.G(self.noise.normal(n, self.z_dim)))
+            fake_out = self.critic(self.fake(n, y), y)
             loss = self.loss.g_loss(fake_out)
             self.backward_step(opt, loss)
         return {"loss/g": loss.detach()}

@@ -1,0 +1,55 @@
+"""Image-to-image metrics during training (every ``metrics.every`` G steps and at the end)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+
+from gan_lightning.callbacks.run import RunState
+from gan_lightning.metrics.translation import DIRECTIONS, domain_classifiers, translation_metrics
+
+
+class TranslationMetrics(L.Callback):
+    def __init__(
+        self,
+        datamodule: Any,
+        every: int,
+        steps: int,
+        n: int,
+        state: RunState,
+        features: str = "classifier",
+        device: str = "cpu",
+    ):
+        self.dm, self.every, self.steps, self.n, self.state = datamodule, every, steps, n, state
+        self.classifiers = domain_classifiers(datamodule, verbose=True)  # trained once, before training starts
+        self.inception = None
+        if not self.classifiers and features == "inception":
+            from gan_lightning.metrics.features import InceptionFeatures
+
+            self.inception = InceptionFeatures().to(device)
+        for clf in self.classifiers.values():
+            clf.to(device)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = int(pl_module.g_step)
+        if (step >= self.steps or (self.every and step % self.every == 0)) and trainer.is_global_zero:
+            t0 = time.perf_counter()
+            values = translation_metrics(pl_module, self.dm, self.n, self.classifiers, self.inception)
+            directions = {k: DIRECTIONS[k.split("/")[1]] for k in values}
+            primary = "ab/fid" if "ab/fid" in values else "ab/l1" if "ab/l1" in values else None
+            self.state.record(step, values, directions, primary)
+            self.state.extra.setdefault(
+                "metrics",
+                {
+                    "metrics": "image-to-image: L1 to the true translation, FID and label agreement on the test split",
+                    "classifiers": {
+                        k: {f: c.meta[f] for f in ("dataset", "fingerprint", "test_accuracy")}
+                        for k, c in self.classifiers.items()
+                    },
+                },
+            )
+            elapsed = time.perf_counter() - t0
+            self.state.eval_s += elapsed
+            pl_module.log_scalars({**values, "time/metrics_s": elapsed})

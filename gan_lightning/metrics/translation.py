@@ -1,0 +1,70 @@
+"""Image-to-image metrics on the test split, in each direction a model translates:
+L1 to the true translation (where the task has one), FID of the translations against real
+target-domain images, and label agreement: the target domain's classifier labels the
+translation as the class of the input (fashion_edges has labels; folders do not)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gan_lightning.data.base import to_model_space
+from gan_lightning.metrics.frechet import fid_from_features
+
+DIRECTIONS = {"l1": False, "fid": False, "agreement": True}
+
+
+class EdgeView:
+    """The A domain (edge maps) of fashion_edges, shaped like a DataModule for get_classifier."""
+
+    domain_classifier = True
+
+    def __init__(self, dm: Any):
+        self.dm, self.dcfg = dm, dm.dcfg
+        self.info = type("Info", (), {"name": "fashion_edges_A"})()
+
+    def split(self, train: bool, size: int | None = None) -> tuple[Tensor, Tensor]:
+        return self.dm.edge_split(train, size)
+
+
+def domain_classifiers(dm: Any, verbose: bool = False) -> dict[str, Any]:
+    """{'a': classifier of domain A, 'b': of domain B} where the data has labels."""
+    from gan_lightning.metrics.classifier import get_classifier
+
+    if not hasattr(dm, "edge_split"):
+        return {}
+    return {"b": get_classifier(dm.fashion, verbose=verbose), "a": get_classifier(EdgeView(dm), verbose=verbose)}
+
+
+@torch.no_grad()
+def translation_metrics(
+    model: Any, dm: Any, n: int = 10000, classifiers: dict[str, Any] | None = None, inception: Any = None
+) -> dict[str, float]:
+    a, b, labels = dm.test_pairs()
+    n = min(n, len(a), len(b))
+    a, b, labels = a[:n], b[:n], labels[:n]
+    truth = getattr(dm, "paired", False) or hasattr(dm, "edge_split")
+    classifiers = classifiers or {}
+    out: dict[str, float] = {}
+    for direction in model.directions:
+        src, tgt, target_domain = (a, b, "b") if direction == "ab" else (b, a, "a")
+        pred01 = model.translate(to_model_space(src), direction).float().cpu().add(1).div(2).clamp(0, 1)
+        tgt01 = tgt.float() / 255
+        if truth:
+            out[f"{direction}/l1"] = float((pred01 - tgt01).abs().mean())
+        clf = classifiers.get(target_domain)
+        if clf is not None:
+            device = next(clf.parameters()).device
+            feats_pred, probs = clf(pred01.to(device))
+            feats_real, _ = clf(tgt01.to(device))
+            out[f"{direction}/fid"] = fid_from_features(feats_pred.cpu(), feats_real.cpu())
+            if bool((labels >= 0).all()):
+                out[f"{direction}/agreement"] = float((probs.argmax(1).cpu() == labels).double().mean())
+        elif inception is not None:
+            feats = [
+                torch.cat([inception(x[i : i + 100])[0].cpu() for i in range(0, len(x), 100)]) for x in (pred01, tgt01)
+            ]
+            out[f"{direction}/fid"] = fid_from_features(*feats)
+    return out

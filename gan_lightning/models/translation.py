@@ -1,0 +1,291 @@
+"""Image-to-image translation: pix2pix (paired) and CycleGAN (unpaired).
+
+Both are new step structures on the same manual-optimization base: pix2pix conditions one
+PatchGAN on (input, output) pairs and adds an L1 term; CycleGAN trains two generators and two
+PatchGANs with cycle-consistency and identity terms and a history of generated images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from gan_lightning.config import ModelConfig
+from gan_lightning.data.base import PairBatch
+from gan_lightning.losses import LOSSES
+from gan_lightning.models.base import GANModule
+from gan_lightning.models.gan import MODELS
+from gan_lightning.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator
+from gan_lightning.registry import ConfigError, Registry
+
+TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("image-to-image generator")
+TRANSLATORS.register("unet")(
+    lambda nets, c_in, c_out, size: UNetGenerator(c_in, c_out, size, nets.g_width, nets.g_norm)
+)
+TRANSLATORS.register("resnet")(
+    lambda nets, c_in, c_out, size: ResnetGenerator(c_in, c_out, nets.resnet_blocks, nets.g_width, nets.g_norm)
+)
+
+
+def patch_discriminator(nets: Any, channels: int) -> nn.Module:
+    if nets.d != "patchgan":
+        raise ConfigError(f"bad value for 'nets.d': image-to-image models use 'patchgan', got '{nets.d}'")
+    norm = "instance" if nets.d_norm == "auto" else nets.d_norm
+    return PatchDiscriminator(channels, nets.d_width, nets.patch_layers, norm)
+
+
+class ImagePool:
+    """The history of generated images each discriminator also sees (Shrivastava et al. 2017, as
+    in CycleGAN): up to ``size`` images; once full, each new image is returned as is with
+    probability 1/2, else swapped for a random stored one (which it replaces)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.images: list[Tensor] = []
+
+    def query(self, batch: Tensor, rand: Callable[..., Tensor]) -> Tensor:
+        if self.size == 0:
+            return batch
+        coins, picks = rand(len(batch)), rand(len(batch))  # drawn for every image: a fixed RNG budget
+        out = []
+        for image, coin, pick in zip(batch.detach(), coins.tolist(), picks.tolist()):
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif coin < 0.5:
+                i = min(int(pick * self.size), self.size - 1)
+                out.append(self.images[i].clone())
+                self.images[i] = image.clone()
+            else:
+                out.append(image)
+        return torch.stack(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": torch.stack(self.images).cpu() if self.images else None}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.images = [] if state["images"] is None else [t.to(device) for t in state["images"]]
+
+
+class TranslationModule(GANModule):
+    """Shared by pix2pix and CycleGAN: one real batch per step, translation grids and sampling."""
+
+    @classmethod
+    def validate(cls, cfg: DictConfig) -> None:
+        from gan_lightning.data import DATAMODULES
+        from gan_lightning.data.translation import PairedDataModule
+
+        TRANSLATORS.get(cfg.nets.g, "nets.g")
+        if cfg.nets.d != "patchgan":
+            raise ConfigError(f"bad value for 'nets.d': image-to-image models use 'patchgan', got '{cfg.nets.d}'")
+        if cfg.nets.patch_layers < 1 or cfg.nets.resnet_blocks < 1:
+            raise ConfigError("bad value in 'nets': patch_layers and resnet_blocks must be >= 1")
+        if not issubclass(DATAMODULES.get(cfg.data.name, "data.name"), PairedDataModule):
+            raise ConfigError(
+                f"model '{cfg.model.name}' translates images: use data=fashion_edges, paired_folder or unpaired_folder"
+            )
+
+    def translator(self, c_in: int, c_out: int) -> nn.Module:
+        return TRANSLATORS.get(self.cfg.nets.g, "nets.g")(self.cfg.nets, c_in, c_out, self.info.shape[-1])
+
+    @torch.no_grad()
+    def translate(self, images: Tensor, direction: str = "ab", batch_size: int = 250) -> Tensor:
+        """Model-space images of one domain -> the other (eval mode, batched, on this device)."""
+        net = self.nets_for(direction)
+        was = net.training
+        net.eval()
+        out = [net(images[i : i + batch_size].to(self.device)) for i in range(0, len(images), batch_size)]
+        net.train(was)
+        return torch.cat(out)
+
+    def nets_for(self, direction: str) -> nn.Module:
+        raise NotImplementedError
+
+    def generator_for_sampling(self) -> nn.Module:
+        return self.nets_for("ab")
+
+    def generators_to_evaluate(self, raw_too: bool = True) -> dict[str, nn.Module]:
+        return {"": self.nets_for("ab")}
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return ("ab",)
+
+
+@dataclass
+class Pix2PixConfig(ModelConfig):
+    name: str = "pix2pix"
+    loss: str = "nonsaturating"  # the conditional GAN loss (Isola et al. use the original GAN objective)
+    l1_weight: float = 100.0  # lambda of the L1 term
+    adversarial: bool = True  # false: the same U-Net trained with L1 alone (the baseline of the paper)
+    d_weight: float = 0.5  # D's loss is halved, slowing D relative to G (Isola et al. 2017)
+
+
+@MODELS.register("pix2pix")
+class Pix2Pix(TranslationModule):
+    """pix2pix (Isola et al. 2017): U-Net G, PatchGAN D on (input, output) pairs, adversarial
+    loss + lambda * L1 with lambda = 100; Adam 2e-4, beta1 0.5."""
+
+    Config = Pix2PixConfig
+    defaults: dict[str, Any] = {
+        "nets": {"g": "unet", "d": "patchgan", "g_norm": "batch", "d_norm": "batch"},
+        "optim": {"name": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]},
+    }
+
+    def __init__(self, cfg: DictConfig | dict, info: Any):
+        super().__init__(cfg, info)
+        c_a, c_b = self.info.shape[0], self.info.shape_b[0]
+        self.loss = LOSSES.get(self.mcfg.loss, "model.loss")
+        self.G = self.translator(c_a, c_b)
+        self.D = patch_discriminator(self.cfg.nets, c_a + c_b)
+
+    def nets_for(self, direction: str) -> nn.Module:
+        return self.G
+
+    def configure_optimizers(self) -> Any:
+        o = self.cfg.optim
+        opt_g, opt_d = (
+            self.make_optimizer(self.G.parameters(), o.lr_g),
+            self.make_optimizer(self.D.parameters(), o.lr_d),
+        )
+        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+
+    def training_step(self, batch: PairBatch, batch_idx: int) -> dict[str, Tensor]:
+        m = self.mcfg
+        opt_g, opt_d = self.optimizers()
+        a, b = batch.a[0], batch.b[0]
+        stats: dict[str, Tensor] = {}
+        if m.adversarial:  # D step: real pairs (a, b) against generated pairs (a, G(a))
+            with torch.no_grad():
+                fake = self.G(a)
+            d_loss = m.d_weight * self.loss.d_loss(self.D(torch.cat([a, b], 1)), self.D(torch.cat([a, fake], 1)))
+            self.backward_step(opt_d, d_loss)
+            stats["loss/d"] = d_loss.detach()
+        with self.frozen(self.D):  # G step: fool D and stay near the target in L1
+            fake = self.G(a)
+            l1 = (fake - b).abs().mean()
+            g_loss = m.l1_weight * l1
+            if m.adversarial:
+                adv = self.loss.g_loss(self.D(torch.cat([a, fake], 1)))
+                g_loss = g_loss + adv
+                stats["g/adv"] = adv.detach()
+            self.backward_step(opt_g, g_loss)
+        stats.update({"loss/g": g_loss.detach(), "g/l1": l1.detach()})
+        self.finish_step(stats)
+        return stats
+
+    def translation_grid(self, a: Tensor, b: Tensor) -> tuple[Tensor, int]:
+        """Rows of (input, output, target), in model space."""
+        fake = self.translate(a).cpu()
+        return torch.stack([a.cpu(), fake, b.cpu()], 1).flatten(0, 1), 3
+
+
+@dataclass
+class CycleGANConfig(ModelConfig):
+    name: str = "cyclegan"
+    loss: str = "least_squares"  # LSGAN, as in Zhu et al. 2017
+    cycle_weight: float = 10.0  # lambda of ||G_BA(G_AB(a)) - a||_1 + ||G_AB(G_BA(b)) - b||_1
+    identity_weight: float = 0.5  # times cycle_weight: ||G_AB(b) - b||_1 + ||G_BA(a) - a||_1
+    pool_size: int = 50  # history of generated images per discriminator
+
+
+@MODELS.register("cyclegan")
+class CycleGAN(TranslationModule):
+    """CycleGAN (Zhu et al. 2017): G_AB, G_BA (ResNet, 9 blocks), D_A, D_B (70x70 PatchGAN),
+    least-squares loss, cycle loss lambda = 10, identity loss 0.5 lambda, a 50-image history per
+    D; Adam 2e-4, beta1 0.5, constant then linearly decaying learning rate."""
+
+    Config = CycleGANConfig
+    defaults: dict[str, Any] = {
+        "nets": {"g": "resnet", "d": "patchgan", "g_norm": "instance", "d_norm": "instance"},
+        "optim": {
+            "name": "adam",
+            "lr_g": 2e-4,
+            "lr_d": 2e-4,
+            "betas": [0.5, 0.999],
+            "schedule": "linear_decay",
+            "decay_start": 0.5,
+        },
+    }
+
+    def __init__(self, cfg: DictConfig | dict, info: Any):
+        super().__init__(cfg, info)
+        c_a, c_b = self.info.shape[0], self.info.shape_b[0]
+        self.loss = LOSSES.get(self.mcfg.loss, "model.loss")
+        self.G_AB, self.G_BA = self.translator(c_a, c_b), self.translator(c_b, c_a)
+        self.D_A, self.D_B = patch_discriminator(self.cfg.nets, c_a), patch_discriminator(self.cfg.nets, c_b)
+        self.pool_a, self.pool_b = ImagePool(self.mcfg.pool_size), ImagePool(self.mcfg.pool_size)
+
+    @classmethod
+    def validate(cls, cfg: DictConfig) -> None:
+        super().validate(cfg)
+        m = cfg.model
+        if m.cycle_weight < 0 or m.identity_weight < 0 or m.pool_size < 0:
+            raise ConfigError("bad value in 'model': cycle_weight, identity_weight and pool_size must be >= 0")
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return ("ab", "ba")
+
+    def nets_for(self, direction: str) -> nn.Module:
+        return self.G_AB if direction == "ab" else self.G_BA
+
+    def configure_optimizers(self) -> Any:
+        o = self.cfg.optim
+        opt_g = self.make_optimizer([*self.G_AB.parameters(), *self.G_BA.parameters()], o.lr_g)
+        opt_d = self.make_optimizer([*self.D_A.parameters(), *self.D_B.parameters()], o.lr_d)
+        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+
+    def training_step(self, batch: PairBatch, batch_idx: int) -> dict[str, Tensor]:
+        m = self.mcfg
+        opt_g, opt_d = self.optimizers()
+        a, b = batch.a[0], batch.b[0]
+        with self.frozen(self.D_A, self.D_B):  # G step: both generators at once
+            fake_b, fake_a = self.G_AB(a), self.G_BA(b)
+            adv = self.loss.g_loss(self.D_B(fake_b)) + self.loss.g_loss(self.D_A(fake_a))
+            cycle = (self.G_BA(fake_b) - a).abs().mean() + (self.G_AB(fake_a) - b).abs().mean()
+            g_loss = adv + m.cycle_weight * cycle
+            stats = {"g/adv": adv.detach(), "g/cycle": cycle.detach()}
+            if m.identity_weight > 0:
+                identity = (self.G_AB(b) - b).abs().mean() + (self.G_BA(a) - a).abs().mean()
+                g_loss = g_loss + m.identity_weight * m.cycle_weight * identity
+                stats["g/identity"] = identity.detach()
+            self.backward_step(opt_g, g_loss)
+        # D step: real images against generated ones drawn partly from each D's history
+        old_b = self.pool_b.query(fake_b.detach(), self.noise.uniform)
+        old_a = self.pool_a.query(fake_a.detach(), self.noise.uniform)
+        d_loss = 0.5 * (self.loss.d_loss(self.D_A(a), self.D_A(old_a)) + self.loss.d_loss(self.D_B(b), self.D_B(old_b)))
+        self.backward_step(opt_d, d_loss)
+        stats.update({"loss/g": g_loss.detach(), "loss/d": d_loss.detach()})
+        self.finish_step(stats)
+        return stats
+
+    def translation_grid(self, a: Tensor, b: Tensor) -> tuple[Tensor, int]:
+        """Rows a -> G_AB(a) -> G_BA(G_AB(a)) | b -> G_BA(b) -> G_AB(G_BA(b)), in model space."""
+        ab = self.translate(a, "ab")
+        aba = self.translate(ab, "ba")
+        ba = self.translate(b, "ba")
+        bab = self.translate(ba, "ab")
+        rows = [a.cpu(), ab.cpu(), aba.cpu(), b.cpu(), ba.cpu(), bab.cpu()]
+        return torch.stack(rows, 1).flatten(0, 1), 6
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["gan_lightning"]["pools"] = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        pools = checkpoint["gan_lightning"].get("pools")
+        if pools:
+            self.pool_a.load_state_dict(pools["a"], torch.device("cpu"))
+            self.pool_b.load_state_dict(pools["b"], torch.device("cpu"))
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        for pool in (self.pool_a, self.pool_b):
+            pool.images = [t.to(self.device) for t in pool.images]

@@ -1,0 +1,400 @@
+"""Seeded multi-run studies: one normal run per seed, then honest aggregates and plots.
+
+``gan-lightning study exp=NAME seeds=0-9 [jobs=K] [reproducible=true] [out=DIR] [k=v ...]``
+
+Each seed is a subprocess ``gan-lightning train ... seed=S out=<study>/seed_S resume=auto``, so a
+study resumes by itself: a completed seed is skipped, an interrupted one continues from its
+checkpoint. "Are GANs Created Equal?" (Lucic et al. 2018) is the reason: one run per model says
+little, the spread over seeds says more.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gan_lightning.registry import ConfigError
+
+STUDY_KEYS = ("seeds", "jobs", "reproducible")
+
+
+# ----------------------------------------------------------------------------- arguments
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0..4]; '1,3,7' -> [1, 3, 7]; '0-2,9' -> [0, 1, 2, 9]."""
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                seeds.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise ConfigError(f"bad value for 'seeds': '{text}'; use a range like 0-9 or a list like 0,3,5") from None
+    if not seeds or min(seeds) < 0:
+        raise ConfigError(f"bad value for 'seeds': '{text}' gives no non-negative seeds")
+    return sorted(dict.fromkeys(seeds))
+
+
+def split_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Study keys (seeds, jobs, reproducible, out) apart from the training overrides."""
+    study: dict[str, str] = {}
+    train: list[str] = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in (*STUDY_KEYS, "out"):
+            study[key] = value
+        elif sep and key == "seed":
+            raise ConfigError("a study sets the seed of each run: use seeds=0-9, not seed=")
+        else:
+            train.append(arg)
+    return study, train
+
+
+def study_dir_for(exp: str, overrides: list[str]) -> Path:
+    """runs/studies/<exp>-<hash of the overrides>: the same command finds the same study."""
+    tag = hashlib.sha1(" ".join(sorted(overrides)).encode()).hexdigest()[:8]
+    return Path("runs") / "studies" / f"{exp}-{tag}"
+
+
+# ----------------------------------------------------------------------------- running
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_done(run_dir: Path) -> bool:
+    s = read_summary(run_dir)
+    return bool(s) and s.get("status") == "completed" and s.get("steps_done", 0) >= s.get("steps", 1)
+
+
+def train_command(overrides: list[str], seed: int, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gan_lightning",
+        "train",
+        *overrides,
+        f"seed={seed}",
+        f"out={out}",
+        "resume=auto",
+        "log.progress=false",
+    ]
+
+
+def run_one(overrides: list[str], seed: int, out: Path, group: str, log: Path) -> int:
+    env = {**os.environ, "GAN_LIGHTNING_GROUP": group}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(train_command(overrides, seed, out))}\n")
+        f.flush()
+        return subprocess.run(
+            train_command(overrides, seed, out), stdout=f, stderr=subprocess.STDOUT, env=env
+        ).returncode
+
+
+def run_study(args: list[str], echo: bool = True) -> Path:
+    """Run (or resume) a study and write its report; returns the study directory."""
+    from gan_lightning.config import load_config
+
+    study, overrides = split_args(args)
+    if "seeds" not in study:
+        raise ConfigError("a study needs seeds=..., e.g. seeds=0-4")
+    seeds = parse_seeds(study["seeds"])
+    jobs = max(1, int(study.get("jobs", 1)))
+    cfg = load_config(overrides)  # fails here, before any run starts, on a bad key or value
+    exp = str(cfg.exp)
+    if not any(a.startswith("exp=") for a in overrides):
+        overrides = [f"exp={exp}", *overrides]
+    sdir = Path(study["out"]) if "out" in study else study_dir_for(exp, overrides)
+    sdir.mkdir(parents=True, exist_ok=True)
+    (sdir / "study.json").write_text(json.dumps({"exp": exp, "seeds": seeds, "overrides": overrides}, indent=2) + "\n")
+
+    todo = [s for s in seeds if not is_done(sdir / f"seed_{s}")]
+    if echo:
+        print(f"study {sdir}: {len(seeds) - len(todo)} of {len(seeds)} seeds already done", file=sys.stderr)
+
+    def one(seed: int) -> tuple[int, int]:
+        t0 = time.time()
+        code = run_one(overrides, seed, sdir / f"seed_{seed}", sdir.name, sdir / "logs" / f"seed_{seed}.log")
+        if echo:
+            s = read_summary(sdir / f"seed_{seed}") or {}
+            print(
+                f"  seed {seed}: {s.get('status', 'no summary')} ({time.time() - t0:.0f} s, exit {code})",
+                file=sys.stderr,
+            )
+        return seed, code
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, todo))
+    repro = None
+    if str(study.get("reproducible", "false")).lower() in ("1", "true", "yes"):
+        repro = reproducibility_check(overrides, seeds[0], sdir, echo)
+    write_report(sdir, seeds, repro)
+    return sdir
+
+
+def reproducibility_check(overrides: list[str], seed: int, sdir: Path, echo: bool = True) -> dict[str, Any]:
+    """Run one seed twice from scratch and compare the final weights."""
+    import torch
+
+    dirs = [sdir / "reproducible" / name for name in ("a", "b")]
+    for d in dirs:
+        if not is_done(d):
+            run_one(overrides, seed, d, sdir.name, sdir / "logs" / f"reproducible_{d.name}.log")
+    states = [
+        torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"] for d in dirs
+    ]
+    summaries = [read_summary(d) or {} for d in dirs]
+    max_diff = max(
+        (float((a.double() - b.double()).abs().max()) if a.is_floating_point() else float((a != b).any()))
+        for a, b in zip(states[0].values(), states[1].values())
+    )
+    bitwise = all(torch.equal(a, b) for a, b in zip(states[0].values(), states[1].values()))
+    result = {
+        "seed": seed,
+        "bitwise_equal": bitwise,
+        "max_abs_difference": max_diff,
+        "weights_sha1": [s.get("weights_sha1") for s in summaries],
+        "device": summaries[0].get("device"),
+    }
+    if echo:
+        verdict = "bitwise equal" if bitwise else f"not bitwise equal (max |diff| {max_diff:.3g})"
+        print(f"reproducibility: seed {seed} twice -> {verdict}", file=sys.stderr)
+    return result
+
+
+# ----------------------------------------------------------------------------- aggregates
+def bootstrap_ci(
+    values: list[float], level: float = 0.95, resamples: int = 10000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return float(x[0]), float(x[0])
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (resamples, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def aggregate(values: list[float]) -> dict[str, float]:
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if len(x) == 0:
+        return {"n": 0}
+    lo, hi = bootstrap_ci(list(x))
+    return {
+        "n": len(x),
+        "mean": float(x.mean()),
+        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+        "median": float(np.median(x)),
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "ci95_low": lo,
+        "ci95_high": hi,
+    }
+
+
+def collect(sdir: Path, seeds: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for seed in seeds:
+        s = read_summary(sdir / f"seed_{seed}")
+        rows.append({"seed": seed, "summary": s})
+    return rows
+
+
+def write_report(sdir: Path, seeds: list[int], repro: dict[str, Any] | None = None) -> dict[str, Any]:
+    rows = collect(sdir, seeds)
+    done = [r for r in rows if r["summary"] and r["summary"].get("status") == "completed"]
+    keys = sorted(
+        {k for r in done for k, v in r["summary"]["final"].items() if k != "step" and isinstance(v, float | int)}
+    )
+    per_seed = []
+    for r in rows:
+        s = r["summary"] or {}
+        per_seed.append(
+            {
+                "seed": r["seed"],
+                "status": s.get("status", "missing"),
+                "steps_done": s.get("steps_done"),
+                "final": {k: v for k, v in s.get("final", {}).items() if k != "step"},
+                "best": s.get("best", {}),
+                "wall_s": s.get("wall_s"),
+                "g_iters_per_s": s.get("g_iters_per_s"),
+                "weights_sha1": s.get("weights_sha1"),
+            }
+        )
+    report: dict[str, Any] = {
+        "study": str(sdir),
+        "seeds": seeds,
+        "completed": [r["seed"] for r in done],
+        "per_seed": per_seed,
+        "final": {k: aggregate([r["summary"]["final"].get(k) for r in done]) for k in keys},
+        "best": {
+            k: aggregate([r["summary"]["best"][k]["value"] for r in done if k in r["summary"]["best"]]) for k in keys
+        },
+        "wall_s": aggregate([r["summary"].get("wall_s") for r in done]),
+        "g_iters_per_s": aggregate([r["summary"].get("g_iters_per_s") for r in done]),
+    }
+    if repro is not None:
+        report["reproducibility"] = repro
+    (sdir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (sdir / "report.md").write_text(report_markdown(report))
+    try:
+        plot_study(sdir, seeds, keys)
+    except Exception as e:  # plots are a convenience; the numbers are already written
+        print(f"[study] plots skipped: {e}", file=sys.stderr)
+    return report
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Study {report['study']}", "", f"Seeds {report['seeds']}; completed {report['completed']}.", ""]
+    lines += [
+        "| metric (final) | mean | std | median | min | max | 95% CI of the mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, a in report["final"].items():
+        if a.get("n"):
+            lines.append(
+                f"| {key} | {a['mean']:.4g} | {a['std']:.3g} | {a['median']:.4g} | {a['min']:.4g} | "
+                f"{a['max']:.4g} | [{a['ci95_low']:.4g}, {a['ci95_high']:.4g}] |"
+            )
+    w, t = report["wall_s"], report["g_iters_per_s"]
+    if w.get("n"):
+        lines += [
+            "",
+            f"Wall time per run: mean {w['mean']:.1f} s (min {w['min']:.1f}, max {w['max']:.1f}); "
+            f"throughput {t.get('mean', float('nan')):.1f} G steps/s.",
+        ]
+    lines += [
+        "",
+        "| seed | status | " + " | ".join(report["final"]) + " |",
+        "|---|---|" + "---|" * len(report["final"]),
+    ]
+    for r in report["per_seed"]:
+        vals = " | ".join(f"{r['final'].get(k, float('nan')):.4g}" for k in report["final"])
+        lines.append(f"| {r['seed']} | {r['status']} | {vals} |")
+    if "reproducibility" in report:
+        rp = report["reproducibility"]
+        verdict = "bitwise equal" if rp["bitwise_equal"] else f"max |diff| {rp['max_abs_difference']:.3g}"
+        lines += [
+            "",
+            f"Reproducibility: seed {rp['seed']} run twice on {rp['device']}: {verdict}; "
+            f"weights SHA-1 {rp['weights_sha1'][0]} / {rp['weights_sha1'][1]}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def read_curves(run_dir: Path) -> dict[str, tuple[list[float], list[float]]]:
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return curves
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = float(row["step"])
+            for k, v in row.items():
+                if k != "step" and v not in ("", None):
+                    xs, ys = curves.setdefault(k, ([], []))
+                    xs.append(step)
+                    ys.append(float(v))
+    return curves
+
+
+def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
+    """curves.png: each metric over steps, mean with a min-max band across seeds;
+    finals.png: a strip plot with a box of each metric's final values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {s: read_curves(sdir / f"seed_{s}") for s in seeds}
+    plot_keys = [k for k in keys if not k.startswith("raw/") and not k.startswith("time/")][:6] or keys[:6]
+    loss_keys = [k for k in ("loss/d", "loss/g") if any(k in c for c in curves.values())]
+    panels = loss_keys + plot_keys
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+        for ax, key in zip(axes[0], panels):
+            series = [c[key] for c in curves.values() if key in c]
+            common = sorted(set.intersection(*(set(xs) for xs, _ in series))) if series else []
+            for xs, ys in series:
+                ax.plot(xs, ys, color="tab:blue", alpha=0.25, lw=0.8)
+            if common:
+                table = np.array([[dict(zip(xs, ys))[x] for x in common] for xs, ys in series])
+                ax.fill_between(common, table.min(0), table.max(0), color="tab:blue", alpha=0.15)
+                ax.plot(common, table.mean(0), color="tab:blue", lw=2, label=f"mean of {len(series)} seeds")
+            ax.set_title(key)
+            ax.set_xlabel("G step")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(sdir / "curves.png", dpi=100)
+        plt.close(fig)
+    finals = json.loads((sdir / "report.json").read_text())["per_seed"]
+    if plot_keys:
+        fig, axes = plt.subplots(1, len(plot_keys), figsize=(2.6 * len(plot_keys), 3.2), squeeze=False)
+        for ax, key in zip(axes[0], plot_keys):
+            vals = [r["final"][key] for r in finals if key in r["final"]]
+            ax.boxplot(vals, widths=0.5)
+            ax.scatter(np.ones(len(vals)) + np.linspace(-0.08, 0.08, len(vals)), vals, color="tab:red", s=14, zorder=3)
+            ax.set_title(key, fontsize=9)
+            ax.set_xticks([])
+        fig.tight_layout()
+        fig.savefig(sdir / "finals.png", dpi=100)
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- compare
+def compare_studies(
+    a: str | Path, b: str | Path, metrics: list[str] | None = None, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Welch's t and Mann-Whitney U on the final values of two studies, with effect sizes."""
+    from scipy import stats
+
+    reports = [json.loads((Path(p) / "report.json").read_text()) for p in (a, b)]
+    finals = [
+        {
+            k: [r["final"][k] for r in rep["per_seed"] if r["status"] == "completed" and k in r["final"]]
+            for k in rep["final"]
+        }
+        for rep in reports
+    ]
+    keys = metrics or sorted(set(finals[0]) & set(finals[1]))
+    out: dict[str, Any] = {"a": str(a), "b": str(b), "alpha": alpha, "metrics": {}}
+    for key in keys:
+        x, y = np.asarray(finals[0].get(key, [])), np.asarray(finals[1].get(key, []))
+        if len(x) < 2 or len(y) < 2:
+            out["metrics"][key] = {"note": "needs at least 2 completed seeds in each study"}
+            continue
+        welch = stats.ttest_ind(x, y, equal_var=False)
+        mwu = stats.mannwhitneyu(x, y, alternative="two-sided")
+        pooled = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
+        d = float((x.mean() - y.mean()) / pooled) if pooled > 0 else math.inf * np.sign(x.mean() - y.mean())
+        out["metrics"][key] = {
+            "mean_a": float(x.mean()),
+            "mean_b": float(y.mean()),
+            "n_a": len(x),
+            "n_b": len(y),
+            "welch_t": float(welch.statistic),
+            "welch_p": float(welch.pvalue),
+            "mann_whitney_u": float(mwu.statistic),
+            "mann_whitney_p": float(mwu.pvalue),
+            "cohens_d": d,  # difference of means over the pooled std
+            "prob_a_greater": float(mwu.statistic / (len(x) * len(y))),  # common-language effect size
+            "differ": bool(welch.pvalue < alpha and mwu.pvalue < alpha),
+        }
+    return out

@@ -1,0 +1,208 @@
+"""Hyperparameter sweeps in wandb's sweep format, online (wandb sweep + agent) or offline.
+
+A sweep file is a wandb sweep config whose ``command`` hands parameters to
+``gan-lightning train`` as OmegaConf ``key=value`` overrides (``${args_no_hyphens}``), and whose
+``parameters`` are config keys (``optim.lr_d``, ``model.n_critic``...). Fixed overrides go in the
+command (``exp=gmm_ring``, ``steps=...``).
+
+Offline (``--offline`` or no network) the same file is driven by wandb's open-source engine,
+the ``sweeps`` package (grid, random, bayes): each trial runs here as a normal run directory
+(an offline wandb run when ``logger=wandb`` and WANDB_MODE=offline), its ``summary.json`` feeds
+the metric back to the engine, and ``results.csv``/``results.md`` hold the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gan_lightning.registry import ConfigError
+
+ARG_MACROS = ("${args_no_hyphens}", "${args}", "${args_json}")
+
+
+def load_sweep(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file {path} does not exist")
+    cfg = yaml.safe_load(path.read_text())
+    if not isinstance(cfg, dict) or "parameters" not in cfg or "method" not in cfg:
+        raise ConfigError(f"{path} is not a wandb sweep config (it needs 'method' and 'parameters')")
+    if cfg["method"] != "grid" and "metric" not in cfg:
+        raise ConfigError(f"{path}: method '{cfg['method']}' needs a 'metric: {{name, goal}}'")
+    return cfg
+
+
+def fixed_overrides(cfg: dict[str, Any]) -> list[str]:
+    """The key=value words of the sweep's command (everything that is not a macro or the program)."""
+    words = [str(w) for w in cfg.get("command", [])]
+    return [w for w in words if "=" in w and not w.startswith("${")]
+
+
+def check_keys(cfg: dict[str, Any]) -> None:
+    """Every swept key must be a valid config key: load one config with each key's first value."""
+    from gan_lightning.config import load_config
+
+    example = []
+    for key, spec in cfg["parameters"].items():
+        value = spec.get("value", spec.get("values", [spec.get("min", 1)])[0] if "values" in spec else spec.get("min"))
+        example.append(f"{key}={value}")
+    load_config([*fixed_overrides(cfg), *example])
+
+
+def flat_params(run_config: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in run_config.items()}
+
+
+def metric_of(summary: dict[str, Any] | None, name: str) -> float | None:
+    if not summary:
+        return None
+    value = summary.get("final", {}).get(name)
+    return float(value) if value is not None else None
+
+
+def run_offline(
+    path: str | Path, count: int, out: str | Path | None = None, seed: int = 0, echo: bool = True
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Run up to ``count`` trials locally; returns the sweep directory and the result rows."""
+    import numpy as np
+
+    try:
+        import sweeps
+    except ImportError as e:  # pragma: no cover
+        raise ConfigError("offline sweeps need wandb's engine: pip install sweeps") from e
+    cfg = load_sweep(path)
+    check_keys(cfg)
+    engine_cfg = {k: v for k, v in cfg.items() if k not in ("program", "command", "project", "entity", "name")}
+    metric = cfg.get("metric", {}).get("name")
+    sdir = Path(out) if out else Path("runs") / "sweeps" / Path(path).stem
+    sdir.mkdir(parents=True, exist_ok=True)
+    rows = load_rows(sdir)
+    runs = [
+        sweeps.SweepRun(
+            name=r["trial"],
+            config={k: {"value": v} for k, v in r["params"].items()},
+            state=sweeps.RunState.finished,
+            summary_metrics={metric: r["metric"]} if metric and r["metric"] is not None else {},
+        )
+        for r in rows
+    ]
+    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
+    while len(rows) < count:
+        np.random.seed(seed + len(rows))
+        random.seed(seed + len(rows))
+        proposal = sweeps.next_run(engine_cfg, runs, validate=True)
+        if proposal is None:  # a finished grid
+            break
+        params = flat_params(proposal.config)
+        trial = f"trial_{len(rows):03d}"
+        trial_dir = sdir / trial
+        cmd = [
+            sys.executable,
+            "-m",
+            "gan_lightning",
+            "train",
+            *fixed_overrides(cfg),
+            *[f"{k}={v}" for k, v in params.items()],
+            f"out={trial_dir}",
+            "resume=auto",
+            "log.progress=false",
+        ]
+        if echo:
+            print(f"[sweep] {trial}: {' '.join(f'{k}={v}' for k, v in params.items())}", file=sys.stderr)
+        (sdir / "logs").mkdir(exist_ok=True)
+        with open(sdir / "logs" / f"{trial}.log", "w") as f:
+            code = subprocess.run(
+                cmd, stdout=f, stderr=subprocess.STDOUT, env={**env, "GAN_LIGHTNING_GROUP": sdir.name}
+            ).returncode
+        summary = _summary(trial_dir)
+        value = metric_of(summary, metric) if metric else None
+        row = {
+            "trial": trial,
+            "params": params,
+            "status": (summary or {}).get("status", f"exit {code}"),
+            "metric": value,
+            "run_dir": str(trial_dir),
+        }
+        rows.append(row)
+        save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"))
+        runs.append(
+            sweeps.SweepRun(
+                name=trial,
+                config=proposal.config,
+                state=sweeps.RunState.finished,
+                summary_metrics={metric: value} if metric and value is not None else {},
+            )
+        )
+    save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"))
+    return sdir, rows
+
+
+def _summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_rows(sdir: Path) -> list[dict[str, Any]]:
+    path = sdir / "results.json"
+    return json.loads(path.read_text())["rows"] if path.is_file() else []
+
+
+def best_row(rows: list[dict[str, Any]], goal: str | None) -> dict[str, Any] | None:
+    scored = [r for r in rows if r["metric"] is not None and r["status"] == "completed"]
+    if not scored:
+        return None
+    return (max if goal == "maximize" else min)(scored, key=lambda r: r["metric"])
+
+
+def save_rows(sdir: Path, rows: list[dict[str, Any]], metric: str | None, goal: str | None) -> None:
+    best = best_row(rows, goal)
+    (sdir / "results.json").write_text(
+        json.dumps({"metric": metric, "goal": goal, "rows": rows, "best": best}, indent=2) + "\n"
+    )
+    keys = sorted({k for r in rows for k in r["params"]})
+    with open(sdir / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trial", "status", metric or "metric", *keys])
+        for r in rows:
+            w.writerow([r["trial"], r["status"], r["metric"], *[r["params"].get(k) for k in keys]])
+    lines = [f"| trial | status | {metric} | " + " | ".join(keys) + " |", "|---|---|---|" + "---|" * len(keys)]
+    for r in rows:
+        mark = " **best**" if best is not None and r["trial"] == best["trial"] else ""
+        m = "" if r["metric"] is None else f"{r['metric']:.4g}"
+        lines.append(
+            f"| {r['trial']}{mark} | {r['status']} | {m} | " + " | ".join(str(r["params"].get(k)) for k in keys) + " |"
+        )
+    (sdir / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def run_online(path: str | Path, count: int) -> int:
+    """``wandb sweep FILE`` then ``wandb agent ID --count N`` (needs a wandb login and network)."""
+    out = subprocess.run(["wandb", "sweep", str(path)], capture_output=True, text=True)
+    text = out.stdout + out.stderr
+    sys.stderr.write(text)
+    sweep_id = next(
+        (line.split("wandb agent")[-1].strip() for line in text.splitlines() if "wandb agent" in line), None
+    )
+    if out.returncode != 0 or not sweep_id:
+        raise ConfigError("`wandb sweep` failed (not logged in, or no network?); run the sweep locally with --offline")
+    return subprocess.run(["wandb", "agent", *shlex.split(sweep_id), "--count", str(count)]).returncode
+
+
+def best_overrides(sdir: Path, sweep_file: str | Path) -> list[str]:
+    """The fixed overrides plus the best trial's parameters (for a study of the winner)."""
+    data = json.loads((sdir / "results.json").read_text())
+    if not data.get("best"):
+        raise ConfigError(f"no completed trial with the metric in {sdir}; nothing to study")
+    return [*fixed_overrides(load_sweep(sweep_file)), *[f"{k}={v}" for k, v in data["best"]["params"].items()]]

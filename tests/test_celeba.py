@@ -1,0 +1,86 @@
+"""CelebA DataModule on a synthetic tree: layouts, DCGAN crop, partitions, attributes, cache, errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from gan_lightning.config import load_config
+from gan_lightning.data import MissingDataError, build_datamodule
+from gan_lightning.registry import ConfigError
+from tests.helpers import run
+
+
+def celeba(*args: str):  # type: ignore[no-untyped-def]
+    return build_datamodule(load_config(["exp=dcgan_celeba", *args]))
+
+
+def test_torchvision_layout_partitions_and_dcgan_crop(celeba_root) -> None:
+    (celeba_root.parent / "data").mkdir(exist_ok=True)
+    shutil.move(str(celeba_root), "data/celeba")  # data_dir/celeba, torchvision's layout
+    dm = celeba("data.image_size=16")
+    train, labels = dm.split(train=True)
+    test, _ = dm.split(train=False)
+    assert train.shape == (20, 3, 16, 16) and test.shape == (5, 3, 16, 16) and train.dtype == torch.uint8
+    assert (labels == -1).all()
+    # the centred 108-px square is white: after the DCGAN crop every pixel is (nearly) white
+    assert train.float().min() > 240
+    wide, _ = celeba("data.image_size=16", "data.crop=0").split(train=True)  # 178-px square
+    assert wide[:, :, :, 0].float().mean() < 60 and wide[:, :, 8, 8].float().min() > 240
+
+
+def test_attribute_labels_and_a_conditional_run(celeba_root) -> None:
+    dm = celeba(f"data.root={celeba_root}", "data.image_size=16", "data.attribute=Male")
+    _, labels = dm.split(train=True)
+    assert labels.tolist() == [i % 2 for i in range(20)]
+    assert dm.info.num_classes == 2 and dm.info.class_names == ["not Male", "Male"]
+    result = run(
+        "exp=dcgan_celeba",
+        "model=cgan",
+        f"data.root={celeba_root}",
+        "data.image_size=16",
+        "data.attribute=Male",
+        "metrics.names=[]",
+        "steps=2",
+    )
+    assert result.status == "completed"
+    with pytest.raises(ConfigError, match="did you mean Male"):
+        celeba(f"data.root={celeba_root}", "data.attribute=Mal").split(train=True)
+
+
+def test_folder_mode_without_lists_and_max_images(celeba_root) -> None:
+    (celeba_root / "list_eval_partition.txt").unlink()
+    dm = celeba(f"data.root={celeba_root}", "data.image_size=8", "data.max_images=7")
+    images, _ = dm.split(train=True)
+    assert images.shape == (7, 3, 8, 8)
+    with pytest.raises(MissingDataError, match="list_eval_partition"):
+        dm.split(train=False)
+
+
+def test_decoded_images_are_cached_and_reused(celeba_root) -> None:
+    dm = celeba(f"data.root={celeba_root}", "data.image_size=8")
+    first, _ = dm.split(train=True)
+    cached = list((celeba_root / "cache").glob("*.npy"))
+    assert len(cached) == 1
+    for f in (celeba_root / "img_align_celeba").glob("*.jpg"):
+        f.write_bytes(b"")  # the cache is read, the jpgs are not
+    again, _ = celeba(f"data.root={celeba_root}", "data.image_size=8").split(train=True)
+    assert torch.equal(first, again)
+
+
+def test_missing_celeba_says_where_to_put_it(tmp_path) -> None:
+    with pytest.raises(MissingDataError, match=r"img_align_celeba.*list_eval_partition"):
+        celeba(f"data.data_dir={tmp_path / 'nowhere'}").prepare()
+
+
+def test_no_domain_classifier_for_celeba(celeba_root) -> None:
+    with pytest.raises(ConfigError, match="features=inception"):
+        run(
+            "exp=dcgan_celeba",
+            f"data.root={celeba_root}",
+            "data.image_size=16",
+            "metrics.features=classifier",
+            "steps=1",
+        )

@@ -1,0 +1,269 @@
+"""Conditional models and image-to-image translation: wiring, shapes, losses and data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gan_lightning.config import load_config
+from gan_lightning.data import build_datamodule
+from gan_lightning.data.translation import edge_map
+from gan_lightning.models import build_model
+from gan_lightning.models.translation import ImagePool
+from gan_lightning.nets.translation import PatchDiscriminator, UNetGenerator, receptive_field
+from gan_lightning.registry import ConfigError
+from tests.conftest import write_image
+from tests.helpers import run
+
+
+def data_args(root) -> list[str]:
+    return [f"data.data_dir={root}", "data.download=false"]
+
+
+# ----------------------------------------------------------------------------- conditional
+@pytest.mark.parametrize("conditioning", ["projection", "concat"])
+def test_cgan_critic_depends_on_the_label(mnist_root, conditioning: str) -> None:
+    cfg = load_config(
+        [
+            "exp=cgan_mnist",
+            "data=fashion_mnist",
+            *data_args(mnist_root),
+            f"model.conditioning={conditioning}",
+            "nets.g_width=8",
+            "nets.d_width=8",
+        ]
+    )
+    model = build_model(cfg, build_datamodule(cfg).info)
+    x = torch.randn(4, 1, 32, 32)
+    a, b = model.critic(x, torch.tensor([0, 1, 2, 3])), model.critic(x, torch.tensor([5, 6, 7, 8]))
+    assert a.shape == (4,) and not torch.allclose(a, b)
+    model.G.eval()  # BatchNorm on running statistics: samples do not depend on each other
+    g1, g2 = model.G(torch.zeros(2, 64), torch.tensor([0, 0])), model.G(torch.zeros(2, 64), torch.tensor([0, 9]))
+    assert torch.equal(g1[0], g2[0]) and not torch.equal(g1[1], g2[1])  # the label changes the image
+
+
+def test_projection_critic_is_linear_in_the_label_embedding(mnist_root) -> None:
+    """D(x, y) - D(x, y') = <e_y - e_y', phi(x)> (Miyato & Koyama 2018, eq. 3)."""
+    cfg = load_config(
+        [
+            "exp=cgan_mnist",
+            "data=fashion_mnist",
+            *data_args(mnist_root),
+            "model.sn_d=false",
+            "nets.g_width=8",
+            "nets.d_width=8",
+        ]
+    )
+    model = build_model(cfg, build_datamodule(cfg).info).eval()
+    x = torch.randn(3, 1, 32, 32)
+    y1, y2 = torch.tensor([1, 1, 1]), torch.tensor([4, 4, 4])
+    phi = model.D.net.features(x)
+    expected = (phi * (model.D.embed.weight[1] - model.D.embed.weight[4])).sum(1)
+    torch.testing.assert_close(model.critic(x, y1) - model.critic(x, y2), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("exp", ["cgan_mnist", "acgan_fashion", "infogan_mnist"])
+def test_conditional_models_train_and_grid_one_row_per_class(exp: str, mnist_root) -> None:
+    result = run(
+        f"exp={exp}",
+        "data=fashion_mnist",
+        *data_args(mnist_root),
+        "steps=3",
+        "out=c",
+        "log.sample_every=3",
+        "log.grid=20",
+        "data.image_size=28",
+    )
+    assert result.status == "completed"
+    from PIL import Image
+
+    w, h = Image.open(result.run_dir / "samples" / "step_0000003.png").size
+    assert h > 4 * w  # 10 rows of 2 columns
+    if exp != "infogan_mnist":
+        assert {"cond/accuracy", "cond/intra_fid", "cond/min_class_accuracy"} <= set(result.summary["final"])
+
+
+def test_acgan_auxiliary_losses_use_real_and_generated_labels(mnist_root) -> None:
+    outs = []
+
+    class Grab(__import__("lightning").Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            outs.append(outputs)
+
+    run("exp=acgan_fashion", *data_args(mnist_root), "steps=2", "out=a", "metrics.names=[]", extra_callbacks=[Grab()])
+    assert {"d/aux", "g/aux", "d/real_accuracy"} <= set(outs[0])
+    assert float(outs[0]["d/aux"]) > 0 and float(outs[0]["g/aux"]) > 0
+
+
+def test_conditional_models_refuse_unlabelled_data() -> None:
+    with pytest.raises(ConfigError, match="needs labelled data"):
+        load_config(["exp=gmm_ring", "model=acgan"])
+
+
+def test_infogan_codes_and_mutual_information_term(mnist_root) -> None:
+    cfg = load_config(
+        ["exp=infogan_mnist", "data=fashion_mnist", *data_args(mnist_root), "nets.g_width=8", "nets.d_width=8"]
+    )
+    model = build_model(cfg, build_datamodule(cfg).info)
+    assert model.G.net[0].in_channels == 62 + 10 + 2  # z, one-hot category, continuous codes
+    sweep = model.continuous_sweep(code=1, values=5, rows=2)
+    assert sweep.shape == (10, 1, 28, 28)
+    result = run(
+        "exp=infogan_mnist", "data=fashion_mnist", *data_args(mnist_root), "steps=2", "out=i", "metrics.names=[]"
+    )
+    assert result.status == "completed"
+
+
+# ----------------------------------------------------------------------------- nets
+def test_patchgan_output_grid_and_receptive_field() -> None:
+    assert receptive_field(3) == 70 and receptive_field(1) == 16
+    d = PatchDiscriminator(6, width=8, n_layers=3, norm="none")
+    assert d(torch.randn(1, 6, 256, 256)).shape == (1, 1, 30, 30)  # pix2pix's 30x30 grid of 70x70 patches
+    # measured: the input region that moves one output is 70 x 70
+    x = torch.randn(1, 6, 256, 256, requires_grad=True)
+    out = d(x)
+    out[0, 0, 15, 15].backward()
+    rows = x.grad.abs().sum((0, 1, 3)).nonzero()
+    cols = x.grad.abs().sum((0, 1, 2)).nonzero()
+    assert int(rows.max() - rows.min() + 1) <= 70 and int(cols.max() - cols.min() + 1) <= 70
+    assert int(rows.max() - rows.min() + 1) >= 60
+
+
+def test_unet_skips_and_sizes() -> None:
+    for size in (28, 32, 64):
+        g = UNetGenerator(1, 3, size, width=8)
+        assert g(torch.randn(2, 1, size, size)).shape == (2, 3, size, size)
+
+
+# ----------------------------------------------------------------------------- losses and buffer
+def test_image_pool_history_behaviour() -> None:
+    pool = ImagePool(4)
+    first = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first, lambda n: torch.zeros(n)), first)  # filling: returned as is
+    new = torch.full((2, 1, 1, 1), 9.0)
+    kept = pool.query(new, lambda n: torch.full((n,), 0.9))  # coin >= 0.5: the new images pass through
+    assert torch.equal(kept, new) and len(pool.images) == 4
+    swapped = pool.query(torch.full((1, 1, 1, 1), 7.0), lambda n: torch.full((n,), 0.3))  # coin < 0.5: swap
+    assert swapped.item() == 1.0 and pool.images[1].item() == 7.0  # pick 0.3 * 4 -> slot 1
+    assert torch.equal(ImagePool(0).query(new, lambda n: torch.zeros(n)), new)
+
+
+def test_cyclegan_cycle_and_identity_terms(mnist_root) -> None:
+    """With identity generators every cycle and identity term is 0, so the G loss is the
+    adversarial term alone."""
+    cfg = load_config(["exp=cyclegan_edges", *data_args(mnist_root), "nets.g_width=8", "nets.d_width=8"])
+    model = build_model(cfg, build_datamodule(cfg).info)
+    model.G_AB, model.G_BA = torch.nn.Identity(), torch.nn.Identity()
+    a, b = torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28)
+    cycle = (model.G_BA(model.G_AB(a)) - a).abs().mean() + (model.G_AB(model.G_BA(b)) - b).abs().mean()
+    assert cycle.item() == 0
+    outs = []
+
+    class Grab(__import__("lightning").Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            outs.append(outputs)
+
+    run("exp=cyclegan_edges", *data_args(mnist_root), "steps=2", "out=cg", "metrics.names=[]", extra_callbacks=[Grab()])
+    s = outs[-1]
+    expected = s["g/adv"] + 10.0 * s["g/cycle"] + 0.5 * 10.0 * s["g/identity"]
+    torch.testing.assert_close(s["loss/g"], expected)
+
+
+def test_pix2pix_l1_only_switch(mnist_root) -> None:
+    outs = []
+
+    class Grab(__import__("lightning").Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            outs.append(outputs)
+
+    run(
+        "exp=pix2pix_edges",
+        *data_args(mnist_root),
+        "steps=2",
+        "out=p",
+        "metrics.names=[]",
+        "model.adversarial=false",
+        extra_callbacks=[Grab()],
+    )
+    assert "loss/d" not in outs[0] and "g/adv" not in outs[0]
+    torch.testing.assert_close(outs[0]["loss/g"], 100.0 * outs[0]["g/l1"])
+
+
+@pytest.mark.parametrize("exp", ["pix2pix_edges", "cyclegan_edges"])
+def test_translation_runs_write_grids_and_metrics(exp: str, mnist_root) -> None:
+    result = run(f"exp={exp}", *data_args(mnist_root), "steps=3", "out=t", "log.sample_every=3", "metrics.n=100")
+    final = result.summary["final"]
+    assert {"ab/l1", "ab/fid", "ab/agreement"} <= set(final)
+    if exp == "cyclegan_edges":
+        assert {"ba/l1", "ba/fid", "ba/agreement"} <= set(final)
+    assert (result.run_dir / "samples" / "step_0000003.png").is_file()
+    from gan_lightning.sample import sample_data_space
+
+    x, _ = sample_data_space(result.run_dir / "checkpoints" / "last.ckpt", 5)
+    assert x.shape[0] == 5 and x.min() >= 0 and x.max() <= 1
+
+
+def test_cyclegan_resume_is_exact_with_the_history_buffers(mnist_root) -> None:
+    from tests.helpers import assert_bitwise_equal, weights
+    from tests.test_resume import SignalAt
+
+    args = ["exp=cyclegan_edges", *data_args(mnist_root), "steps=8", "metrics.names=[]", "model.pool_size=4"]
+    full = run(*args, "out=full")
+    run(*args, "out=part", extra_callbacks=[SignalAt(3)])
+    resumed = run(*args, "out=part", "resume=auto")
+    assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
+
+
+# ----------------------------------------------------------------------------- data
+def test_edge_maps_of_a_square() -> None:
+    img = torch.zeros(1, 1, 12, 12, dtype=torch.uint8)
+    img[..., 3:9, 3:9] = 255
+    e = edge_map(img)
+    assert e[0, 0, 6, 6] == 0 and e[0, 0, 0, 0] == 0  # flat inside and outside
+    assert e[0, 0, 3, 6] == 255 and e[0, 0, 6, 8] == 255  # the border
+    assert set(e.unique().tolist()) <= {0, 255}
+
+
+def test_edges_paired_and_unpaired_halves(mnist_root) -> None:
+    paired = build_datamodule(load_config(["exp=pix2pix_edges", *data_args(mnist_root), "data.image_size=28"]))
+    paired.prepare()
+    b = paired.global_batch(0, 8)
+    torch.testing.assert_close(
+        ((b.a + 1) * 127.5).round().to(torch.uint8), edge_map(((b.b + 1) * 127.5).round().to(torch.uint8))
+    )
+    unpaired = build_datamodule(load_config(["exp=cyclegan_edges", *data_args(mnist_root)]))
+    unpaired.prepare()
+    images = paired.train_b
+    # A's edge maps and B's images come from disjoint halves of the training set
+    half_a, half_b = set(unpaired.half_a.tolist()), set(unpaired.half_b.tolist())
+    assert not half_a & half_b and len(half_a | half_b) == len(images)
+    assert torch.equal(unpaired.train_a, edge_map(images[unpaired.half_a]))
+    assert torch.equal(unpaired.train_b, images[unpaired.half_b])
+    a, bt, y = unpaired.test_pairs()
+    assert torch.equal(a, edge_map(bt)) and len(y) == len(a)
+
+
+def test_folder_datamodules(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    for split in ("trainA", "trainB", "testA"):
+        for i in range(3):
+            write_image(tmp_path / "u" / split / f"{i}.png", rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    dm = build_datamodule(load_config(["exp=cyclegan_folder", f"data.root={tmp_path / 'u'}", "data.image_size=16"]))
+    dm.prepare()
+    batch = dm.global_batch(0, 4)
+    assert batch.a.shape == (4, 3, 16, 16) and batch.b.shape == (4, 3, 16, 16)
+    a, b, _ = dm.test_pairs()  # no testB: falls back to trainB
+    assert a.shape == (3, 3, 16, 16) and b.shape == (3, 3, 16, 16)
+    side = rng.integers(0, 255, (20, 40, 3), dtype=np.uint8)
+    side[:, :20] = 0
+    for i in range(2):
+        write_image(tmp_path / "p" / "train" / f"{i}.jpg", side)
+    args = ["exp=cyclegan_folder", "model=pix2pix", "data=paired_folder", f"data.root={tmp_path / 'p'}"]
+    dm = build_datamodule(load_config([*args, "data.image_size=16"]))
+    dm.prepare()
+    assert dm.train_a.float().mean() < 5 and dm.train_b.float().mean() > 50  # left half is A
+    with pytest.raises(ConfigError, match="trainA"):
+        build_datamodule(load_config(["exp=cyclegan_folder", f"data.root={tmp_path / 'none'}"])).prepare()
+    with pytest.raises(ConfigError, match=r"data\.root"):
+        load_config(["exp=cyclegan_folder"])

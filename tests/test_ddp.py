@@ -1,0 +1,71 @@
+"""DDP simulated on CPU: 2 processes with gloo against 1 process with the doubled batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import TINY
+
+pytestmark = pytest.mark.xdist_group("ddp")  # keep the two-process runs off the other worker
+
+
+def train_cli(tmp_path, *args: str) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "gan_lightning", "train", *TINY, *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    run_dir = tmp_path / next(a for a in args if a.startswith("out="))[4:]
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def weights(tmp_path, out: str) -> dict[str, torch.Tensor]:
+    return torch.load(tmp_path / out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        # gradient penalty (double backward under DDP), n_critic 5, MLP nets
+        ["exp=gmm_ring", "model=wgan_gp", "nets.d_norm=none"],
+        # non-saturating loss with R1, an EMA of G, and metrics gathered across ranks (301: uneven shards)
+        ["exp=gmm_ring", "model.ema.decay=0.9", "metrics.names=[modes]", "metrics.n=301"],
+        # conv nets without BatchNorm, spectral norm (power-iteration buffers), hinge loss
+        [
+            "exp=sngan",
+            "data=fashion_mnist",
+            "nets.g_norm=none",
+            "nets.d_norm=none",
+            "metrics.names=[]",
+            "data.download=false",
+            "log.neighbours=false",
+        ],
+    ],
+    ids=["wgan_gp", "gan_r1_ema_metrics", "sngan_conv"],
+)
+def test_two_processes_equal_one_with_the_doubled_batch(tmp_path, mnist_root, model: list[str]) -> None:
+    common = [*model, "steps=6", "trainer.accelerator=cpu", "log.every=2", f"data.data_dir={mnist_root}"]
+    two = train_cli(tmp_path, *common, "data.batch_size=16", "trainer.devices=2", "trainer.strategy=ddp", "out=ddp")
+    one = train_cli(tmp_path, *common, "data.batch_size=32", "out=single")
+    assert two["status"] == one["status"] == "completed" and two["steps_done"] == 6
+    assert two["device"].startswith("2 x CPU")
+    a, b = weights(tmp_path, "ddp"), weights(tmp_path, "single")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs")
+    # every rank ends with the same weights, bit for bit
+    digests = two["rank_weights_sha1"]
+    assert len(digests) == 2 and digests[0] == digests[1] == two["weights_sha1"]
+    if "modes/covered" in one["final"]:  # metrics: N ranks evaluate exactly the samples of one process
+        for key in ("modes/covered", "modes/high_quality"):
+            assert two["final"][key] == pytest.approx(one["final"][key], abs=2 / 301)

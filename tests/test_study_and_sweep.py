@@ -1,0 +1,162 @@
+"""Seeded studies (resume, aggregates, reproducibility), comparisons, offline sweeps, wandb offline."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from gan_lightning.registry import ConfigError
+from gan_lightning.study import aggregate, bootstrap_ci, compare_studies, parse_seeds, run_study
+from gan_lightning.sweep import run_offline
+
+pytestmark = pytest.mark.xdist_group("subprocess_runs")
+
+QUICK = ["exp=gmm_ring", "steps=30", "log.every=10", "log.sample_every=30", "metrics.every=15", "metrics.n=500"]
+
+
+def test_parse_seeds() -> None:
+    assert parse_seeds("0-2") == [0, 1, 2] and parse_seeds("3,1,1") == [1, 3] and parse_seeds("0-1,7") == [0, 1, 7]
+    with pytest.raises(ConfigError, match="seeds"):
+        parse_seeds("a-b")
+
+
+def test_aggregates_against_numpy() -> None:
+    x = [3.0, 1.0, 4.0, 1.0, 5.0]
+    a = aggregate(x)
+    assert a["mean"] == pytest.approx(np.mean(x)) and a["std"] == pytest.approx(np.std(x, ddof=1))
+    assert a["median"] == 3.0 and a["min"] == 1.0 and a["max"] == 5.0 and a["n"] == 5
+    assert a["ci95_low"] <= a["mean"] <= a["ci95_high"] and a["ci95_low"] >= 1.0 and a["ci95_high"] <= 5.0
+    # the bootstrap interval of the mean narrows like 1/sqrt(n)
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(size=10), rng.normal(size=1000)
+    w_small = np.subtract(*reversed(bootstrap_ci(list(small))))
+    w_large = np.subtract(*reversed(bootstrap_ci(list(large))))
+    assert 5 < w_small / w_large < 20
+
+
+def test_study_runs_resumes_and_reports(tmp_path, capsys) -> None:
+    sdir = run_study([*QUICK, "seeds=0-2", "jobs=2", "reproducible=true", f"out={tmp_path / 'study'}"], echo=False)
+    report = json.loads((sdir / "report.json").read_text())
+    assert report["completed"] == [0, 1, 2] and len(report["per_seed"]) == 3
+    agg = report["final"]["modes/covered"]
+    assert agg["n"] == 3 and {"mean", "std", "median", "min", "max", "ci95_low", "ci95_high"} <= set(agg)
+    values = [r["final"]["modes/covered"] for r in report["per_seed"]]
+    assert agg["mean"] == pytest.approx(np.mean(values)) and report["wall_s"]["n"] == 3
+    assert report["reproducibility"]["bitwise_equal"] is True
+    a, b = report["reproducibility"]["weights_sha1"]
+    assert a == b and a is not None
+    for name in ("report.md", "curves.png", "finals.png"):
+        assert (sdir / name).is_file(), name
+    assert (
+        "| modes/covered |" in (sdir / "report.md").read_text() and "bitwise equal" in (sdir / "report.md").read_text()
+    )
+    stamps = {s: (sdir / f"seed_{s}" / "summary.json").stat().st_mtime_ns for s in (0, 1, 2)}
+    run_study([*QUICK, "seeds=0-2", f"out={tmp_path / 'study'}"], echo=False)  # rerun: no work
+    assert stamps == {s: (sdir / f"seed_{s}" / "summary.json").stat().st_mtime_ns for s in (0, 1, 2)}
+
+
+def test_study_resumes_an_interrupted_seed(tmp_path) -> None:
+    sdir = tmp_path / "study"
+    # A 30-step seed stopped at step 15 leaves what a 15-step run leaves, marked interrupted.
+    run_study([*QUICK, "steps=15", "seeds=0", f"out={sdir}"], echo=False)
+    summary = sdir / "seed_0" / "summary.json"
+    s = json.loads(summary.read_text())
+    summary.write_text(json.dumps({**s, "status": "interrupted", "steps": 30}))
+    run_study([*QUICK, "steps=30", "seeds=0", f"out={sdir}"], echo=False)
+    s = json.loads(summary.read_text())
+    assert s["status"] == "completed" and s["steps_done"] == 30
+    assert "at G step 15" in (sdir / "logs" / "seed_0.log").read_text()
+
+
+def test_study_rejects_bad_config_before_running(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"model\.n_critic"):
+        run_study(["exp=gmm_ring", "model.n_critc=2", "seeds=0", f"out={tmp_path / 's'}"], echo=False)
+    assert not (tmp_path / "s").exists()
+
+
+def fake_study(path, values: list[float]) -> None:
+    path.mkdir(parents=True)
+    per_seed = [{"seed": i, "status": "completed", "final": {"fid": v}} for i, v in enumerate(values)]
+    (path / "report.json").write_text(json.dumps({"final": {"fid": {}}, "per_seed": per_seed}))
+
+
+def test_compare_detects_a_difference_and_its_absence(tmp_path) -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    a, b, c = list(rng.normal(10, 1, 8)), list(rng.normal(14, 1, 8)), list(rng.normal(10, 1, 8))
+    for name, vals in (("a", a), ("b", b), ("c", c)):
+        fake_study(tmp_path / name, vals)
+    diff = compare_studies(tmp_path / "a", tmp_path / "b")["metrics"]["fid"]
+    assert diff["differ"] and diff["welch_p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert diff["cohens_d"] < -2 and diff["prob_a_greater"] < 0.1
+    same = compare_studies(tmp_path / "a", tmp_path / "c")["metrics"]["fid"]
+    assert not same["differ"]
+
+
+def command(*overrides: str) -> str:
+    """A sweep's ``command:`` block (YAML block list: ``${...}`` cannot sit unquoted in a flow list)."""
+    items = ["${env}", "${interpreter}", "-m", "gan_lightning", "train", *overrides, "${args_no_hyphens}"]
+    return "command:\n" + "".join(f"  - {i}\n" for i in items)
+
+
+def test_offline_sweep_runs_trials_and_writes_a_table(tmp_path) -> None:
+    sweep = tmp_path / "toy.yaml"
+    sweep.write_text(
+        "method: random\nmetric: {name: modes/high_quality, goal: maximize}\n"
+        "parameters:\n  optim.lr_d: {distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-2}\n"
+        "  model.penalty.weight: {values: [0.1, 1.0]}\n" + command("exp=gmm_ring", "steps=20", "metrics.n=300")
+    )
+    os.environ["WANDB_MODE"] = "offline"
+    sdir, rows = run_offline(sweep, 3, tmp_path / "sw", echo=False)
+    assert len(rows) == 3 and all(r["status"] == "completed" for r in rows)
+    assert len({r["params"]["optim.lr_d"] for r in rows}) == 3
+    for r in rows:
+        cfg = (tmp_path / "sw" / r["trial"] / "config.yaml").read_text()
+        assert f"lr_d: {r['params']['optim.lr_d']}" in cfg  # the override reached the config
+    table = (sdir / "results.md").read_text()
+    assert table.count("trial_") == 3 and "**best**" in table
+    assert (sdir / "results.csv").read_text().count("\n") == 4
+    _again_dir, again = run_offline(sweep, 3, tmp_path / "sw", echo=False)  # resumes: nothing more to do
+    assert [r["trial"] for r in again] == [r["trial"] for r in rows]
+
+
+def test_grid_sweep_stops_when_the_grid_is_done(tmp_path) -> None:
+    sweep = tmp_path / "grid.yaml"
+    sweep.write_text(
+        "method: grid\nparameters:\n  model.z_dim: {values: [2, 3]}\n"
+        + command("exp=gmm_ring", "steps=5", "metrics.names=[]")
+    )
+    _, rows = run_offline(sweep, 10, tmp_path / "g", echo=False)
+    assert sorted(r["params"]["model.z_dim"] for r in rows) == [2, 3]
+
+
+def test_sweep_with_a_bad_key_fails_before_any_trial(tmp_path) -> None:
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text("method: grid\nparameters:\n  optim.lr_dd: {values: [0.1]}\n" + command("exp=gmm_ring"))
+    with pytest.raises(ConfigError, match=r"optim\.lr_d"):
+        run_offline(sweep, 1, tmp_path / "b", echo=False)
+
+
+def test_shipped_sweep_files_are_valid() -> None:
+    from gan_lightning.config import experiments_dir
+    from gan_lightning.sweep import check_keys, load_sweep
+
+    files = sorted((experiments_dir() / "sweeps").glob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        check_keys(load_sweep(f))
+
+
+def test_wandb_offline_logging(tmp_path, monkeypatch) -> None:
+    """logger=csv,wandb in offline mode: a local wandb run with the scalars, images and summary."""
+    from tests.helpers import run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    result = run("exp=gmm_ring", "steps=4", "out=w", "logger=csv,wandb", "log.sample_every=4")
+    runs = list((result.run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert (result.run_dir / "metrics.csv").is_file()
