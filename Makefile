@@ -47,7 +47,7 @@ test-fast: install
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check gan_lightning tests benchmarks conftest.py
+	$(BIN)/ruff check gan_lightning tests benchmarks conftest.py notebooks/make_notebooks.py
 
 train: install
 	$(BIN)/gan-lightning train exp=$(EXP) $(ARGS)

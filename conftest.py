@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# One thread per process: pytest-xdist runs 2 workers (and notebook kernels, subprocess runs) on
+# 2 cores, and oversubscribed OpenMP threads slow CPU training several times over.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("NB_SMALL", "1")  # notebooks read it: a few steps instead of minutes of training
@@ -16,6 +19,15 @@ os.environ.setdefault("NB_OUT", str(_scratch / "runs"))
 os.environ.setdefault("GAN_LIGHTNING_CACHE", str(_scratch / "cache"))  # tests/ override it per test
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Notebook runs start fresh each session (a stale run would be resumed, not retrained)."""
+    import shutil
+
+    if os.environ["NB_OUT"] == str(_scratch / "runs") and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(_scratch / "runs", ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the group markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Notebooks share one worker (they reuse the cached domain classifier in turn)."""
     for item in items:

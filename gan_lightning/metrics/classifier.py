@@ -15,6 +15,8 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +194,23 @@ def load_classifier(path: Path) -> tuple[DomainClassifier, dict[str, Any]]:
     return net.eval(), meta
 
 
+@contextmanager
+def training_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path``.lock (POSIX flock; a no-op where there is none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path.with_suffix(".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def get_classifier(
     datamodule: Any, train_if_missing: bool = True, device: str | torch.device = "cpu", verbose: bool = True
 ) -> ClassifierFeatures:
@@ -205,16 +224,17 @@ def get_classifier(
     fp = fingerprint(*train)
     dataset = datamodule.info.name
     path = classifier_path(dataset, fp)
-    if not path.is_file():
-        if not train_if_missing:
-            raise ConfigError(
-                f"no domain classifier for {dataset} (data fingerprint {fp}) in {path.parent}; "
-                f"run `gan-lightning train-evaluator data={dataset}` first"
-            )
-        if verbose:
-            print(f"[classifier] none cached for {dataset} ({fp}); training one (once)", file=sys.stderr)
-        test = datamodule.split(train=False, size=28)
-        net, meta = train_classifier(train, test, dataset, device=device, verbose=verbose)
-        save_classifier(net, meta, path)
+    if not path.is_file() and not train_if_missing:
+        raise ConfigError(
+            f"no domain classifier for {dataset} (data fingerprint {fp}) in {path.parent}; "
+            f"run `gan-lightning train-evaluator data={dataset}` first"
+        )
+    with training_lock(path):  # concurrent runs (study jobs, notebooks) train it once, the others wait
+        if not path.is_file():
+            if verbose:
+                print(f"[classifier] none cached for {dataset} ({fp}); training one (once)", file=sys.stderr)
+            test = datamodule.split(train=False, size=28)
+            net, meta = train_classifier(train, test, dataset, device=device, verbose=verbose)
+            save_classifier(net, meta, path)
     net, meta = load_classifier(path)
     return ClassifierFeatures(net, meta, getattr(datamodule.dcfg, "resize", "pad"))
