@@ -3,8 +3,9 @@ losses, penalty and optimizer, timed in one process.
 
 WGAN-GP, DCGAN nets at 32x32 (no BatchNorm in the critic), n_critic 5, Adam 1e-4 (0, 0.9),
 data resident on the device in both loops. Reports generator iterations/s and real images/s of
-each loop and their ratio, plus the amortised per-step cost of the metrics callback at its
-default interval. Writes benchmarks/results/loop_<device>.json.
+each loop and their ratio (also for ``perf.fast=true``, and with bf16 autocast on a GPU), plus
+the amortised per-step cost of the metrics callback at its default interval.
+Writes benchmarks/results/loop_<device>.json.
 
     python benchmarks/bench_loop.py                  # GPU: batches 64 and 256; CPU: small
     python benchmarks/bench_loop.py --batches 64 --steps 200 --warmup 20
@@ -118,7 +119,7 @@ class StepTimer(L.Callback):
             self.t1, self.steps = time.perf_counter(), step - self.warmup
 
 
-def framework_loop(batch: int, steps: int, warmup: int, device: torch.device) -> float:
+def framework_loop(batch: int, steps: int, warmup: int, device: torch.device, extra: list[str] | None = None) -> float:
     from gan_lightning import train as train_mod
 
     timer = StepTimer(warmup)
@@ -126,7 +127,7 @@ def framework_loop(batch: int, steps: int, warmup: int, device: torch.device) ->
     train_mod.build_trainer = lambda cfg, callbacks, loggers: original(cfg, [timer, *callbacks], loggers)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            train_mod.train(bench_config(batch, steps, device, [f"out={tmp}/run"]))
+            train_mod.train(bench_config(batch, steps, device, [f"out={tmp}/run", *(extra or [])]))
     finally:
         train_mod.build_trainer = original
     return timer.steps / (timer.t1 - timer.t0)
@@ -180,11 +181,15 @@ def main() -> None:
     warmup = args.warmup or (50 if gpu else 5)
     rows = []
     for batch in batches:
-        plain, ours = [], []
-        for _ in range(args.repeats):  # alternate, so drift of the machine hits both alike
+        plain, ours, fast, fast_bf16 = [], [], [], []
+        for _ in range(args.repeats):  # alternate, so drift of the machine hits all alike
             plain.append(plain_loop(batch, steps, warmup, device))
             ours.append(framework_loop(batch, steps, warmup, device))
-        best_plain, best_ours = max(plain), max(ours)
+            fast.append(framework_loop(batch, steps, warmup, device, ["perf.fast=true"]))
+            if gpu:
+                bf16 = ["perf.fast=true", "trainer.precision=bf16-mixed"]
+                fast_bf16.append(framework_loop(batch, steps, warmup, device, bf16))
+        best_plain, best_ours, best_fast = max(plain), max(ours), max(fast)
         rows.append(
             {
                 "batch": batch,
@@ -193,7 +198,22 @@ def main() -> None:
                 "plain_real_images_per_s": round(best_plain * 5 * batch, 1),
                 "gan_lightning_real_images_per_s": round(best_ours * 5 * batch, 1),
                 "ratio_gan_lightning_over_plain": round(best_ours / best_plain, 3),
-                "all_runs": {"plain": [round(v, 2) for v in plain], "gan_lightning": [round(v, 2) for v in ours]},
+                "fast_g_iters_per_s": round(best_fast, 2),
+                "ratio_fast_over_plain": round(best_fast / best_plain, 3),
+                **(
+                    {
+                        "fast_bf16_g_iters_per_s": round(max(fast_bf16), 2),
+                        "ratio_fast_bf16_over_plain": round(max(fast_bf16) / best_plain, 3),
+                    }
+                    if fast_bf16
+                    else {}
+                ),
+                "all_runs": {
+                    "plain": [round(v, 2) for v in plain],
+                    "gan_lightning": [round(v, 2) for v in ours],
+                    "fast": [round(v, 2) for v in fast],
+                    "fast_bf16": [round(v, 2) for v in fast_bf16],
+                },
             }
         )
         print(json.dumps(rows[-1]), file=sys.stderr)

@@ -109,6 +109,9 @@ class MetricsConfig:
 class PerfConfig:
     tf32: bool = True  # allow TF32 matmuls/convs on Ampere+ GPUs
     deterministic: bool = False  # torch.use_deterministic_algorithms (CPU runs are bitwise repeatable anyway)
+    fast: bool = (
+        False  # D and G steps captured as CUDA graphs and replayed (one GPU, GAN family; gan_lightning/fast.py)
+    )
 
 
 @dataclass

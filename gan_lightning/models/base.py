@@ -91,6 +91,12 @@ class GANModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimizers
     def make_optimizer(self, params: Any, lr: float) -> torch.optim.Optimizer:
+        if self.cfg.perf.fast:
+            from gan_lightning.fast import capturable_optimizer_kwargs
+
+            return build_optimizer(
+                params, lr, self.cfg.optim, **capturable_optimizer_kwargs(self.cfg.optim.name, lr, self.device)
+            )
         return build_optimizer(params, lr, self.cfg.optim)
 
     def make_scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
@@ -123,6 +129,15 @@ class GANModule(L.LightningModule):
             for n, fl in zip(nets, flags):
                 for p, f in zip(n.parameters(), fl):
                     p.requires_grad_(f)
+
+    @contextmanager
+    def noise_from(self, source: Any):
+        """Draw the training noise from ``source`` (the fast path's tape) inside the block."""
+        saved, self.noise = self.noise, source
+        try:
+            yield
+        finally:
+            self.noise = saved
 
     # ------------------------------------------------------------------ noise and sampling
     def on_fit_start(self) -> None:

@@ -68,6 +68,7 @@ class GAN(GANModule):
         self.penalty = PENALTIES.get(m.penalty.name, "model.penalty.name") if m.penalty.name != "none" else None
         self.G, self.D = self.build_nets()
         self.G_ema = self.make_ema(self.G, m.ema)
+        self._fast: tuple[Any, Any] | None = None
 
     def build_nets(self) -> tuple[nn.Module, nn.Module]:
         m, nets = self.mcfg, self.cfg.nets
@@ -104,6 +105,19 @@ class GAN(GANModule):
                 "under 16-bit mixed precision; use 32-true (with TF32) or bf16-mixed"
             )
         resolve_d_norm(cfg)
+        if cfg.perf.fast:
+            fast_ok = cls.draw_labels is GAN.draw_labels and cls.training_step is GAN.training_step
+            if not fast_ok:
+                raise ConfigError(
+                    f"bad value for 'perf.fast': the fast path covers the unconditional GAN family, not '{m.name}'"
+                )
+            if cfg.optim.name not in ("adam", "rmsprop"):
+                raise ConfigError(
+                    f"bad value for 'perf.fast': it needs optim.name adam or rmsprop, not '{cfg.optim.name}'"
+                )
+            devices = cfg.trainer.get("devices", 1)
+            if str(devices) not in ("1", "auto") or int(cfg.trainer.get("num_nodes", 1)) > 1:
+                raise ConfigError("bad value for 'perf.fast': it runs on one device (no DDP); drop trainer.devices")
 
     @property
     def real_batches_per_step(self) -> int:
@@ -133,9 +147,15 @@ class GAN(GANModule):
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         """n_critic D steps, each on its own real batch, then one G step."""
         opt_g, opt_d = self.optimizers()
-        for real, y_real in zip(batch.x.unbind(0), batch.y.unbind(0)):
-            d_stats = self.critic_step(real, y_real, opt_d)
-        g_stats = self.generator_step(real.shape[0], opt_g)
+        if self.cfg.perf.fast:
+            d_step, g_step = self.fast_steps(opt_d, opt_g)
+            for real, y_real in zip(batch.x.unbind(0), batch.y.unbind(0)):
+                d_stats = d_step(real, y_real)
+            g_stats = g_step()
+        else:
+            for real, y_real in zip(batch.x.unbind(0), batch.y.unbind(0)):
+                d_stats = self.critic_step(real, y_real, opt_d)
+            g_stats = self.generator_step(real.shape[0], opt_g)
         self.update_ema(self.G_ema, self.G, self.mcfg.ema)
         stats = {**d_stats, **g_stats}
         self.finish_step(stats)
@@ -165,6 +185,31 @@ class GAN(GANModule):
             loss = self.loss.g_loss(fake_out)
             self.backward_step(opt, loss)
         return {"loss/g": loss.detach()}
+
+    def fast_steps(self, opt_d: Any, opt_g: Any) -> tuple[Any, Any]:
+        """perf.fast: the same D and G steps as replayable units (see gan_lightning/fast.py)."""
+        if self._fast is None:
+            from gan_lightning.fast import ReplayableStep, autocast_for
+
+            assert self.noise is not None
+            if self.trainer.world_size > 1:
+                raise ConfigError("perf.fast runs on one device; it does not support DDP")
+            raw_d, raw_g = opt_d.optimizer, opt_g.optimizer
+            autocast = autocast_for(self.trainer.precision, self.device)
+
+            def d_fn(tape: Any, real: Tensor, y_real: Tensor) -> dict[str, Tensor]:
+                with self.noise_from(tape):
+                    return self.critic_step(real, y_real, raw_d)
+
+            def g_fn(tape: Any) -> dict[str, Tensor]:
+                with self.noise_from(tape):
+                    return self.generator_step(int(self.cfg.data.batch_size), raw_g)
+
+            self._fast = (
+                ReplayableStep(d_fn, self.noise, self.device, autocast),
+                ReplayableStep(g_fn, self.noise, self.device, autocast),
+            )
+        return self._fast
 
 
 # ---------------------------------------------------------------------- named variants
