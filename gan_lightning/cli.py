@@ -167,6 +167,20 @@ def _experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not folder.is_dir():
+        raise ConfigError(f"no benchmarks/ beside the package ({folder}): run from a source checkout (git clone)")
+    names = ["loop", "fid"] if args.which == "all" else [args.which]
+    for name in names:
+        rc = subprocess.run([sys.executable, str(folder / f"bench_{name}.py"), *args.args]).returncode
+        if rc:
+            return rc
+    return 0
+
+
 def _cuda() -> bool:
     import torch
 
@@ -248,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seed", type=int, default=0, help="seed of the search (random and bayes)")
     sw.add_argument("--study-seeds", default="", help="then study the best configuration over these seeds, e.g. 0-4")
     sw.set_defaults(func=_sweep)
+
+    b = sub.add_parser("bench", help="the benchmarks of benchmarks/ (a source checkout): loop, fid or all")
+    b.add_argument("which", nargs="?", default="all", choices=["all", "loop", "fid"])
+    b.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark script")
+    b.set_defaults(func=_bench)
 
     e = sub.add_parser("experiments", help="list the experiments")
     e.set_defaults(func=_experiments)

@@ -131,6 +131,7 @@ class ACGANConfig(GANConfig):
     name: str = "acgan"
     embed_dim: int = 32
     aux_weight: float = 1.0  # weight of the auxiliary classification losses
+    aux_fake_weight: float = 1.0  # D's classification loss on generated images (Odena et al.: 1; 0: real only)
 
 
 @MODELS.register("acgan")
@@ -174,7 +175,7 @@ class ACGAN(ConditionalMixin, GAN):
             fake = self.fake(real.shape[0], y_fake)
         (real_out, real_cls), (fake_out, fake_cls) = self.heads(real), self.heads(fake)
         adv = self.loss.d_loss(real_out, fake_out, real_label=1.0 - m.label_smoothing)
-        aux = F.cross_entropy(real_cls, y_real) + F.cross_entropy(fake_cls, y_fake)
+        aux = F.cross_entropy(real_cls, y_real) + m.aux_fake_weight * F.cross_entropy(fake_cls, y_fake)
         loss = adv + m.aux_weight * aux
         if self.penalty is not None:
             loss = loss + m.penalty.weight * self.penalty(self.critic, real, fake, self.noise.uniform)
