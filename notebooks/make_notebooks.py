@@ -10,6 +10,8 @@ def nb(cells):
     n.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
                   "language_info": {"name": "python"}}
     n.cells = [nbf.v4.new_markdown_cell(c[1]) if c[0] == "md" else nbf.v4.new_code_cell(c[1]) for c in cells]
+    for i, cell in enumerate(n.cells):
+        cell.id = f"cell-{i:02d}"  # stable ids: regenerating changes nothing unless a cell does
     return n
 
 SETUP = '''import os, json
@@ -52,12 +54,17 @@ else:
         print(mode)
         display(Image(filename=sorted(samples.glob(f"interp_{mode}_*.png"))[-1]))'''),
  ("md", "Metrics over training (`metrics.csv` has one row per logged step) and samples from the final checkpoint with `sample`:"),
- ("code", '''import pandas as pd
+ ("code", '''import csv
 from gan_lightning.sample import sample_data_space
 
 if FASHION:
-    m = pd.read_csv(fm.run_dir / "metrics.csv")
-    print(m[[c for c in ("step", "loss/d", "loss/g", "fid", "raw/fid") if c in m]].dropna(how="all", subset=["loss/d"]).tail())
+    with open(fm.run_dir / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("loss/d")]
+    cols = [c for c in ("step", "loss/d", "loss/g") if c in rows[-1]]
+    for r in rows[-5:]:
+        print({c: r[c] for c in cols})
+    evals = [r for r in csv.DictReader(open(fm.run_dir / "metrics.csv")) if r.get("fid")]
+    print("FID (EMA G) over steps:", [(r["step"], round(float(r["fid"]), 2)) for r in evals])
     x, model = sample_data_space(fm.run_dir / "checkpoints" / "last.ckpt", 16, seed=0)
     print("samples:", tuple(x.shape), "in [", float(x.min()), ",", float(x.max()), "]")'''),
 ])
