@@ -34,6 +34,9 @@ def weights(tmp_path, out: str) -> dict[str, torch.Tensor]:
     return torch.load(tmp_path / out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
+CONV_NO_BN = ["nets.g_norm=none", "nets.d_norm=none", "metrics.names=[]", "data.download=false", "log.neighbours=false"]
+
+
 @pytest.mark.parametrize(
     "model",
     [
@@ -42,17 +45,11 @@ def weights(tmp_path, out: str) -> dict[str, torch.Tensor]:
         # non-saturating loss with R1, an EMA of G, and metrics gathered across ranks (301: uneven shards)
         ["exp=gmm_ring", "model.ema.decay=0.9", "metrics.names=[modes]", "metrics.n=301"],
         # conv nets without BatchNorm, spectral norm (power-iteration buffers), hinge loss
-        [
-            "exp=sngan",
-            "data=fashion_mnist",
-            "nets.g_norm=none",
-            "nets.d_norm=none",
-            "metrics.names=[]",
-            "data.download=false",
-            "log.neighbours=false",
-        ],
+        ["exp=sngan", "data=fashion_mnist", *CONV_NO_BN],
+        # class-conditional: labels of generated samples drawn per rank, projection critic
+        ["exp=cgan_mnist", *CONV_NO_BN],
     ],
-    ids=["wgan_gp", "gan_r1_ema_metrics", "sngan_conv"],
+    ids=["wgan_gp", "gan_r1_ema_metrics", "sngan_conv", "cgan_projection"],
 )
 def test_two_processes_equal_one_with_the_doubled_batch(tmp_path, mnist_root, model: list[str]) -> None:
     common = [*model, "steps=6", "trainer.accelerator=cpu", "log.every=2", f"data.data_dir={mnist_root}"]
@@ -69,3 +66,30 @@ def test_two_processes_equal_one_with_the_doubled_batch(tmp_path, mnist_root, mo
     if "modes/covered" in one["final"]:  # metrics: N ranks evaluate exactly the samples of one process
         for key in ("modes/covered", "modes/high_quality"):
             assert two["final"][key] == pytest.approx(one["final"][key], abs=2 / 301)
+
+
+@pytest.mark.parametrize(
+    "exp",
+    [
+        "acgan_fashion",  # auxiliary classifier losses on real and generated labels
+        "infogan_mnist",  # latent codes and the Q head's mutual-information term
+        "pix2pix_edges",  # U-Net with dropout noise, PatchGAN on pairs, L1
+        "cyclegan_edges",  # two G, two D, a history buffer per D (its draws differ per rank)
+    ],
+)
+def test_every_other_model_trains_under_ddp_with_identical_ranks(tmp_path, mnist_root, exp: str) -> None:
+    """Models whose randomness (dropout, history buffers, BatchNorm statistics) makes a 1-process
+    run with the doubled batch differ: under DDP the ranks must still end with the same weights."""
+    args = [f"exp={exp}", "steps=4", "trainer.accelerator=cpu", f"data.data_dir={mnist_root}", "data.batch_size=4"]
+    args += ["trainer.devices=2", "trainer.strategy=ddp", "out=ddp", "metrics.names=[]", "log.keep_every=2"]
+    two = train_cli(tmp_path, *args)
+    assert two["status"] == "completed" and two["steps_done"] == 4
+    digests = two["rank_weights_sha1"]
+    assert len(digests) == 2 and digests[0] == digests[1] == two["weights_sha1"]
+    # the weights moved between steps 2 and 4 (ranks that skipped their optimizer steps would also agree)
+    ckpts = tmp_path / "ddp" / "checkpoints"
+    mid = torch.load(ckpts / "step=2.ckpt", weights_only=True)["state_dict"]
+    end = weights(tmp_path, "ddp")
+    moved = {k.split(".")[0] for k in end if end[k].is_floating_point() and not torch.equal(end[k], mid[k])}
+    nets = {"G", "D"} if exp != "cyclegan_edges" else {"G_AB", "G_BA", "D_A", "D_B"}
+    assert nets <= moved, f"nets whose weights did not change between steps 2 and 4: {nets - moved}"

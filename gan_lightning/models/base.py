@@ -208,6 +208,7 @@ class GANModule(L.LightningModule):
         """Count the step, watch for non-finite losses, log every ``log.every`` steps."""
         self.g_step += 1
         self.step_schedulers()
+        self.sync_buffers()
         every = int(self.cfg.log.every)
         losses = {k: v for k, v in stats.items() if k.startswith("loss/")}
         if every and (self.g_step % every == 0 or self.g_step == 1):
@@ -217,6 +218,22 @@ class GANModule(L.LightningModule):
             self.log_dict({k.split("/")[1]: values[k] for k in losses}, prog_bar=True, logger=False)
         elif self.device.type == "cpu":
             self.check_finite(losses)  # free on CPU: check every step
+
+    @torch.no_grad()
+    def sync_buffers(self) -> None:
+        """Under DDP, every rank takes rank 0's buffers (BatchNorm running statistics, the EMA
+        copies of them). DDP broadcasts them only when a step starts, so without this the ranks
+        would evaluate, sample and hash G with per-rank statistics between steps."""
+        if self._trainer is None or self.trainer.world_size < 2 or not torch.distributed.is_initialized():
+            return
+        by_dtype: dict[torch.dtype, list[Tensor]] = {}
+        for b in self.buffers():
+            by_dtype.setdefault(b.dtype, []).append(b)
+        for tensors in by_dtype.values():
+            flat = torch._utils._flatten_dense_tensors(tensors)
+            torch.distributed.broadcast(flat, src=0)
+            for b, synced in zip(tensors, torch._utils._unflatten_dense_tensors(flat, tensors)):
+                b.copy_(synced)
 
     def log_scalars(self, values: dict[str, float]) -> None:
         """Send scalars to every logger at x = generator steps done (Lightning's own step counts
