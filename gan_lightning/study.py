@@ -348,10 +348,14 @@ def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
     if plot_keys:
         fig, axes = plt.subplots(1, len(plot_keys), figsize=(2.6 * len(plot_keys), 3.2), squeeze=False)
         for ax, key in zip(axes[0], plot_keys):
-            vals = [r["final"][key] for r in finals if key in r["final"]]
-            ax.boxplot(vals, widths=0.5)
-            ax.scatter(np.ones(len(vals)) + np.linspace(-0.08, 0.08, len(vals)), vals, color="tab:red", s=14, zorder=3)
-            ax.set_title(key, fontsize=9)
+            vals = [r["final"][key] for r in finals if key in r["final"] and r["final"][key] is not None]
+            finite = [v for v in vals if math.isfinite(v)]  # e.g. a KL of inf when a mode is never hit
+            if finite:
+                ax.boxplot(finite, widths=0.5)
+                xs = np.ones(len(finite)) + np.linspace(-0.08, 0.08, len(finite))
+                ax.scatter(xs, finite, color="tab:red", s=14, zorder=3)
+            off = len(vals) - len(finite)
+            ax.set_title(key + (f"\n({off} seed(s) non-finite)" if off else ""), fontsize=9)
             ax.set_xticks([])
         fig.tight_layout()
         fig.savefig(sdir / "finals.png", dpi=100)
