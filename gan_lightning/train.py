@@ -123,8 +123,9 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     if kw.get("strategy") in ("ddp", None) and many:
         from lightning.pytorch.strategies import DDPStrategy
 
-        # alternating G and D steps leave one net without gradients in each backward
-        kw["strategy"] = DDPStrategy(find_unused_parameters=True)
+        # alternating G and D steps leave one net without gradients in each backward; buffers are
+        # broadcast once per G step by GANModule.sync_buffers, not again by DDP's forward
+        kw["strategy"] = DDPStrategy(find_unused_parameters=True, broadcast_buffers=False)
     return kw
 
 

@@ -59,11 +59,10 @@ from gan_lightning.sample import sample_data_space
 
 if FASHION:
     with open(fm.run_dir / "metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("loss/d")]
-    cols = [c for c in ("step", "loss/d", "loss/g") if c in rows[-1]]
-    for r in rows[-5:]:
-        print({c: r[c] for c in cols})
-    evals = [r for r in csv.DictReader(open(fm.run_dir / "metrics.csv")) if r.get("fid")]
+        rows = list(csv.DictReader(f))
+    for r in [r for r in rows if r.get("loss/d")][-5:]:
+        print({c: r[c] for c in ("step", "loss/d", "loss/g")})
+    evals = [r for r in rows if r.get("fid")]
     print("FID (EMA G) over steps:", [(r["step"], round(float(r["fid"]), 2)) for r in evals])
     x, model = sample_data_space(fm.run_dir / "checkpoints" / "last.ckpt", 16, seed=0)
     print("samples:", tuple(x.shape), "in [", float(x.min()), ",", float(x.max()), "]")'''),

@@ -222,8 +222,8 @@ class GANModule(L.LightningModule):
     @torch.no_grad()
     def sync_buffers(self) -> None:
         """Under DDP, every rank takes rank 0's buffers (BatchNorm running statistics, the EMA
-        copies of them). DDP broadcasts them only when a step starts, so without this the ranks
-        would evaluate, sample and hash G with per-rank statistics between steps."""
+        copies of them) at the end of each G step, so ranks evaluate, sample and hash one G.
+        This replaces DDP's own broadcast at the start of each forward (off in ``trainer_kwargs``)."""
         if self._trainer is None or self.trainer.world_size < 2 or not torch.distributed.is_initialized():
             return
         by_dtype: dict[torch.dtype, list[Tensor]] = {}
