@@ -32,6 +32,9 @@ class AdversarialLoss:
     d_loss: DLoss
     g_loss: GLoss
     smoothable: bool  # whether one-sided label smoothing means something for it
+    # both functions are ``scale`` times the plain expectations (least squares: 1/2, Mao et al.
+    # 2017); models whose paper weighs the plain expectation (CycleGAN) divide by it
+    scale: float = 1.0
 
 
 LOSSES: Registry[AdversarialLoss] = Registry("loss")
@@ -85,4 +88,6 @@ LOSSES.register("minimax")(AdversarialLoss(bce_d_loss, minimax_g_loss, smoothabl
 LOSSES.register("nonsaturating")(AdversarialLoss(bce_d_loss, nonsaturating_g_loss, smoothable=True))
 LOSSES.register("wasserstein")(AdversarialLoss(wasserstein_d_loss, wasserstein_g_loss, smoothable=False))
 LOSSES.register("hinge")(AdversarialLoss(hinge_d_loss, wasserstein_g_loss, smoothable=False))
-LOSSES.register("least_squares")(AdversarialLoss(least_squares_d_loss, least_squares_g_loss, smoothable=True))
+LOSSES.register("least_squares")(
+    AdversarialLoss(least_squares_d_loss, least_squares_g_loss, smoothable=True, scale=0.5)
+)

@@ -170,6 +170,17 @@ def test_cyclegan_cycle_and_identity_terms(mnist_root) -> None:
     torch.testing.assert_close(s["loss/g"], expected)
 
 
+def test_cyclegan_adversarial_terms_have_the_papers_weights(mnist_root) -> None:
+    """Zhu et al. 2017: G minimises E[(D(G(x)) - 1)^2] (no 1/2) beside lambda * cycle, and D's
+    least-squares objective E[(D(y) - 1)^2] + E[D(G(x))^2] is divided by 2."""
+    cfg = load_config(["exp=cyclegan_edges", *data_args(mnist_root), "nets.g_width=8", "nets.d_width=8"])
+    model = build_model(cfg, build_datamodule(cfg).info)
+    d_fake, d_real = torch.tensor([0.9, 0.1, -0.3]), torch.tensor([0.8, 1.4, 0.2])
+    torch.testing.assert_close(model.adversarial_g(d_fake), (d_fake - 1).pow(2).mean())
+    expected_d = 0.5 * ((d_real - 1).pow(2).mean() + d_fake.pow(2).mean())
+    torch.testing.assert_close(model.adversarial_d(d_real, d_fake), expected_d)
+
+
 def test_pix2pix_l1_only_switch(mnist_root) -> None:
     outs = []
 

@@ -1,7 +1,8 @@
 """Image-to-image metrics on the test split, in each direction a model translates:
 L1 to the true translation (where the task has one), FID of the translations against real
 target-domain images, and label agreement: the target domain's classifier labels the
-translation as the class of the input (fashion_edges has labels; folders do not)."""
+translation as the class of the input (fashion_edges has labels; folders do not), beside its
+ceiling (the classifier's agreement on the true targets) and the share of the ceiling reached."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from torch import Tensor
 from gan_lightning.data.base import to_model_space
 from gan_lightning.metrics.frechet import fid_from_features
 
-DIRECTIONS = {"l1": False, "fid": False, "agreement": True}
+DIRECTIONS = {"l1": False, "fid": False, "agreement": True, "agreement_ceiling": True, "agreement_share": True}
 
 
 class EdgeView:
@@ -58,10 +59,16 @@ def translation_metrics(
         if clf is not None:
             device = next(clf.parameters()).device
             feats_pred, probs = clf(pred01.to(device))
-            feats_real, _ = clf(tgt01.to(device))
+            feats_real, probs_real = clf(tgt01.to(device))
             out[f"{direction}/fid"] = fid_from_features(feats_pred.cpu(), feats_real.cpu())
             if bool((labels >= 0).all()):
-                out[f"{direction}/agreement"] = float((probs.argmax(1).cpu() == labels).double().mean())
+                agreement = float((probs.argmax(1).cpu() == labels).double().mean())
+                # the ceiling: the same classifier on the true targets of the test pairs (its accuracy
+                # there), what a perfect translation would score; the share is agreement / ceiling
+                ceiling = float((probs_real.argmax(1).cpu() == labels).double().mean())
+                out[f"{direction}/agreement"] = agreement
+                out[f"{direction}/agreement_ceiling"] = ceiling
+                out[f"{direction}/agreement_share"] = agreement / ceiling if ceiling > 0 else float("nan")
         elif inception is not None:
             feats = [
                 torch.cat([inception(x[i : i + 100])[0].cpu() for i in range(0, len(x), 100)]) for x in (pred01, tgt01)

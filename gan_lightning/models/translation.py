@@ -247,7 +247,7 @@ class CycleGAN(TranslationModule):
         a, b = batch.a[0], batch.b[0]
         with self.frozen(self.D_A, self.D_B):  # G step: both generators at once
             fake_b, fake_a = self.G_AB(a), self.G_BA(b)
-            adv = self.loss.g_loss(self.D_B(fake_b)) + self.loss.g_loss(self.D_A(fake_a))
+            adv = self.adversarial_g(self.D_B(fake_b)) + self.adversarial_g(self.D_A(fake_a))
             cycle = (self.G_BA(fake_b) - a).abs().mean() + (self.G_AB(fake_a) - b).abs().mean()
             g_loss = adv + m.cycle_weight * cycle
             stats = {"g/adv": adv.detach(), "g/cycle": cycle.detach()}
@@ -259,11 +259,20 @@ class CycleGAN(TranslationModule):
         # D step: real images against generated ones drawn partly from each D's history
         old_b = self.pool_b.query(fake_b.detach(), self.noise.uniform)
         old_a = self.pool_a.query(fake_a.detach(), self.noise.uniform)
-        d_loss = 0.5 * (self.loss.d_loss(self.D_A(a), self.D_A(old_a)) + self.loss.d_loss(self.D_B(b), self.D_B(old_b)))
+        d_loss = self.adversarial_d(self.D_A(a), self.D_A(old_a)) + self.adversarial_d(self.D_B(b), self.D_B(old_b))
         self.backward_step(opt_d, d_loss)
         stats.update({"loss/g": g_loss.detach(), "loss/d": d_loss.detach()})
         self.finish_step(stats)
         return stats
+
+    def adversarial_g(self, fake_out: Tensor) -> Tensor:
+        """G's term for one D, as Zhu et al. weigh it against the cycle loss: the plain expectation
+        (least squares: E[(D(G(x)) - 1)^2], without Mao et al.'s 1/2)."""
+        return self.loss.g_loss(fake_out) / self.loss.scale
+
+    def adversarial_d(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
+        """One D's objective divided by 2, "which slows down the rate at which D learns" (Zhu et al.)."""
+        return 0.5 * self.loss.d_loss(real_out, fake_out) / self.loss.scale
 
     def translation_grid(self, a: Tensor, b: Tensor) -> tuple[Tensor, int]:
         """Rows a -> G_AB(a) -> G_BA(G_AB(a)) | b -> G_BA(b) -> G_AB(G_BA(b)), in model space."""
