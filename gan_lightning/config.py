@@ -1,136 +1,32 @@
-"""Configuration: typed schema <- experiments/base.yaml <- variant defaults <- experiments/<exp>.yaml <- CLI.
+"""The config loader: typed schema < experiments/base.yaml < the model's paper defaults <
+experiments/<exp>.yaml < ``key=value`` on the command line, each layer overriding the one before.
 
 The model and data sections are typed by the chosen model and dataset (each declares a
 ``Config`` dataclass), so a key that the chosen parts do not have fails before anything runs,
-with the closest valid names.
+with the closest valid names. An experiment file's ``model:`` keys belong to the model it names:
+``model=OTHER`` on the command line drops them (they are printed) and brings OTHER's defaults.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
-from dataclasses import dataclass, field
+import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+import lightning
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from gan_lightning.data import DATAMODULES
+from gan_lightning.metrics.evaluator import METRICS
+from gan_lightning.models import MODELS
+from gan_lightning.optim import OPTIMIZERS
 from gan_lightning.registry import ConfigError, close_matches, unknown_name_message
+from gan_lightning.schema import to_container, to_yaml, typed_schema
 
-
-# ----------------------------------------------------------------------------- schema
-@dataclass
-class PenaltyConfig:
-    name: str = "none"  # none | gp | dragan | r1
-    weight: float = 10.0
-
-
-@dataclass
-class EMAConfig:
-    decay: float = 0.0  # 0 disables the EMA of G; e.g. 0.999
-    start: int = 0  # G step at which averaging starts (a plain copy before)
-
-
-@dataclass
-class ModelConfig:
-    """Fields every model has; each model class extends it with its own ``Config``."""
-
-    name: str = "gan"
-    z_dim: int = 64
-
-
-@dataclass
-class NetsConfig:
-    g: str = "dcgan"
-    d: str = "dcgan"
-    g_width: int = 64  # base channels of conv nets
-    d_width: int = 64
-    g_norm: str = "batch"  # batch | instance | layer | none
-    d_norm: str = "auto"  # auto: none with a per-sample penalty or spectral norm, else batch
-    mlp_hidden: int = 256
-    mlp_layers: int = 3
-    init: str = "dcgan"  # dcgan (N(0, 0.02)) | default (PyTorch's)
-    resnet_blocks: int = 9  # image-to-image ResNet generator: 6 or 9 residual blocks
-    patch_layers: int = 3  # PatchGAN: 3 stride-2 layers = a 70x70 receptive field
-
-
-@dataclass
-class OptimConfig:
-    name: str = "adam"  # adam | rmsprop | sgd
-    lr_g: float = 2.0e-4
-    lr_d: float = 2.0e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    eps: float = 1.0e-8
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # constant | linear_decay
-    decay_start: float = 0.5  # linear_decay: fraction of `steps` after which lr falls linearly to 0
-
-
-@dataclass
-class DataConfig:
-    """Fields every dataset has; each DataModule extends it with its own ``Config``."""
-
-    name: str = "toy"
-    batch_size: int = 64
-    data_dir: str = "data"
-    resident: str = "auto"  # in-memory datasets: auto (on the accelerator when training on one) | cpu
-
-
-@dataclass
-class LogConfig:
-    every: int = 50  # scalars every N generator steps
-    sample_every: int = 500  # fixed-z grids / toy scatter plots (and at the end)
-    ckpt_every: int = 500  # checkpoints/last.ckpt
-    keep_every: int = 0  # also keep checkpoints/step=N.ckpt every N steps (0: none)
-    grid: int = 64  # samples in a grid
-    progress: bool = True
-    interpolate: bool = True  # lerp/slerp grids at every sample_every (image data)
-    interp_pairs: int = 8
-    interp_points: int = 10
-    neighbours: bool = True  # at the end: nearest training images and the memorisation share (image data)
-
-
-@dataclass
-class MetricsConfig:
-    names: list[str] = field(default_factory=list)  # fid | kid | prdc | is | classes | modes
-    every: int = 0  # every N generator steps (0: only at the end)
-    n: int = 2500  # generated samples per evaluation
-    primary: str = ""  # key that picks best.ckpt ('' = fid if computed, else the first metric's own)
-    features: str = "classifier"  # feature space of fid/kid/prdc: classifier | inception
-    ref_split: str = "train"  # dataset split of the reference statistics: train | test
-    n_ref: int = 10000  # reference images (the whole split if larger)
-    resize: str = "tf1_bilinear"  # resize to 299 for inception: tf1_bilinear | bilinear | bicubic | nearest
-    is_weights: str = ""  # torch-fidelity's Inception weights (path) for IS on ImageNet logits
-    raw_too: bool = True  # with an EMA of G, also evaluate the raw generator (keys raw/...)
-
-
-@dataclass
-class PerfConfig:
-    tf32: bool = True  # allow TF32 matmuls/convs on Ampere+ GPUs
-    deterministic: bool = False  # torch.use_deterministic_algorithms (CPU runs are bitwise repeatable anyway)
-    fast: bool = (
-        False  # D and G steps captured as CUDA graphs and replayed (one GPU, GAN family; gan_lightning/fast.py)
-    )
-
-
-@dataclass
-class RootConfig:
-    exp: str = "quickstart"
-    seed: int = 0
-    steps: int = 1000  # generator iterations
-    out: str | None = None  # run directory (default runs/<exp>/<time>-s<seed>)
-    resume: str | None = None  # PATH to a checkpoint, 'auto', or null
-    logger: list[str] = field(default_factory=lambda: ["csv"])  # csv | tensorboard | wandb
-    model: ModelConfig = field(default_factory=ModelConfig)
-    nets: NetsConfig = field(default_factory=NetsConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    perf: PerfConfig = field(default_factory=PerfConfig)
-    trainer: dict[str, Any] = field(default_factory=dict)  # passed to lightning.Trainer
-
+__all__ = ["experiments_dir", "from_container", "known_experiments", "load_config", "to_container", "to_yaml"]
 
 # keys of lightning.Trainer that the framework sets itself
 RESERVED_TRAINER_KEYS = {
@@ -243,30 +139,58 @@ def _select_name(layers: list[DictConfig], path: str, default: str) -> str:
     return name
 
 
-def load_config(args: list[str] | None = None, exp: str | None = None) -> DictConfig:
-    """The fully resolved, validated config for ``exp`` and CLI-style ``key=value`` overrides."""
-    from gan_lightning.data import DATAMODULES
-    from gan_lightning.models import MODELS
+def _drop_other_models_keys(exp_layer: DictConfig, exp_model: str, model: str, exp: str) -> DictConfig:
+    """``model=OTHER`` on the command line: the experiment's ``model:`` keys belong to its own
+    model, so they are dropped (and printed); OTHER's paper defaults apply instead."""
+    if model == exp_model or "model" not in exp_layer:
+        return exp_layer
+    dropped = {k: v for k, v in OmegaConf.to_container(exp_layer.model).items() if k != "name"}  # type: ignore[union-attr]
+    if dropped:
+        listed = ", ".join(f"model.{k}={v}" for k, v in dropped.items())
+        print(
+            f"[config] model={model} replaces {exp}'s model '{exp_model}'; dropped its keys: {listed}", file=sys.stderr
+        )
+    layer = exp_layer.copy()
+    del layer["model"]
+    return layer
 
+
+def config_layers(args: list[str] | None = None, exp: str | None = None) -> tuple[str, list[tuple[DictConfig, str]]]:
+    """(experiment name, [(layer, its source)] from the lowest to the highest priority); the
+    typed schema under them is built from the model and dataset the layers name."""
     cli_exp, dotlist = parse_overrides(list(args or []))
     exp = cli_exp or exp or "quickstart"
     exp_file = experiment_path(exp)
     base_file = experiments_dir() / "base.yaml"
-    layers = [(_load_yaml(base_file), str(base_file))] if base_file.is_file() else []
-    layers.append((_load_yaml(exp_file), str(exp_file)))
-    layers.append((_dotlist(dotlist), "the command line"))
-    raw = [layer for layer, _ in layers]
+    base = _load_yaml(base_file) if base_file.is_file() else OmegaConf.create({})
+    exp_layer, cli = _load_yaml(exp_file), _dotlist(dotlist)
+    exp_model = _select_name([base, exp_layer], "model.name", "gan")
+    model_name = _select_name([base, exp_layer, cli], "model.name", "gan")
+    model_cls = MODELS.get(model_name, "model.name")
+    exp_layer = _drop_other_models_keys(exp_layer, exp_model, model_name, Path(exp).stem)
+    paper = OmegaConf.merge(model_cls.defaults, {"model": {"name": model_name}})
+    layers = [
+        (base, str(base_file)),
+        (paper, f"the paper defaults of model '{model_name}' ({model_cls.__name__})"),
+        (exp_layer, str(exp_file)),
+        (cli, "the command line"),
+    ]
+    return exp, layers
 
+
+def load_config(args: list[str] | None = None, exp: str | None = None) -> DictConfig:
+    """The fully resolved, validated config for ``exp`` and CLI-style ``key=value`` overrides."""
+    exp, layers = config_layers(args, exp)
+    raw = [layer for layer, _ in layers]
     model_cls = MODELS.get(_select_name(raw, "model.name", "gan"), "model.name")
     data_cls = DATAMODULES.get(_select_name(raw, "data.name", "toy"), "data.name")
-    schema = OmegaConf.structured(RootConfig(model=model_cls.Config(), data=data_cls.Config()))
-    schema = _merge_layer(schema, OmegaConf.create(model_cls.defaults), f"the defaults of model '{model_cls.__name__}'")
+    cfg = typed_schema(model_cls.Config, data_cls.Config)
     for layer, source in layers:
-        schema = _merge_layer(schema, layer, source)
-    schema.exp = Path(exp).stem if exp.endswith((".yaml", ".yml")) else exp
-    validate(schema, model_cls, data_cls)
-    OmegaConf.set_readonly(schema, False)
-    return schema
+        cfg = _merge_layer(cfg, layer, source)
+    cfg.exp = Path(exp).stem if exp.endswith((".yaml", ".yml")) else exp
+    validate(cfg, model_cls, data_cls)
+    OmegaConf.set_readonly(cfg, False)
+    return cfg
 
 
 # ----------------------------------------------------------------------------- validation
@@ -277,8 +201,6 @@ def _check(cond: bool, field_name: str, msg: str) -> None:
 
 def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     """Range and name checks of the generic sections; the model and data check their own."""
-    from gan_lightning.optim import OPTIMIZERS
-
     _check(cfg.steps >= 1, "steps", f"must be >= 1 generator iterations, got {cfg.steps}")
     _check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
     if cfg.resume is not None and cfg.resume != "auto":
@@ -310,8 +232,6 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
         mc.features in ("classifier", "inception"), "metrics.features", f"classifier or inception, got '{mc.features}'"
     )
     _check(mc.ref_split in ("train", "test"), "metrics.ref_split", f"train or test, got '{mc.ref_split}'")
-    from gan_lightning.metrics.evaluator import METRICS
-
     for name in mc.names:
         METRICS.get(name, "metrics.names")
     for name in cfg.logger:
@@ -322,8 +242,6 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
 
 
 def _validate_trainer(trainer: DictConfig) -> None:
-    import lightning
-
     params = [p for p in inspect.signature(lightning.Trainer.__init__).parameters if p != "self"]
     for key in trainer:
         if key in RESERVED_TRAINER_KEYS:
@@ -332,20 +250,9 @@ def _validate_trainer(trainer: DictConfig) -> None:
             raise ConfigError(unknown_name_message("lightning.Trainer argument", str(key), params, f"trainer.{key}"))
 
 
-def to_yaml(cfg: DictConfig | ListConfig) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)
-
-
-def to_container(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
 def from_container(data: dict[str, Any]) -> DictConfig:
     """Rebuild the typed config stored in a checkpoint (names are looked up again)."""
-    from gan_lightning.data import DATAMODULES
-    from gan_lightning.models import MODELS
-
-    model_cls = MODELS.get(data["model"]["name"], "model.name")
-    data_cls = DATAMODULES.get(data["data"]["name"], "data.name")
-    schema = OmegaConf.structured(RootConfig(model=model_cls.Config(), data=data_cls.Config()))
-    return _merge_layer(schema, OmegaConf.create(data), "the checkpoint's config")
+    try:
+        return MODELS.get(data["model"]["name"], "model.name").typed_config(data)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"the checkpoint's config does not fit this version of the code: {e}") from None

@@ -9,8 +9,9 @@ step runs eagerly during warm-up and then drawn from the same per-rank noise gen
 same order. On a CPU nothing is captured: the same static-buffer path runs eagerly, so CPU tests
 check its logic (the weights equal the default path's bit for bit).
 
-Limits: one device (no DDP), unconditional GAN family only, capturable optimizers (Adam,
-AdamW, RMSprop; their learning rate is a tensor so schedules still apply).
+Limits: one device (no DDP), models whose ``fast_path`` says their steps are the shared ones
+(the GAN family, conditional variants included), capturable optimizers (Adam, AdamW, RMSprop;
+their learning rate is a tensor so schedules still apply), no 16-bit loss scaling.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ class NoiseTape:
         self.buffers: list[Tensor] = []
         self.pos = 0
 
-    def normal(self, *args: int) -> Tensor:
-        return self._draw("normal", args)
-
-    def uniform(self, *args: int) -> Tensor:
-        return self._draw("uniform", args)
+    def __getattr__(self, kind: str) -> Callable[..., Tensor]:
+        """Every draw the live source offers (its ``DRAWS``), taped."""
+        if kind in getattr(type(self.__dict__.get("source")), "DRAWS", ()):
+            return lambda *args: self._draw(kind, args)
+        raise AttributeError(f"the noise tape has no draw '{kind}'")
 
     def _draw(self, kind: str, args: tuple[int, ...]) -> Tensor:
         if self.recording:
@@ -111,6 +112,17 @@ class ReplayableStep:
         self.graph.replay()
         assert self.static_out is not None
         return self.static_out
+
+
+def optimizer_tensors_to_(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Move the tensor hyperparameters of ``optimizer``'s groups (a capturable optimizer's ``lr``
+    and the scheduler's ``initial_lr``) to ``device`` in place of the CPU copies a checkpoint
+    restore leaves; the scheduler then updates the tensor the captured step reads."""
+    for group in optimizer.param_groups:
+        for key in ("lr", "initial_lr"):
+            value = group.get(key)
+            if isinstance(value, Tensor) and value.device != device:
+                group[key] = value.to(device)
 
 
 def autocast_for(precision: str, device: torch.device) -> Any:

@@ -2,7 +2,8 @@
 
 A penalty is ``fn(critic, real, fake, rand) -> Tensor`` (unweighted; the model multiplies by
 ``model.penalty.weight``). ``critic`` maps a batch to its outputs (a closure, so conditional
-critics fit), ``rand(*shape)`` draws U[0, 1] noise from the model's per-rank generator.
+critics fit), ``rand(*shape)`` draws U[0, 1] noise from the model's per-rank generator. The
+registry holds it with its capabilities (``per_sample``).
 
 Adding a penalty: write one function and one ``PENALTIES.register`` entry.
 """
@@ -10,6 +11,7 @@ Adding a penalty: write one function and one ``PENALTIES.register`` entry.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +20,19 @@ from gan_lightning.registry import Registry
 
 Critic = Callable[[Tensor], Tensor]
 Rand = Callable[..., Tensor]
-Penalty = Callable[[Critic, Tensor, Tensor, Rand], Tensor]
+PenaltyFn = Callable[[Critic, Tensor, Tensor, Rand], Tensor]
+
+
+@dataclass(frozen=True)
+class Penalty:
+    fn: PenaltyFn
+    # built from per-sample input gradients: BatchNorm in the critic would couple the samples
+    # (Gulrajani et al. 2017), so nets.d_norm=auto drops it and d_norm=batch is refused
+    per_sample: bool
+
+    def __call__(self, critic: Critic, real: Tensor, fake: Tensor, rand: Rand) -> Tensor:
+        return self.fn(critic, real, fake, rand)
+
 
 PENALTIES: Registry[Penalty] = Registry("penalty")
 
@@ -40,7 +54,6 @@ def _per_sample(rand: Rand, like: Tensor) -> Tensor:
     return rand(like.shape[0], *([1] * (like.dim() - 1)))
 
 
-@PENALTIES.register("gp")
 def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor, rand: Rand) -> Tensor:
     """WGAN-GP: E[(||grad D(x_hat)|| - 1)^2], x_hat uniform on segments real-fake (Gulrajani et al. 2017)."""
     eps = _per_sample(rand, real)
@@ -48,7 +61,6 @@ def gradient_penalty(critic: Critic, real: Tensor, fake: Tensor, rand: Rand) -> 
     return (input_gradient_norm(critic, x_hat) - 1.0).pow(2).mean()
 
 
-@PENALTIES.register("dragan")
 def dragan_penalty(critic: Critic, real: Tensor, fake: Tensor, rand: Rand) -> Tensor:
     """DRAGAN: the same penalty around perturbed data, x_p = x + 0.5 std(x) U[0,1] (Kodali et al. 2017)."""
     real = real.detach()
@@ -58,10 +70,14 @@ def dragan_penalty(critic: Critic, real: Tensor, fake: Tensor, rand: Rand) -> Te
     return (input_gradient_norm(critic, x_hat) - 1.0).pow(2).mean()
 
 
-@PENALTIES.register("r1")
 def r1_penalty(critic: Critic, real: Tensor, fake: Tensor, rand: Rand) -> Tensor:
     """R1: 1/2 E[||grad D(x)||^2] on real data, so weight = gamma (Mescheder et al. 2018)."""
     return 0.5 * input_gradient_sq_norm(critic, real).mean()
+
+
+PENALTIES.register("gp")(Penalty(gradient_penalty, per_sample=True))
+PENALTIES.register("dragan")(Penalty(dragan_penalty, per_sample=True))
+PENALTIES.register("r1")(Penalty(r1_penalty, per_sample=True))
 
 
 @torch.no_grad()

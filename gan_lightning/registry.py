@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -65,3 +65,8 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+
+# model classes by ``model.name``, here beside the Registry class so that the loader, checkpoints
+# and the models share it without importing each other
+MODELS: Registry[Any] = Registry("model")

@@ -22,6 +22,32 @@ def test_layers_apply_in_order() -> None:
     assert list(cfg.optim.betas) == [0.0, 0.9]
 
 
+def test_each_layer_overrides_the_one_before(tmp_path, monkeypatch, capsys) -> None:
+    """typed schema < base.yaml < the model's paper defaults < the experiment file < the command line."""
+    (tmp_path / "base.yaml").write_text(
+        "log: {every: 7}\nmodel: {z_dim: 16}\noptim: {lr_g: 1.0e-3, lr_d: 1.0e-3, weight_decay: 0.1}\n"
+    )
+    (tmp_path / "e.yaml").write_text("model: {name: wgan, n_critic: 3}\noptim: {lr_d: 2.0e-5}\n")
+    monkeypatch.setenv("GAN_LIGHTNING_EXPERIMENTS", str(tmp_path))
+    cfg = load_config(["exp=e"])
+    assert cfg.log.every == 7 and cfg.model.z_dim == 16 and cfg.optim.weight_decay == 0.1  # base.yaml > schema
+    assert cfg.optim.lr_g == 5e-5 and cfg.optim.name == "rmsprop" and cfg.model.clip == 0.01  # paper > base.yaml
+    assert cfg.model.n_critic == 3 and cfg.optim.lr_d == 2e-5  # experiment file > paper
+    assert load_config(["exp=e", "optim.lr_d=3e-5", "model.n_critic=2"]).optim.lr_d == 3e-5  # command line > file
+    # model=OTHER: the file's model keys belong to wgan and are dropped (and printed); OTHER's defaults apply
+    swapped = load_config(["exp=e", "model=wgan_gp"])
+    assert swapped.model.name == "wgan_gp" and swapped.model.n_critic == 5 and swapped.model.penalty.name == "gp"
+    assert swapped.optim.lr_d == 2e-5 and swapped.optim.lr_g == 1e-4  # the file's other sections stay
+    assert "model.n_critic=3" in capsys.readouterr().err
+
+
+def test_readme_example_of_orthogonal_axes_trains_wgan_gp() -> None:
+    """`exp=gmm_ring model=wgan_gp`: WGAN-GP's gradient penalty, not gmm_ring's R1."""
+    cfg = load_config(["exp=gmm_ring", "model=wgan_gp"])
+    assert cfg.model.penalty.name == "gp" and cfg.model.penalty.weight == 10 and cfg.model.loss == "wasserstein"
+    assert cfg.data.name == "toy" and cfg.nets.g == "mlp"  # the experiment's data and nets stay
+
+
 def test_variant_defaults_follow_the_papers() -> None:
     wgan = load_config(["exp=wgan"])
     assert wgan.model.clip == 0.01 and wgan.model.n_critic == 5

@@ -63,7 +63,7 @@ def test_noise_tape_replays_the_same_stream() -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["exp=cgan_mnist"], "unconditional"),
+        (["exp=pix2pix_edges"], "does not cover"),
         (["exp=gmm_ring", "optim.name=sgd"], "adam or rmsprop"),
         (["exp=gmm_ring", "trainer.devices=2"], "one device"),
     ],

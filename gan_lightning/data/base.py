@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from gan_lightning.config import DataConfig
+from gan_lightning.schema import DataConfig
 
 
 class Batch(NamedTuple):

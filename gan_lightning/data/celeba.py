@@ -23,11 +23,11 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from gan_lightning.config import DataConfig
 from gan_lightning.data.base import DataInfo, InMemoryImageModule
 from gan_lightning.data.images import crop_resize, list_images, open_image
 from gan_lightning.data.mnist import MissingDataError
 from gan_lightning.registry import ConfigError, close_matches
+from gan_lightning.schema import DataConfig
 
 PARTITIONS = {"train": 0, "valid": 1, "test": 2}
 

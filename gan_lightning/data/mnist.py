@@ -19,9 +19,9 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torchvision import datasets
 
-from gan_lightning.config import DataConfig
 from gan_lightning.data.base import DataInfo, InMemoryImageModule
 from gan_lightning.registry import ConfigError
+from gan_lightning.schema import DataConfig
 
 FASHION_CLASSES = [
     "T-shirt/top",
@@ -94,9 +94,6 @@ class MNISTDataModule(InMemoryImageModule):
     dataset_name = "mnist"
     title = "MNIST"
     class_names = [str(i) for i in range(10)]
-
-    def __init__(self, cfg: DictConfig):
-        super().__init__(cfg)
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:

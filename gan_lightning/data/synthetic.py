@@ -11,9 +11,9 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from gan_lightning.config import DataConfig
 from gan_lightning.data.base import Batch, DataInfo, GANDataModule, ShuffledIndex, seed_for, to_model_space
 from gan_lightning.registry import ConfigError
+from gan_lightning.schema import DataConfig
 
 
 @dataclass

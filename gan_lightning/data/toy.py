@@ -14,9 +14,9 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from gan_lightning.config import DataConfig
 from gan_lightning.data.base import Batch, DataInfo, GANDataModule, seed_for
 from gan_lightning.registry import ConfigError
+from gan_lightning.schema import DataConfig
 
 MIXTURE_STD = {"ring": 0.01, "grid": 0.05}
 

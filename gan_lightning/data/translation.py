@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor
 
-from gan_lightning.config import DataConfig
 from gan_lightning.data.base import DataInfo, GANDataModule, PairBatch, ShuffledIndex, seed_for, to_model_space
 from gan_lightning.data.images import IMAGE_SUFFIXES, crop_resize, list_images, load_images, open_image
 from gan_lightning.data.mnist import FashionMNISTDataModule, MissingDataError, MNISTConfig
 from gan_lightning.registry import ConfigError
+from gan_lightning.schema import DataConfig
 
 
 def edge_map(images_u8: Tensor, threshold: float = 0.2) -> Tensor:

@@ -101,9 +101,6 @@ class StreamingStats:
         m = self.sum / self.n
         return (self.outer - self.n * torch.outer(m, m)) / (self.n - 1)
 
-    def as_dict(self) -> dict[str, np.ndarray | int]:
-        return {"mu": self.mean.cpu().numpy(), "sigma": self.cov.cpu().numpy(), "n": self.n}
-
 
 def feature_stats(feats: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
     """(mean, covariance) of (N, D) features in float64."""

@@ -8,7 +8,7 @@ from gan_lightning.data.base import DataInfo
 from gan_lightning.models import conditional as _conditional  # noqa: F401  (registers cgan, acgan, infogan)
 from gan_lightning.models import translation as _translation  # noqa: F401  (registers pix2pix, cyclegan)
 from gan_lightning.models.base import GANModule
-from gan_lightning.models.gan import MODELS
+from gan_lightning.registry import MODELS
 
 
 def build_model(cfg: DictConfig, info: DataInfo) -> GANModule:

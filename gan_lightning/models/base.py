@@ -14,16 +14,17 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from gan_lightning import __version__
-from gan_lightning.config import EMAConfig, ModelConfig, from_container, to_container
+from gan_lightning.data import DATAMODULES
 from gan_lightning.data.base import DataInfo, seed_for
 from gan_lightning.models.noise import NoiseSource
 from gan_lightning.optim import build_optimizer, lr_factor
 from gan_lightning.registry import ConfigError
 from gan_lightning.rng import capture_rng, restore_rng
+from gan_lightning.schema import EMAConfig, ModelConfig, to_container, typed_schema
 
 CHECKPOINT_FORMAT = 1
 
@@ -33,13 +34,16 @@ class GANModule(L.LightningModule):
     generator iteration and consumes ``real_batches_per_step`` real batches."""
 
     Config: ClassVar[type] = ModelConfig
-    # config defaults of a variant (optimizer, nets...), merged before the experiment file
+    # the paper's defaults (model keys, optimizer, nets...): a config layer above base.yaml and
+    # below the experiment file
     defaults: ClassVar[dict[str, Any]] = {}
+    # whether perf.fast (gan_lightning/fast.py) can replay this model's D and G steps
+    fast_path: ClassVar[bool] = False
 
     def __init__(self, cfg: DictConfig | dict, info: DataInfo | dict):
         super().__init__()
         self.automatic_optimization = False
-        self.cfg = cfg if isinstance(cfg, DictConfig) else from_container(cfg)
+        self.cfg = cfg if isinstance(cfg, DictConfig) else self.typed_config(cfg)
         self.info = info if isinstance(info, DataInfo) else DataInfo.from_dict(info)
         self.mcfg = self.cfg.model
         self.g_step = 0
@@ -53,10 +57,37 @@ class GANModule(L.LightningModule):
 
     # ------------------------------------------------------------------ config hooks
     @classmethod
+    def typed_config(cls, data: dict[str, Any]) -> DictConfig:
+        """A stored config (checkpoint, hyperparameters) as this model's typed config."""
+        data_config = DATAMODULES.get(data["data"]["name"], "data.name").Config
+        return OmegaConf.merge(typed_schema(cls.Config, data_config), data)  # type: ignore[return-value]
+
+    @classmethod
     def validate(cls, cfg: DictConfig) -> None:
         """Checks of the model section beyond its types (subclasses extend)."""
         if cfg.model.z_dim < 1:
             raise ConfigError(f"bad value for 'model.z_dim': must be >= 1, got {cfg.model.z_dim}")
+        if cfg.perf.fast:
+            cls.validate_fast_path(cfg)
+
+    @classmethod
+    def validate_fast_path(cls, cfg: DictConfig) -> None:
+        """perf.fast steps the raw optimizers of one device inside replayed units."""
+        if not cls.fast_path:
+            raise ConfigError(
+                f"bad value for 'perf.fast': the fast path does not cover model '{cfg.model.name}' "
+                "(it replays the shared D and G steps of the GAN family); drop perf.fast"
+            )
+        if cfg.optim.name not in ("adam", "rmsprop"):
+            raise ConfigError(f"bad value for 'perf.fast': it needs optim.name adam or rmsprop, not '{cfg.optim.name}'")
+        devices = cfg.trainer.get("devices", 1)
+        if str(devices) not in ("1", "auto") or int(cfg.trainer.get("num_nodes", 1)) > 1:
+            raise ConfigError("bad value for 'perf.fast': it runs on one device (no DDP); drop trainer.devices")
+        if str(cfg.trainer.get("precision", "32-true")).startswith("16"):
+            raise ConfigError(
+                "bad value for 'perf.fast': it steps the optimizers itself, so 16-bit mixed precision's loss "
+                "scaler would never unscale nor skip inf steps; use trainer.precision=32-true or bf16-mixed"
+            )
 
     @property
     def z_dim(self) -> int:
@@ -149,6 +180,12 @@ class GANModule(L.LightningModule):
     def on_train_start(self) -> None:
         if "rng" in self._pending:
             restore_rng(self._pending.pop("rng"))
+        if self.cfg.perf.fast:  # after Lightning restored the optimizers' state (with CPU storages)
+            from gan_lightning.fast import optimizer_tensors_to_
+
+            optimizers = self.optimizers()
+            for opt in optimizers if isinstance(optimizers, list) else [optimizers]:
+                optimizer_tensors_to_(opt.optimizer, self.device)
 
     def generator_for_sampling(self) -> nn.Module:
         """The net ``sample`` uses: the EMA generator when there is one."""
@@ -257,6 +294,10 @@ class GANModule(L.LightningModule):
         return None if self._finite else self._nonfinite_at
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.world_size > 1:  # a non-finite loss on any rank stops every rank
+            finite = not self.trainer.strategy.reduce_boolean_decision(not self._finite, all=False)
+            if not finite and self._finite:
+                self._finite, self._nonfinite_at = False, self.g_step
         if self.g_step >= int(self.cfg.steps) or not self._finite:
             self.trainer.should_stop = True
 

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from gan_lightning.models.gan import GAN, MODELS, GANConfig, resolve_d_norm
+from gan_lightning.data import DATAMODULES
+from gan_lightning.models.gan import GAN, Fake, GANConfig, Judged, Terms, resolve_d_norm
 from gan_lightning.nets import build_discriminator, build_generator
-from gan_lightning.nets.layers import add_spectral_norm
-from gan_lightning.registry import ConfigError
+from gan_lightning.registry import MODELS, ConfigError
 
 
 class LabelledGenerator(nn.Module):
@@ -32,13 +32,12 @@ class LabelledCritic(nn.Module):
     """D(x, y) by ``concat`` (one-hot label maps as extra input channels / features) or by
     ``projection``: D(x, y) = psi(phi(x)) + <embed(y), phi(x)> (Miyato & Koyama 2018)."""
 
-    def __init__(self, net: nn.Module, num_classes: int, mode: str, spectral_norm: bool):
+    def __init__(self, net: nn.Module, num_classes: int, mode: str):
         super().__init__()
         self.net, self.mode, self.num_classes = net, mode, num_classes
         if mode == "projection":
-            embed = nn.Embedding(num_classes, net.feature_dim)
-            nn.init.normal_(embed.weight, 0.0, 0.02)
-            self.embed = add_spectral_norm(nn.ModuleDict({"e": embed}))["e"] if spectral_norm else embed
+            self.embed = nn.Embedding(num_classes, net.feature_dim)
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         if self.mode == "concat":
@@ -58,14 +57,13 @@ class CGANConfig(GANConfig):
 
 
 def _needs_labels(cfg: DictConfig, model: str) -> None:
-    from gan_lightning.data import DATAMODULES
-
     if not DATAMODULES.get(cfg.data.name, "data.name").has_labels(cfg):
         raise ConfigError(f"model '{model}' needs labelled data (e.g. mnist, fashion_mnist), not '{cfg.data.name}'")
 
 
 class ConditionalMixin:
-    """Shared by the conditional models: balanced labels for sampling, one grid row per class."""
+    """Shared by the class-conditional models: G(z, y) with y drawn per rank, balanced labels for
+    sampling, one grid row per class."""
 
     info: Any
     fixed_z: Tensor
@@ -78,8 +76,9 @@ class ConditionalMixin:
     def labels_for(self, n: int) -> Tensor:
         return torch.arange(n) % self.num_classes
 
-    def draw_labels(self, n: int) -> Tensor:
-        return self.noise.randint(self.num_classes, n)  # type: ignore[attr-defined]
+    def make_fake(self, n: int) -> Fake:
+        y = self.noise.randint(self.num_classes, n)  # type: ignore[attr-defined]
+        return Fake(self.G(self.noise.normal(n, self.z_dim), y), y)  # type: ignore[attr-defined]
 
     @property
     def grid_nrow(self) -> int:
@@ -112,18 +111,15 @@ class CGAN(ConditionalMixin, GAN):
 
     def build_nets(self) -> tuple[nn.Module, nn.Module]:
         m, nets, c = self.mcfg, self.cfg.nets, self.num_classes
-        g = LabelledGenerator(build_generator(nets, self.info.shape, self.z_dim + m.embed_dim, m.sn_g), c, m.embed_dim)
+        g = LabelledGenerator(build_generator(nets, self.info.shape, self.z_dim + m.embed_dim), c, m.embed_dim)
         shape = self.info.shape
         if m.conditioning == "concat":
             shape = (shape[0] + c, *shape[1:]) if len(shape) == 3 else (shape[0] + c,)
-        d = build_discriminator(nets, shape, resolve_d_norm(self.cfg), spectral_norm=m.sn_d)
-        return g, LabelledCritic(d, c, m.conditioning, m.sn_d)
+        d = build_discriminator(nets, shape, resolve_d_norm(self.cfg))
+        return g, LabelledCritic(d, c, m.conditioning)
 
-    def fake(self, n: int, y: Tensor | None = None) -> Tensor:
-        return self.G(self.noise.normal(n, self.z_dim), y)
-
-    def critic(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.D(x, y)
+    def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
+        return self.D(x, y), None
 
 
 @dataclass
@@ -149,48 +145,26 @@ class ACGAN(ConditionalMixin, GAN):
         _needs_labels(cfg, "acgan")
 
     def build_nets(self) -> tuple[nn.Module, nn.Module]:
-        m, nets = self.mcfg, self.cfg.nets
-        g = LabelledGenerator(
-            build_generator(nets, self.info.shape, self.z_dim + m.embed_dim, m.sn_g), self.num_classes, m.embed_dim
-        )
-        d = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg), spectral_norm=m.sn_d)
-        d.aux = nn.Linear(d.feature_dim, self.num_classes)
+        m, nets, c = self.mcfg, self.cfg.nets, self.num_classes
+        g = LabelledGenerator(build_generator(nets, self.info.shape, self.z_dim + m.embed_dim), c, m.embed_dim)
+        d = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg))
+        d.aux = nn.Linear(d.feature_dim, c)
         return g, d
 
-    def fake(self, n: int, y: Tensor | None = None) -> Tensor:
-        return self.G(self.noise.normal(n, self.z_dim), y)
-
-    def heads(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(adversarial logit, class logits) from one pass through D's trunk."""
+    def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
+        """(adversarial logit, class logits) from one pass through D's trunk; D does not see y."""
         phi = self.D.features(x)
         return self.D.head(phi).squeeze(1), self.D.aux(phi)
 
-    def critic(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.heads(x)[0]
-
-    def critic_step(self, real: Tensor, y_real: Tensor, opt: Any) -> dict[str, Tensor]:
+    def d_terms(self, real: Judged, fake: Judged) -> Terms:
         m = self.mcfg
-        y_fake = self.draw_labels(real.shape[0])
-        with torch.no_grad():
-            fake = self.fake(real.shape[0], y_fake)
-        (real_out, real_cls), (fake_out, fake_cls) = self.heads(real), self.heads(fake)
-        adv = self.loss.d_loss(real_out, fake_out, real_label=1.0 - m.label_smoothing)
-        aux = F.cross_entropy(real_cls, y_real) + m.aux_fake_weight * F.cross_entropy(fake_cls, y_fake)
-        loss = adv + m.aux_weight * aux
-        if self.penalty is not None:
-            loss = loss + m.penalty.weight * self.penalty(self.critic, real, fake, self.noise.uniform)
-        self.backward_step(opt, loss)
-        accuracy = (real_cls.argmax(1) == y_real).float().mean()
-        return {"loss/d": loss.detach(), "d/adv": adv.detach(), "d/aux": aux.detach(), "d/real_accuracy": accuracy}
+        aux = F.cross_entropy(real.extra, real.y) + m.aux_fake_weight * F.cross_entropy(fake.extra, fake.y)
+        accuracy = (real.extra.detach().argmax(1) == real.y).float().mean()
+        return Terms(m.aux_weight * aux, {"d/aux": aux.detach(), "d/real_accuracy": accuracy})
 
-    def generator_step(self, n: int, opt: Any) -> dict[str, Tensor]:
-        y = self.draw_labels(n)
-        with self.frozen(self.D):
-            fake_out, fake_cls = self.heads(self.fake(n, y))
-            aux = F.cross_entropy(fake_cls, y)
-            loss = self.loss.g_loss(fake_out) + self.mcfg.aux_weight * aux
-            self.backward_step(opt, loss)
-        return {"loss/g": loss.detach(), "g/aux": aux.detach()}
+    def g_terms(self, fake: Judged) -> Terms:
+        aux = F.cross_entropy(fake.extra, fake.y)
+        return Terms(self.mcfg.aux_weight * aux, {"g/aux": aux.detach()})
 
 
 @dataclass
@@ -216,46 +190,38 @@ class InfoGAN(GAN):
         return int(self.mcfg.categories + self.mcfg.continuous)
 
     def build_nets(self) -> tuple[nn.Module, nn.Module]:
-        m, nets = self.mcfg, self.cfg.nets
-        g = build_generator(nets, self.info.shape, self.z_dim + self.code_dim, m.sn_g)
-        d = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg), spectral_norm=m.sn_d)
+        nets = self.cfg.nets
+        g = build_generator(nets, self.info.shape, self.z_dim + self.code_dim)
+        d = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg))
         self.Q = nn.Sequential(nn.Linear(d.feature_dim, 128), nn.LeakyReLU(0.2), nn.Linear(128, self.code_dim))
         return g, d
 
-    def configure_optimizers(self) -> Any:
-        o = self.cfg.optim
-        opt_g = self.make_optimizer(list(self.G.parameters()) + list(self.Q.parameters()), o.lr_g)
-        opt_d = self.make_optimizer(self.D.parameters(), o.lr_d)
-        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+    def g_parameters(self) -> list[nn.Parameter]:
+        return [*self.G.parameters(), *self.Q.parameters()]  # Q is trained with G
 
-    def codes(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
-        """(categorical values, continuous codes, the concatenated code vector)."""
-        cat = self.noise.randint(self.mcfg.categories, n)
-        cont = self.noise.uniform(n, self.mcfg.continuous) * 2 - 1
-        return cat, cont, torch.cat([F.one_hot(cat, self.mcfg.categories).float(), cont], dim=1)
-
-    def fake(self, n: int, y: Tensor | None = None) -> Tensor:
-        return self.G(torch.cat([self.noise.normal(n, self.z_dim), self.codes(n)[2]], dim=1))
-
-    def generator_step(self, n: int, opt: Any) -> dict[str, Tensor]:
+    def make_fake(self, n: int) -> Fake:
         m = self.mcfg
-        cat, cont, c = self.codes(n)
-        with self.frozen(self.D):
-            fake = self.G(torch.cat([self.noise.normal(n, self.z_dim), c], dim=1))
-            phi = self.D.features(fake)
-            q = self.Q(phi)
-            info_cat = F.cross_entropy(q[:, : m.categories], cat)
-            info_cont = 0.5 * (q[:, m.categories :] - cont).pow(2).sum(1).mean()
-            loss = self.loss.g_loss(self.D.head(phi).squeeze(1)) + m.info_weight * info_cat
-            loss = loss + m.continuous_weight * info_cont
-            self.backward_step(opt, loss)
-        q_accuracy = (q[:, : m.categories].argmax(1) == cat).float().mean()
-        return {
-            "loss/g": loss.detach(),
-            "g/info_cat": info_cat.detach(),
-            "g/info_cont": info_cont.detach(),
-            "g/q_accuracy": q_accuracy,
-        }
+        cat = self.noise.randint(m.categories, n)
+        cont = self.noise.uniform(n, m.continuous) * 2 - 1
+        code = torch.cat([F.one_hot(cat, m.categories).float(), cont], dim=1)
+        return Fake(self.G(torch.cat([self.noise.normal(n, self.z_dim), code], dim=1)), None, (cat, cont))
+
+    def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
+        """(adversarial logit, D's features, which Q reads)."""
+        phi = self.D.features(x)
+        return self.D.head(phi).squeeze(1), phi
+
+    def g_terms(self, fake: Judged) -> Terms:
+        """The variational lower bound of I(c; G(z, c)): cross-entropy of the categorical code and
+        the unit-variance Gaussian log-likelihood of the continuous ones."""
+        m = self.mcfg
+        cat, cont = fake.codes
+        q = self.Q(fake.extra)
+        info_cat = F.cross_entropy(q[:, : m.categories], cat)
+        info_cont = 0.5 * (q[:, m.categories :] - cont).pow(2).sum(1).mean()
+        q_accuracy = (q[:, : m.categories].detach().argmax(1) == cat).float().mean()
+        stats = {"g/info_cat": info_cat.detach(), "g/info_cont": info_cont.detach(), "g/q_accuracy": q_accuracy}
+        return Terms(m.info_weight * info_cat + m.continuous_weight * info_cont, stats)
 
     # sampling: z is followed by the codes; grids show one row per categorical value
     def labels_for(self, n: int) -> Tensor:

@@ -1,28 +1,33 @@
-"""The unconditional GAN family: one training loop, variants as defaults.
+"""The GAN family on one loop: one D step and one G step for every adversarial model.
 
 Loss, penalty, n_critic, weight clipping, spectral norm, label smoothing, EMA and the nets are
-orthogonal config axes; GAN, DCGAN, WGAN, WGAN-GP, LSGAN, SNGAN and DRAGAN are thin subclasses
-that set the defaults of their papers.
+orthogonal config axes, each applied in exactly one place below. A variant changes what differs
+through four hooks and nothing else:
+
+- ``make_fake(n)``: G's samples, with the labels D sees beside them and any codes G was given;
+- ``discriminate(x, y)``: D's adversarial output and whatever extra heads the variant reads;
+- ``d_terms(real, fake)`` and ``g_terms(fake)``: extra loss terms (and stats) of each step.
+
+GAN, DCGAN, WGAN, WGAN-GP, LSGAN, SNGAN and DRAGAN only set their papers' defaults.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from gan_lightning.config import EMAConfig, ModelConfig, PenaltyConfig
 from gan_lightning.data.base import Batch
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
 from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
+from gan_lightning.nets.layers import add_spectral_norm
 from gan_lightning.penalties import PENALTIES, clip_weights_
-from gan_lightning.registry import ConfigError, Registry
-
-MODELS: Registry[type[GANModule]] = Registry("model")
+from gan_lightning.registry import MODELS, ConfigError
+from gan_lightning.schema import EMAConfig, ModelConfig, PenaltyConfig
 
 
 @dataclass
@@ -33,22 +38,51 @@ class GANConfig(ModelConfig):
     penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
     clip: float = 0.0  # WGAN weight clipping: D parameters into [-clip, clip] (0: off)
     label_smoothing: float = 0.0  # one-sided: real label 1 - s (Salimans et al. 2016)
-    sn_d: bool = False  # spectral norm on every D layer
+    sn_d: bool = False  # spectral norm on every D layer (heads and class embeddings included)
     sn_g: bool = False
     ema: EMAConfig = field(default_factory=EMAConfig)
 
 
+@dataclass
+class Fake:
+    """A batch from G: images ``x``, the labels ``y`` D sees with them (conditional models) and
+    the ``codes`` G was given that a variant's terms need (InfoGAN)."""
+
+    x: Tensor
+    y: Tensor | None = None
+    codes: Any = None
+
+
+@dataclass
+class Judged:
+    """A batch as D judged it: adversarial output ``out`` and the variant's ``extra`` heads."""
+
+    x: Tensor
+    y: Tensor | None
+    out: Tensor
+    extra: Any = None
+    codes: Any = None
+
+
+@dataclass
+class Terms:
+    """Extra loss terms of a step, already weighted, and the stats to log beside them."""
+
+    loss: Tensor | float = 0.0
+    stats: dict[str, Tensor] = field(default_factory=dict)
+
+
 def resolve_d_norm(cfg: DictConfig) -> str:
     """nets.d_norm=auto: no normalisation with a per-sample penalty or spectral norm, else batch
-    (conv nets) / none (MLP)."""
+    (conv nets) / none (MLP). BatchNorm beside a per-sample penalty is refused."""
     norm, m = cfg.nets.d_norm, cfg.model
-    per_sample = m.penalty.name in ("gp", "dragan")
+    per_sample = m.penalty.name != "none" and PENALTIES.get(m.penalty.name, "model.penalty.name").per_sample
     if norm == "auto":
         return "none" if per_sample or m.sn_d or cfg.nets.d == "mlp" else "batch"
     if norm == "batch" and per_sample:
         raise ConfigError(
-            f"bad value for 'nets.d_norm': BatchNorm in the critic breaks the per-sample '{m.penalty.name}' "
-            "penalty (Gulrajani et al. 2017); use nets.d_norm=layer or none"
+            f"bad value for 'nets.d_norm': BatchNorm in the critic couples the samples of the per-sample "
+            f"'{m.penalty.name}' penalty (Gulrajani et al. 2017); use nets.d_norm=layer or none"
         )
     return str(norm)
 
@@ -59,7 +93,8 @@ class GAN(GANModule):
     saturating one) and MLP nets."""
 
     Config = GANConfig
-    defaults: dict[str, Any] = {"nets": {"g": "mlp", "d": "mlp"}}
+    defaults: ClassVar[dict[str, Any]] = {"nets": {"g": "mlp", "d": "mlp"}}
+    fast_path = True  # every variant runs the shared steps below, which perf.fast replays
 
     def __init__(self, cfg: DictConfig | dict, info: Any):
         super().__init__(cfg, info)
@@ -67,13 +102,18 @@ class GAN(GANModule):
         self.loss = LOSSES.get(m.loss, "model.loss")
         self.penalty = PENALTIES.get(m.penalty.name, "model.penalty.name") if m.penalty.name != "none" else None
         self.G, self.D = self.build_nets()
+        if m.sn_d:  # once, on the whole critic: heads and embeddings a variant added are covered
+            add_spectral_norm(self.D)
+        if m.sn_g:
+            add_spectral_norm(self.G)
         self.G_ema = self.make_ema(self.G, m.ema)
         self._fast: tuple[Any, Any] | None = None
 
     def build_nets(self) -> tuple[nn.Module, nn.Module]:
-        m, nets = self.mcfg, self.cfg.nets
-        g = build_generator(nets, self.info.shape, self.z_dim, spectral_norm=m.sn_g)
-        d = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg), spectral_norm=m.sn_d)
+        """(G, D) without spectral norm (applied by ``__init__``)."""
+        nets = self.cfg.nets
+        g = build_generator(nets, self.info.shape, self.z_dim)
+        d = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg))
         return g, d
 
     @classmethod
@@ -105,19 +145,6 @@ class GAN(GANModule):
                 "under 16-bit mixed precision; use 32-true (with TF32) or bf16-mixed"
             )
         resolve_d_norm(cfg)
-        if cfg.perf.fast:
-            fast_ok = cls.draw_labels is GAN.draw_labels and cls.training_step is GAN.training_step
-            if not fast_ok:
-                raise ConfigError(
-                    f"bad value for 'perf.fast': the fast path covers the unconditional GAN family, not '{m.name}'"
-                )
-            if cfg.optim.name not in ("adam", "rmsprop"):
-                raise ConfigError(
-                    f"bad value for 'perf.fast': it needs optim.name adam or rmsprop, not '{cfg.optim.name}'"
-                )
-            devices = cfg.trainer.get("devices", 1)
-            if str(devices) not in ("1", "auto") or int(cfg.trainer.get("num_nodes", 1)) > 1:
-                raise ConfigError("bad value for 'perf.fast': it runs on one device (no DDP); drop trainer.devices")
 
     @property
     def real_batches_per_step(self) -> int:
@@ -128,63 +155,78 @@ class GAN(GANModule):
 
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim
-        opt_g = self.make_optimizer(self.G.parameters(), o.lr_g)
+        opt_g = self.make_optimizer(self.g_parameters(), o.lr_g)
         opt_d = self.make_optimizer(self.D.parameters(), o.lr_d)
         return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
 
-    # ------------------------------------------------------------------ conditioning hooks
-    # Unconditional here; ConditionalGAN draws labels and passes them to G and D.
-    def draw_labels(self, n: int) -> Tensor | None:
-        return None
+    def g_parameters(self) -> list[nn.Parameter]:
+        """What G's optimizer trains (InfoGAN adds its Q head)."""
+        return list(self.G.parameters())
 
-    def fake(self, n: int, y: Tensor | None = None) -> Tensor:
-        return self.G(self.noise.normal(n, self.z_dim))
+    # ------------------------------------------------------------------ hooks of the variants
+    def make_fake(self, n: int) -> Fake:
+        return Fake(self.G(self.noise.normal(n, self.z_dim)))
+
+    def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
+        """(D's adversarial output, extra heads for ``d_terms``/``g_terms``)."""
+        return self.D(x), None
+
+    def d_terms(self, real: Judged, fake: Judged) -> Terms:
+        return Terms()
+
+    def g_terms(self, fake: Judged) -> Terms:
+        return Terms()
 
     def critic(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.D(x)
+        """D's adversarial output alone (what the penalties differentiate)."""
+        return self.discriminate(x, y)[0]
+
+    def judge(self, x: Tensor, y: Tensor | None = None, codes: Any = None) -> Judged:
+        out, extra = self.discriminate(x, y)
+        return Judged(x, y, out, extra, codes)
 
     # ------------------------------------------------------------------ the loop
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         """n_critic D steps, each on its own real batch, then one G step."""
         opt_g, opt_d = self.optimizers()
-        if self.cfg.perf.fast:
-            d_step, g_step = self.fast_steps(opt_d, opt_g)
-            for real, y_real in zip(batch.x.unbind(0), batch.y.unbind(0)):
-                d_stats = d_step(real, y_real)
-            g_stats = g_step()
-        else:
-            for real, y_real in zip(batch.x.unbind(0), batch.y.unbind(0)):
-                d_stats = self.critic_step(real, y_real, opt_d)
-            g_stats = self.generator_step(real.shape[0], opt_g)
+        d_step, g_step = self.fast_steps(opt_d, opt_g) if self.cfg.perf.fast else (None, None)
+        for real, y_real in zip(batch.x.unbind(0), batch.y.unbind(0)):
+            d_stats = d_step(real, y_real) if d_step else self.critic_step(real, y_real, opt_d)
+        g_stats = g_step() if g_step else self.generator_step(real.shape[0], opt_g)
         self.update_ema(self.G_ema, self.G, self.mcfg.ema)
         stats = {**d_stats, **g_stats}
         self.finish_step(stats)
         return stats
 
     def critic_step(self, real: Tensor, y_real: Tensor, opt: Any) -> dict[str, Tensor]:
+        """One D step: adversarial loss + the variant's terms + penalty, step, clipping."""
         m = self.mcfg
-        y_fake = self.draw_labels(real.shape[0])
         with torch.no_grad():
-            fake = self.fake(real.shape[0], y_fake)
-        real_out, fake_out = self.critic(real, y_real), self.critic(fake, y_fake)
-        loss = self.loss.d_loss(real_out, fake_out, real_label=1.0 - m.label_smoothing)
-        stats = {"d/adv": loss.detach(), "d/real": real_out.detach().mean(), "d/fake": fake_out.detach().mean()}
+            fake = self.make_fake(real.shape[0])
+        real_j, fake_j = self.judge(real, y_real), self.judge(fake.x, fake.y, fake.codes)
+        adv = self.loss.d_loss(real_j.out, fake_j.out, real_label=1.0 - m.label_smoothing)
+        extra = self.d_terms(real_j, fake_j)
+        loss = adv + extra.loss
+        stats = {"d/adv": adv.detach(), "d/real": real_j.out.detach().mean(), "d/fake": fake_j.out.detach().mean()}
         if self.penalty is not None:
-            penalty = self.penalty(lambda x: self.critic(x, y_real), real, fake, self.noise.uniform)
+            penalty = self.penalty(lambda x: self.critic(x, y_real), real, fake.x, self.noise.uniform)
             loss = loss + m.penalty.weight * penalty
             stats["d/penalty"] = penalty.detach()
         self.backward_step(opt, loss)
         if m.clip > 0:
             clip_weights_(self.D, m.clip)
-        return {"loss/d": loss.detach(), **stats}
+        return {"loss/d": loss.detach(), **stats, **extra.stats}
 
     def generator_step(self, n: int, opt: Any) -> dict[str, Tensor]:
-        y = self.draw_labels(n)
+        """One G step: adversarial loss + the variant's terms, D frozen."""
         with self.frozen(self.D):
-            fake_out = self.critic(self.fake(n, y), y)
-            loss = self.loss.g_loss(fake_out)
+            fake = self.make_fake(n)
+            judged = self.judge(fake.x, fake.y, fake.codes)
+            adv = self.loss.g_loss(judged.out)
+            extra = self.g_terms(judged)
+            loss = adv + extra.loss
             self.backward_step(opt, loss)
-        return {"loss/g": loss.detach()}
+        return {"loss/g": loss.detach(), "g/adv": adv.detach(), **extra.stats}
 
     def fast_steps(self, opt_d: Any, opt_g: Any) -> tuple[Any, Any]:
         """perf.fast: the same D and G steps as replayable units (see gan_lightning/fast.py)."""
@@ -213,44 +255,28 @@ class GAN(GANModule):
 
 
 # ---------------------------------------------------------------------- named variants
+# Each sets its paper's defaults: a config layer above experiments/base.yaml and below the
+# experiment file (gan_lightning/config.py).
 DCGAN_NETS = {"g": "dcgan", "d": "dcgan"}
-
-
-@dataclass
-class DCGANConfig(GANConfig):
-    name: str = "dcgan"
+ADAM_DCGAN = {"name": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]}
 
 
 @MODELS.register("dcgan")
 class DCGAN(GAN):
     """Radford et al. 2016: conv nets with BatchNorm, Adam lr 2e-4, beta1 0.5, non-saturating loss."""
 
-    Config = DCGANConfig
-    defaults = {"nets": DCGAN_NETS, "optim": {"name": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]}}
-
-
-@dataclass
-class WGANConfig(GANConfig):
-    name: str = "wgan"
-    loss: str = "wasserstein"
-    n_critic: int = 5
-    clip: float = 0.01
+    defaults = {"nets": DCGAN_NETS, "optim": ADAM_DCGAN}
 
 
 @MODELS.register("wgan")
 class WGAN(GAN):
     """Arjovsky et al. 2017 (Algorithm 1): clipping c = 0.01, RMSprop lr 5e-5, n_critic 5."""
 
-    Config = WGANConfig
-    defaults = {"nets": DCGAN_NETS, "optim": {"name": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5}}
-
-
-@dataclass
-class WGANGPConfig(GANConfig):
-    name: str = "wgan_gp"
-    loss: str = "wasserstein"
-    n_critic: int = 5
-    penalty: PenaltyConfig = field(default_factory=lambda: PenaltyConfig("gp", 10.0))
+    defaults = {
+        "model": {"loss": "wasserstein", "n_critic": 5, "clip": 0.01},
+        "nets": DCGAN_NETS,
+        "optim": {"name": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5},
+    }
 
 
 @MODELS.register("wgan_gp")
@@ -258,29 +284,18 @@ class WGANGP(GAN):
     """Gulrajani et al. 2017 (Algorithm 1): lambda 10, n_critic 5, Adam lr 1e-4, betas (0, 0.9),
     no BatchNorm in the critic."""
 
-    Config = WGANGPConfig
-    defaults = {"nets": DCGAN_NETS, "optim": {"name": "adam", "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9]}}
-
-
-@dataclass
-class LSGANConfig(GANConfig):
-    name: str = "lsgan"
-    loss: str = "least_squares"
+    defaults = {
+        "model": {"loss": "wasserstein", "n_critic": 5, "penalty": {"name": "gp", "weight": 10.0}},
+        "nets": DCGAN_NETS,
+        "optim": {"name": "adam", "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.0, 0.9]},
+    }
 
 
 @MODELS.register("lsgan")
 class LSGAN(GAN):
     """Mao et al. 2017: least-squares loss with the 0-1 coding (a=0, b=1, c=1), Adam lr 2e-4, beta1 0.5."""
 
-    Config = LSGANConfig
-    defaults = {"nets": DCGAN_NETS, "optim": {"name": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]}}
-
-
-@dataclass
-class SNGANConfig(GANConfig):
-    name: str = "sngan"
-    loss: str = "hinge"
-    sn_d: bool = True
+    defaults = {"model": {"loss": "least_squares"}, "nets": DCGAN_NETS, "optim": ADAM_DCGAN}
 
 
 @MODELS.register("sngan")
@@ -288,14 +303,7 @@ class SNGAN(GAN):
     """Miyato et al. 2018: spectral norm on every D layer, hinge loss; Adam lr 2e-4, betas (0.5, 0.999),
     n_dis 1 (one of the settings of their Table 1 for the standard CNN)."""
 
-    Config = SNGANConfig
-    defaults = {"nets": DCGAN_NETS, "optim": {"name": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]}}
-
-
-@dataclass
-class DRAGANConfig(GANConfig):
-    name: str = "dragan"
-    penalty: PenaltyConfig = field(default_factory=lambda: PenaltyConfig("dragan", 10.0))
+    defaults = {"model": {"loss": "hinge", "sn_d": True}, "nets": DCGAN_NETS, "optim": ADAM_DCGAN}
 
 
 @MODELS.register("dragan")
@@ -303,5 +311,8 @@ class DRAGAN(GAN):
     """Kodali et al. 2017: non-saturating loss + gradient penalty around perturbed data, lambda 10.
     The paper fixes no optimizer; Adam lr 1e-4, betas (0.5, 0.9) is our choice."""
 
-    Config = DRAGANConfig
-    defaults = {"nets": DCGAN_NETS, "optim": {"name": "adam", "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.9]}}
+    defaults = {
+        "model": {"penalty": {"name": "dragan", "weight": 10.0}},
+        "nets": DCGAN_NETS,
+        "optim": {"name": "adam", "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.9]},
+    }

@@ -14,6 +14,8 @@ from torch import Tensor
 
 
 class NoiseSource:
+    DRAWS = ("normal", "uniform", "randint")  # the draws a step may make (perf.fast tapes each)
+
     def __init__(self, seed: int, rank: int = 0, world: int = 1, device: torch.device | str = "cpu"):
         self.rank, self.world, self.device = rank, world, torch.device(device)
         self.generator = torch.Generator(device=self.device)

@@ -15,13 +15,14 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from gan_lightning.config import ModelConfig
+from gan_lightning.data import DATAMODULES
 from gan_lightning.data.base import PairBatch
+from gan_lightning.data.translation import PairedDataModule
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
-from gan_lightning.models.gan import MODELS
 from gan_lightning.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator
-from gan_lightning.registry import ConfigError, Registry
+from gan_lightning.registry import MODELS, ConfigError, Registry
+from gan_lightning.schema import ModelConfig
 
 TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("image-to-image generator")
 TRANSLATORS.register("unet")(
@@ -77,9 +78,7 @@ class TranslationModule(GANModule):
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
-        from gan_lightning.data import DATAMODULES
-        from gan_lightning.data.translation import PairedDataModule
-
+        super().validate(cfg)
         TRANSLATORS.get(cfg.nets.g, "nets.g")
         if cfg.nets.d != "patchgan":
             raise ConfigError(f"bad value for 'nets.d': image-to-image models use 'patchgan', got '{cfg.nets.d}'")
@@ -160,14 +159,13 @@ class Pix2Pix(TranslationModule):
         opt_g, opt_d = self.optimizers()
         a, b = batch.a[0], batch.b[0]
         stats: dict[str, Tensor] = {}
+        fake = self.G(a)  # one forward: D judges the output (one dropout mask) G is trained on
         if m.adversarial:  # D step: real pairs (a, b) against generated pairs (a, G(a))
-            with torch.no_grad():
-                fake = self.G(a)
-            d_loss = m.d_weight * self.loss.d_loss(self.D(torch.cat([a, b], 1)), self.D(torch.cat([a, fake], 1)))
+            real_out, fake_out = self.D(torch.cat([a, b], 1)), self.D(torch.cat([a, fake.detach()], 1))
+            d_loss = m.d_weight * self.loss.d_loss(real_out, fake_out)
             self.backward_step(opt_d, d_loss)
             stats["loss/d"] = d_loss.detach()
-        with self.frozen(self.D):  # G step: fool D and stay near the target in L1
-            fake = self.G(a)
+        with self.frozen(self.D):  # G step: fool the updated D and stay near the target in L1
             l1 = (fake - b).abs().mean()
             g_loss = m.l1_weight * l1
             if m.adversarial:

@@ -34,9 +34,10 @@ def norm1d(kind: str, features: int) -> nn.Module:
 
 
 def add_spectral_norm(module: nn.Module) -> nn.Module:
-    """Spectral normalisation (Miyato et al. 2018) on every conv and linear layer, in place."""
+    """Spectral normalisation (Miyato et al. 2018) on every conv, linear and embedding layer (the
+    projection critic's class embedding, Miyato & Koyama 2018), in place."""
     for name, child in list(module.named_children()):
-        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             setattr(module, name, spectral_norm(child))
         else:
             add_spectral_norm(child)
