@@ -1,7 +1,15 @@
-"""Reading checkpoints with errors that name the file and what is wrong with it."""
+"""Reading checkpoints and weight files with errors that name the file and what is wrong with it.
+
+A file given by a user is only ever loaded with ``torch.load(weights_only=True)``: one that would
+need to unpickle anything but tensors and containers (and so could run code) is refused unread.
+"""
 
 from __future__ import annotations
 
+import pickletools
+import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +17,60 @@ import torch
 
 from gan_lightning.registry import ConfigError, first_line
 
+NOT_PLAIN = "is not a plain weights file"
+
 
 class CheckpointError(ConfigError):
-    """A checkpoint that cannot be used: missing, corrupt, truncated, foreign or incompatible."""
+    """A checkpoint that cannot be used: missing, corrupt, truncated, unsafe, foreign or incompatible."""
+
+
+def pickled_callables(path: Path, error: BaseException) -> list[str]:
+    """The callables other than tensor plumbing that a pickle refused by the weights-only loader
+    asks for (e.g. 'builtins.exec'), from torch's message or by parsing (never running) the
+    pickle; empty for bytes that are not such a pickle (corrupt or truncated)."""
+    found = re.search(r"GLOBAL (\S+) was not an allowed global|whose module (\S+) is blocked", str(error))
+    if found:
+        return [found.group(1) or found.group(2)]
+    from torch import _weights_only_unpickler
+
+    allowed = getattr(_weights_only_unpickler, "_get_allowed_globals", dict)()
+    names: list[str] = []
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+        else:
+            data = path.read_bytes()
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                names.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL":
+                names.append(".".join(strings[-2:]))
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:
+        return []
+    return [n for n in dict.fromkeys(names) if n not in allowed]
+
+
+def load_weights_only(path: str | Path, what: str, hint: str = "", error: type[ConfigError] = CheckpointError) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; raises ``error`` naming ``what`` and the file
+    when it holds pickled objects other than tensors (refused unread) or cannot be read."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # a refused plain pickle would warn about its protocol first
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        names = pickled_callables(path, e)
+        if names:
+            raise error(
+                f"{what} {path} {NOT_PLAIN}: unpickling it would call {', '.join(names[:4])}, which could run "
+                f"code, so it was refused unread. {hint}".strip()
+            ) from None
+        reason = first_line(e)
+        raise error(f"{what} {path} is corrupt or truncated and cannot be read ({reason}). {hint}".strip()) from None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -25,13 +84,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist.{hint}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the write was cut off; use another checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated and cannot be read ({first_line(e)}). "
-            "Use another checkpoint of the run (checkpoints/best.ckpt or a step=N.ckpt) or start anew."
-        ) from None
+    ckpt = load_weights_only(
+        path,
+        "checkpoint",
+        "Use another checkpoint of the run (checkpoints/best.ckpt or a step=N.ckpt) or start anew.",
+    )
     if not isinstance(ckpt, dict) or "gan_lightning" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(
             f"checkpoint {path} was not written by gan_lightning (no 'gan_lightning' entry); "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 from torch import Tensor
 
 from gan_lightning.callbacks.metrics import compute_metrics
+from gan_lightning.callbacks.run import write_json
 from gan_lightning.checkpoint import load_model
 from gan_lightning.data.images import IMAGE_SUFFIXES
 from gan_lightning.metrics.evaluator import Evaluator
@@ -71,7 +71,7 @@ def evaluate_checkpoint(
     }
     path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(path, result)  # strict JSON: a non-finite value (e.g. an infinite mode KL) is null
     result["written_to"] = str(path)
     return result
 

@@ -35,6 +35,23 @@ def sample_data_space(
     return x, model
 
 
+def check_finite(x: torch.Tensor, ckpt: str | Path) -> None:
+    """Refuse non-finite samples (a diverged generator), saying what the run's summary records."""
+    bad = int((~torch.isfinite(x)).sum())
+    if not bad:
+        return
+    from gan_lightning.rundir import read_summary
+
+    summary = read_summary(Path(ckpt).resolve().parent.parent) or {}
+    status = f" The run's summary.json says status '{summary['status']}'" if "status" in summary else ""
+    if status and summary.get("diverged_at") is not None:
+        status += f" (a loss became non-finite at step {summary['diverged_at']}): sample a checkpoint from before it"
+    raise ConfigError(
+        f"checkpoint {ckpt}: its generator gives non-finite samples ({bad} of {x.numel()} values are NaN or inf), "
+        f"so nothing was written.{status + '.' if status else ''}"
+    )
+
+
 def sample_to_file(
     ckpt: str | Path, n: int, out: str | Path, seed: int = 0, device: str = "cpu", raw: bool = False
 ) -> Path:
@@ -42,6 +59,7 @@ def sample_to_file(
     if out.suffix not in (".npy", ".png"):
         raise ConfigError(f"--out must end in .npy or .png, got '{out}'")
     x, model = sample_data_space(ckpt, n, seed, device, raw)
+    check_finite(x, ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, x.numpy().astype(np.float32))

@@ -29,7 +29,7 @@ def test_classifier_trains_caches_and_reloads(mnist_root, monkeypatch) -> None:
     dm = fashion_dm(mnist_root)
     ex = clf.get_classifier(dm, verbose=False)
     assert ex.meta["test_accuracy"] >= 0.95  # the synthetic classes are easy
-    path = clf.classifier_path("fashion_mnist", ex.meta["fingerprint"])
+    path = clf.classifier_path(ex.meta["fingerprint"])
     assert path.is_file() and str(path).startswith(str(clf.cache_dir()))
 
     def no_training(*a, **k):
@@ -46,6 +46,34 @@ def test_classifier_trains_caches_and_reloads(mnist_root, monkeypatch) -> None:
         clf.get_classifier(dm, verbose=False)
 
 
+class Retrained(Exception):
+    pass
+
+
+def test_classifier_cache_is_keyed_by_training_data_not_dataset_name(mnist_root, monkeypatch) -> None:
+    """fashion_edges' clothes side trains on Fashion-MNIST's images: it reuses their classifier."""
+    from gan_lightning.metrics.translation import EdgeView
+
+    ex = clf.get_classifier(fashion_dm(mnist_root), verbose=False)
+    cached = sorted((clf.cache_dir() / "evaluators").glob("*.pt"))
+
+    def no_training(*a, **k):
+        raise Retrained
+
+    monkeypatch.setattr(clf, "train_classifier", no_training)
+    edges = build_datamodule(load_config(["exp=pix2pix_edges", f"data.data_dir={mnist_root}", "data.download=false"]))
+    assert edges.fashion.info.name == "fashion_edges"  # another name, the same training images
+    clothes = clf.get_classifier(edges.fashion, verbose=False)
+    assert sorted((clf.cache_dir() / "evaluators").glob("*.pt")) == cached and clothes.key == ex.key
+    x = torch.rand(5, 1, 28, 28)
+    torch.testing.assert_close(clothes(x)[1], ex(x)[1])
+    with pytest.raises(Retrained):  # the edge maps are other data: their classifier is another
+        clf.get_classifier(EdgeView(edges), verbose=False)
+    fp = ex.meta["fingerprint"]
+    clf.classifier_path(fp).rename(clf.cache_dir() / "evaluators" / f"classifier-fashion_mnist-{fp}.pt")
+    assert clf.get_classifier(edges.fashion, verbose=False).key == ex.key  # as older versions named it
+
+
 def test_missing_classifier_without_training_says_what_to_run(mnist_root) -> None:
     with pytest.raises(ConfigError, match="gan-lightning train-evaluator data=fashion_mnist"):
         clf.get_classifier(fashion_dm(mnist_root), train_if_missing=False)
@@ -55,7 +83,7 @@ def test_reference_statistics_are_cached_by_key(mnist_root, monkeypatch) -> None
     dm = fashion_dm(mnist_root)
     ev = Evaluator(["fid"], dm.info, dm, n_ref=300).prepare()
     ref = ev.reference
-    assert ref.n == 300 and ref.key.startswith("fashion_mnist-train-classifier-fashion_mnist-") and "-n300-" in ref.key
+    assert ref.n == 300 and ref.key.startswith("fashion_mnist-train-classifier-v1-") and "-n300-" in ref.key
     assert refmod.reference_path(ref.key).is_file()
     monkeypatch.setattr(refmod, "compute_reference", lambda *a, **k: (_ for _ in ()).throw(AssertionError("cached")))
     again = Evaluator(["fid"], dm.info, dm, n_ref=300).prepare().reference

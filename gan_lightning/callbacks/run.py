@@ -26,8 +26,6 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from gan_lightning import __version__
 
-STATUSES = ("completed", "interrupted", "diverged", "failed")
-
 
 @dataclass
 class RunState:
@@ -130,11 +128,44 @@ def rank_digests(trainer: L.Trainer, digest: str) -> list[str]:
     return [bytes(row.cpu().tolist()).hex() for row in everything]
 
 
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_text(data: Any) -> str:
+    """Strict JSON text of ``data``, as every JSON file of this package is written: a non-finite
+    float (NaN, +-inf, e.g. the mode KL of samples that hit no mode) is written as ``null``, since
+    ``NaN``/``Infinity`` are not JSON; tensors and numpy scalars are written as numbers."""
+    return json.dumps(_finite(data), indent=2, allow_nan=False, default=lambda o: _finite(float(o))) + "\n"
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (a crash never leaves half a file)."""
+    """Write ``json_text(data)`` atomically (a crash never leaves half a file)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    tmp.write_text(json_text(data))
     os.replace(tmp, path)
+
+
+def outcome_line(summary: dict[str, Any]) -> str:
+    """One line on a finished run: status, steps, what a divergence left behind, final metrics."""
+    line = f"{summary['status']}: {summary['steps_done']}/{summary['steps']} G steps"
+    if summary.get("diverged_at") is not None:
+        kept = summary.get("checkpoints") or []
+        line += f", a loss became non-finite at step {summary['diverged_at']}; " + (
+            f"the checkpoints written before it are kept: {', '.join(kept)}"
+            if kept
+            else "no checkpoint was written before it"
+        )
+    final = {k: v for k, v in (summary.get("final") or {}).items() if k != "step"}
+    if final:
+        line += " | " + ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=non-finite" for k, v in final.items())
+    return line
 
 
 class RunManager(Checkpoint):
@@ -142,7 +173,7 @@ class RunManager(Checkpoint):
     the primary metric improves, step=N.ckpt every ``log.keep_every``; stops cleanly on
     SIGINT/SIGTERM (status interrupted) and on a non-finite loss (status diverged)."""
 
-    def __init__(self, state: RunState, log_cfg: Any, trainer_device: str | None = None):
+    def __init__(self, state: RunState, log_cfg: Any):
         self.state = state
         self.ckpt_every, self.keep_every = int(log_cfg.ckpt_every), int(log_cfg.keep_every)
         self.check_every = max(1, int(log_cfg.every))

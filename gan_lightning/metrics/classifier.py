@@ -5,8 +5,10 @@ images, where ImageNet features say little, and class probabilities for an Incep
 score, class coverage and, for conditional models, the accuracy on requested classes.
 
 ``gan-lightning train-evaluator data=fashion_mnist`` trains it once; it is cached under
-``$GAN_LIGHTNING_CACHE`` (default ``~/.cache/gan_lightning``), keyed by the dataset and a
-fingerprint of its training images, with its test accuracy.
+``$GAN_LIGHTNING_CACHE`` (default ``~/.cache/gan_lightning``), keyed by what makes the network:
+the fingerprint of its training images and labels and ``CLASSIFIER_FORMAT`` (architecture and
+training recipe), not by the dataset's name, so datasets with the same training images (e.g.
+fashion_edges' clothes side and fashion_mnist) share one. Its metadata records its test accuracy.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch import Tensor, nn
 
 from gan_lightning.registry import ConfigError, first_line
 
-CLASSIFIER_FORMAT = 1
+CLASSIFIER_FORMAT = 1  # raise when DomainClassifier or train_classifier change: a new cache key
 
 
 def cache_dir() -> Path:
@@ -97,7 +99,7 @@ class ClassifierFeatures(nn.Module):
 
     @property
     def key(self) -> str:
-        return f"classifier-{self.meta['dataset']}-{self.meta['fingerprint']}"
+        return classifier_key(self.meta["fingerprint"], self.meta.get("format", CLASSIFIER_FORMAT))
 
     @torch.no_grad()
     def forward(self, images01: Tensor) -> tuple[Tensor, Tensor]:
@@ -105,8 +107,26 @@ class ClassifierFeatures(nn.Module):
         return feats.float(), self.net.head(feats).softmax(dim=1).float()
 
 
-def classifier_path(dataset: str, fp: str) -> Path:
-    return cache_dir() / "evaluators" / f"classifier-{dataset}-{fp}.pt"
+def classifier_key(fp: str, fmt: int = CLASSIFIER_FORMAT) -> str:
+    """The classifier trained (by this format's recipe) on the data with fingerprint ``fp``."""
+    return f"classifier-v{fmt}-{fp}"
+
+
+def classifier_path(*key: str) -> Path:
+    """The cache file of the classifier of training data fingerprint ``key[-1]``: call it as
+    ``classifier_path(fp)``; a dataset name before it (older callers) is ignored."""
+    return cache_dir() / "evaluators" / f"{classifier_key(key[-1])}.pt"
+
+
+def legacy_classifier(fp: str) -> Path | None:
+    """A classifier of the same data cached under its dataset's name by older versions, if any."""
+    for path in sorted((cache_dir() / "evaluators").glob(f"classifier-*-{fp}.pt")):
+        try:
+            if torch.load(path, map_location="cpu", weights_only=True)["meta"].get("format") == CLASSIFIER_FORMAT:
+                return path
+        except Exception:
+            continue
+    return None
 
 
 def train_classifier(
@@ -223,7 +243,9 @@ def get_classifier(
     train = datamodule.split(train=True, size=28)
     fp = fingerprint(*train)
     dataset = datamodule.info.name
-    path = classifier_path(dataset, fp)
+    path = classifier_path(fp)
+    if not path.is_file():
+        path = legacy_classifier(fp) or path
     if not path.is_file() and not train_if_missing:
         raise ConfigError(
             f"no domain classifier for {dataset} (data fingerprint {fp}) in {path.parent}; "

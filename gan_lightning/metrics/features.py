@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import os
 import warnings
 from pathlib import Path
@@ -145,31 +146,48 @@ class InceptionFeatures(nn.Module):
 class InceptionLogits(nn.Module):
     """ImageNet class probabilities (1008-way, torch-fidelity's 'logits_unbiased') for the
     Inception Score. Needs torch-fidelity's weight file (pt_inception-2015-12-05-6726825d.pth),
-    given by path: nothing is downloaded."""
+    given by path: nothing is downloaded. The file is read here with ``weights_only=True`` (a state
+    dict of tensors; anything else is refused unread), never by torch-fidelity, which unpickles
+    with ``weights_only=False``."""
 
     name = "inception_logits"
     has_probs = True
 
     def __init__(self, weights_path: str | Path):
         super().__init__()
+        from gan_lightning.checkpoint import NOT_PLAIN, load_weights_only
+
         path = Path(weights_path)
+        hint = "Give torch-fidelity's pt_inception-2015-12-05-6726825d.pth."
         if not path.is_file():
             raise FeatureError(
                 f"Inception Score weights {path} not found: download torch-fidelity's "
                 "pt_inception-2015-12-05-6726825d.pth on a machine with network access and pass its path "
                 "(metrics.is_weights=PATH or --is-weights PATH); offline, IS comes from the domain classifier"
             )
+        state = load_weights_only(path, "Inception Score weights", hint, FeatureError)
+        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise FeatureError(f"Inception Score weights {path} {NOT_PLAIN}: it is not a state dict of tensors. {hint}")
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError as e:
             raise FeatureError(
                 "Inception Score with ImageNet logits needs torch-fidelity: pip install torch-fidelity"
             ) from e
+        buffer = io.BytesIO()  # torch-fidelity torch.load()s its argument: give it our own save of the tensors
+        torch.save(state, buffer)
+        buffer.seek(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.net = FeatureExtractorInceptionV3(
-                "inception-v3-compat", ["logits_unbiased"], feature_extractor_weights_path=str(path)
-            )
+            try:
+                self.net = FeatureExtractorInceptionV3(
+                    "inception-v3-compat", ["logits_unbiased"], feature_extractor_weights_path=buffer
+                )
+            except RuntimeError as e:  # load_state_dict: other keys or shapes
+                detail = " ".join(str(e).split())[:240]
+                raise FeatureError(
+                    f"Inception Score weights {path} do not fit torch-fidelity's InceptionV3 ({detail}...). {hint}"
+                ) from None
 
     @torch.no_grad()
     def forward(self, images01: Tensor) -> tuple[Tensor, Tensor]:
