@@ -93,3 +93,40 @@ def test_every_other_model_trains_under_ddp_with_identical_ranks(tmp_path, mnist
     moved = {k.split(".")[0] for k in end if end[k].is_floating_point() and not torch.equal(end[k], mid[k])}
     nets = {"G", "D"} if exp != "cyclegan_edges" else {"G_AB", "G_BA", "D_A", "D_B"}
     assert nets <= moved, f"nets whose weights did not change between steps 2 and 4: {nets - moved}"
+
+
+NAN_ON_RANK_1 = """
+import sys
+import torch
+from gan_lightning.config import load_config
+from gan_lightning.models.base import GANModule
+from gan_lightning.train import train
+
+check = GANModule.check_finite
+
+
+def nan_on_rank_1_from_step_3(self, losses):
+    if self.global_rank == 1 and self.g_step >= 3:
+        losses = {k: v * float("nan") for k, v in losses.items()}
+    check(self, losses)
+
+
+GANModule.check_finite = nan_on_rank_1_from_step_3
+train(load_config(sys.argv[1:]))
+"""
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path) -> None:
+    """Only rank 1 sees a NaN: the stop decision is reduced across ranks, so rank 0 stops too
+    (instead of waiting forever in the next all-reduce) and the run is recorded as diverged."""
+    script = tmp_path / "nan_rank1.py"
+    script.write_text(NAN_ON_RANK_1)
+    args = [*TINY, "exp=gmm_ring", "steps=20", "trainer.accelerator=cpu", "trainer.devices=2"]
+    args += ["trainer.strategy=ddp", "out=nan", "metrics.names=[]"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((tmp_path / "nan" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["steps_done"] == 3

@@ -124,6 +124,7 @@ def test_fast_path_trains_conditional_models_bitwise_like_the_default_path(exp: 
 def test_optimizer_tensors_follow_the_model_after_a_resume() -> None:
     """Lightning restores optimizer state with CPU storages: a tensor lr (and initial_lr) must be
     moved to the model's device, and the scheduler then updates the tensor the step reads."""
+
     def adam_with_tensor_lr() -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         opt = torch.optim.Adam([nn.Parameter(torch.zeros(3))], lr=torch.tensor(0.1), foreach=False)
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5**s)

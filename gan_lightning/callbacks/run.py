@@ -226,10 +226,7 @@ class RunManager(Checkpoint):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = int(pl_module.g_step)
         self.state.steps_done = step
-        if step % self.check_every == 0 or step >= self.state.steps:
-            losses = {k: v for k, v in (outputs or {}).items() if k.startswith("loss/")}
-            pl_module.check_finite(losses)
-        if pl_module.diverged_at is not None:
+        if pl_module.diverged_at is not None:  # watched by the model, the same on every rank
             self.state.status, self.state.diverged_at = "diverged", pl_module.diverged_at
             trainer.should_stop = True
             return

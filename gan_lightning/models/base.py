@@ -248,13 +248,23 @@ class GANModule(L.LightningModule):
         self.sync_buffers()
         every = int(self.cfg.log.every)
         losses = {k: v for k, v in stats.items() if k.startswith("loss/")}
-        if every and (self.g_step % every == 0 or self.g_step == 1):
+        log_step = bool(every) and (self.g_step % every == 0 or self.g_step == 1)
+        if log_step:
             values = {k: float(v) for k, v in stats.items()}
-            self.check_finite(losses)
             self.log_scalars(values)
             self.log_dict({k.split("/")[1]: values[k] for k in losses}, prog_bar=True, logger=False)
-        elif self.device.type == "cpu":
-            self.check_finite(losses)  # free on CPU: check every step
+        # free on a CPU: every step; on an accelerator (a device sync): at log steps and the last
+        if log_step or self.device.type == "cpu" or self.g_step >= int(self.cfg.steps):
+            self.check_finite(losses)
+        self.agree_on_divergence()
+
+    def agree_on_divergence(self) -> None:
+        """Under DDP a non-finite loss seen by one rank stops every rank at the same step (else the
+        others would wait forever in their next all-reduce): the decision is reduced each step."""
+        if self._trainer is None or self.trainer.world_size < 2:
+            return
+        if self.trainer.strategy.reduce_boolean_decision(not self._finite, all=False) and self._finite:
+            self._finite, self._nonfinite_at = False, self.g_step
 
     @torch.no_grad()
     def sync_buffers(self) -> None:
@@ -294,10 +304,6 @@ class GANModule(L.LightningModule):
         return None if self._finite else self._nonfinite_at
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.trainer.world_size > 1:  # a non-finite loss on any rank stops every rank
-            finite = not self.trainer.strategy.reduce_boolean_decision(not self._finite, all=False)
-            if not finite and self._finite:
-                self._finite, self._nonfinite_at = False, self.g_step
         if self.g_step >= int(self.cfg.steps) or not self._finite:
             self.trainer.should_stop = True
 
