@@ -9,7 +9,7 @@ SWEEP   ?= experiments/sweeps/gmm_ring_lr.yaml
 COUNT   ?= 10
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast test-slow lint train sample study sweep bench clean
+.PHONY: help install test test-fast lint train study sweep bench clean
 
 help:
 	@echo "make install                 create $(VENV) and install the package with the pinned dependency set"

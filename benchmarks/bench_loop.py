@@ -120,16 +120,11 @@ class StepTimer(L.Callback):
 
 
 def framework_loop(batch: int, steps: int, warmup: int, device: torch.device, extra: list[str] | None = None) -> float:
-    from gan_lightning import train as train_mod
+    from gan_lightning.train import train
 
     timer = StepTimer(warmup)
-    original = train_mod.build_trainer
-    train_mod.build_trainer = lambda cfg, callbacks, loggers: original(cfg, [timer, *callbacks], loggers)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            train_mod.train(bench_config(batch, steps, device, [f"out={tmp}/run", *(extra or [])]))
-    finally:
-        train_mod.build_trainer = original
+    with tempfile.TemporaryDirectory() as tmp:
+        train(bench_config(batch, steps, device, [f"out={tmp}/run", *(extra or [])]), callbacks=[timer])
     return timer.steps / (timer.t1 - timer.t0)
 
 

@@ -16,19 +16,13 @@ EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
 
 
 def _train(args: argparse.Namespace) -> int:
+    from gan_lightning.callbacks.run import outcome_line
     from gan_lightning.config import load_config
     from gan_lightning.train import train
 
-    cfg = load_config(args.overrides)
-    result = train(cfg)
+    result = train(load_config(args.overrides))
     if result.summary:
-        s = result.summary
-        line = f"{s['status']}: {s['steps_done']}/{s['steps']} G steps"
-        if s.get("diverged_at") is not None:
-            line += f", a loss became non-finite at step {s['diverged_at']}; last good checkpoint kept"
-        if s.get("final"):
-            line += " | " + ", ".join(f"{k}={v:.4g}" for k, v in s["final"].items() if k != "step")
-        print(line)
+        print(outcome_line(result.summary))
         print(f"run directory: {result.run_dir}")
     return EXIT_CODES.get(result.status, 1)
 

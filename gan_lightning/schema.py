@@ -114,6 +114,7 @@ class RootConfig:
     steps: int = 1000  # generator iterations
     out: str | None = None  # run directory (default runs/<exp>/<time>-s<seed>)
     resume: str | None = None  # PATH to a checkpoint, 'auto', or null
+    resume_override: bool = False  # resume: apply changed keys beyond steps/log/metrics/logger (recorded)
     logger: list[str] = field(default_factory=lambda: ["csv"])  # csv | tensorboard | wandb
     model: ModelConfig = field(default_factory=ModelConfig)
     nets: NetsConfig = field(default_factory=NetsConfig)

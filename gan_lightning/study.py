@@ -14,8 +14,6 @@ import csv
 import hashlib
 import json
 import math
-import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from gan_lightning.registry import ConfigError
+from gan_lightning.rundir import last_error, read_summary, run_train
 
 STUDY_KEYS = ("seeds", "jobs", "reproducible")
 
@@ -70,41 +69,13 @@ def study_dir_for(exp: str, overrides: list[str]) -> Path:
 
 
 # ----------------------------------------------------------------------------- running
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def is_done(run_dir: Path) -> bool:
     s = read_summary(run_dir)
     return bool(s) and s.get("status") == "completed" and s.get("steps_done", 0) >= s.get("steps", 1)
 
 
-def train_command(overrides: list[str], seed: int, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gan_lightning",
-        "train",
-        *overrides,
-        f"seed={seed}",
-        f"out={out}",
-        "resume=auto",
-        "log.progress=false",
-    ]
-
-
 def run_one(overrides: list[str], seed: int, out: Path, group: str, log: Path) -> int:
-    env = {**os.environ, "GAN_LIGHTNING_GROUP": group}
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as f:
-        f.write(f"\n$ {' '.join(train_command(overrides, seed, out))}\n")
-        f.flush()
-        return subprocess.run(
-            train_command(overrides, seed, out), stdout=f, stderr=subprocess.STDOUT, env=env
-        ).returncode
+    return run_train([*overrides, f"seed={seed}"], out, log, {"GAN_LIGHTNING_GROUP": group})
 
 
 def run_study(args: list[str], echo: bool = True) -> Path:
@@ -128,15 +99,18 @@ def run_study(args: list[str], echo: bool = True) -> Path:
     if echo:
         print(f"study {sdir}: {len(seeds) - len(todo)} of {len(seeds)} seeds already done", file=sys.stderr)
 
+    errors: dict[int, str] = {}  # e.g. a seed's run directory locked by another study's run
+
     def one(seed: int) -> tuple[int, int]:
         t0 = time.time()
-        code = run_one(overrides, seed, sdir / f"seed_{seed}", sdir.name, sdir / "logs" / f"seed_{seed}.log")
+        log = sdir / "logs" / f"seed_{seed}.log"
+        code = run_one(overrides, seed, sdir / f"seed_{seed}", sdir.name, log)
+        if code != 0:
+            errors[seed] = last_error(log) or f"exit {code}"
         if echo:
             s = read_summary(sdir / f"seed_{seed}") or {}
-            print(
-                f"  seed {seed}: {s.get('status', 'no summary')} ({time.time() - t0:.0f} s, exit {code})",
-                file=sys.stderr,
-            )
+            what = f"error: {errors[seed]}" if code == 2 else s.get("status", "no summary")
+            print(f"  seed {seed}: {what} ({time.time() - t0:.0f} s, exit {code})", file=sys.stderr)
         return seed, code
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -144,7 +118,7 @@ def run_study(args: list[str], echo: bool = True) -> Path:
     repro = None
     if str(study.get("reproducible", "false")).lower() in ("1", "true", "yes"):
         repro = reproducibility_check(overrides, seeds[0], sdir, echo)
-    write_report(sdir, seeds, repro)
+    write_report(sdir, seeds, repro, errors)
     return sdir
 
 
@@ -217,7 +191,10 @@ def collect(sdir: Path, seeds: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(sdir: Path, seeds: list[int], repro: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_report(
+    sdir: Path, seeds: list[int], repro: dict[str, Any] | None = None, errors: dict[int, str] | None = None
+) -> dict[str, Any]:
+    """report.json/.md and plots; ``errors``: this invocation's error of a seed whose run failed."""
     rows = collect(sdir, seeds)
     done = [r for r in rows if r["summary"] and r["summary"].get("status") == "completed"]
     keys = sorted(
@@ -236,6 +213,7 @@ def write_report(sdir: Path, seeds: list[int], repro: dict[str, Any] | None = No
                 "wall_s": s.get("wall_s"),
                 "g_iters_per_s": s.get("g_iters_per_s"),
                 "weights_sha1": s.get("weights_sha1"),
+                **({"error": errors[r["seed"]]} if errors and r["seed"] in errors else {}),
             }
         )
     report: dict[str, Any] = {

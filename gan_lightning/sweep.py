@@ -26,8 +26,7 @@ from typing import Any
 import yaml
 
 from gan_lightning.registry import ConfigError
-
-ARG_MACROS = ("${args_no_hyphens}", "${args}", "${args_json}")
+from gan_lightning.rundir import last_error, read_summary, run_train
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -96,7 +95,6 @@ def run_offline(
         )
         for r in rows
     ]
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     while len(rows) < count:
         np.random.seed(seed + len(rows))
         random.seed(seed + len(rows))
@@ -106,25 +104,16 @@ def run_offline(
         params = flat_params(proposal.config)
         trial = f"trial_{len(rows):03d}"
         trial_dir = sdir / trial
-        cmd = [
-            sys.executable,
-            "-m",
-            "gan_lightning",
-            "train",
-            *fixed_overrides(cfg),
-            *[f"{k}={v}" for k, v in params.items()],
-            f"out={trial_dir}",
-            "resume=auto",
-            "log.progress=false",
-        ]
         if echo:
             print(f"[sweep] {trial}: {' '.join(f'{k}={v}' for k, v in params.items())}", file=sys.stderr)
-        (sdir / "logs").mkdir(exist_ok=True)
-        with open(sdir / "logs" / f"{trial}.log", "w") as f:
-            code = subprocess.run(
-                cmd, stdout=f, stderr=subprocess.STDOUT, env={**env, "GAN_LIGHTNING_GROUP": sdir.name}
-            ).returncode
-        summary = _summary(trial_dir)
+        code = run_train(
+            [*fixed_overrides(cfg), *[f"{k}={v}" for k, v in params.items()]],
+            trial_dir,
+            sdir / "logs" / f"{trial}.log",
+            {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "GAN_LIGHTNING_GROUP": sdir.name},
+        )
+        # exit 2: refused before training (a bad value, or the directory locked by another run)
+        summary = read_summary(trial_dir) if code != 2 else None
         value = metric_of(summary, metric) if metric else None
         row = {
             "trial": trial,
@@ -133,6 +122,8 @@ def run_offline(
             "metric": value,
             "run_dir": str(trial_dir),
         }
+        if code != 0:
+            row["error"] = last_error(sdir / "logs" / f"{trial}.log") or f"exit {code}"
         rows.append(row)
         save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"))
         runs.append(
@@ -145,13 +136,6 @@ def run_offline(
         )
     save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"))
     return sdir, rows
-
-
-def _summary(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def load_rows(sdir: Path) -> list[dict[str, Any]]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,15 +20,13 @@ from gan_lightning.callbacks.progress import StepProgressBar
 from gan_lightning.callbacks.run import RunManager, RunState
 from gan_lightning.callbacks.samples import SampleGrids
 from gan_lightning.callbacks.translation import TranslationMetrics
-from gan_lightning.checkpoint import check_fits, read_checkpoint
+from gan_lightning.checkpoint import read_checkpoint
 from gan_lightning.config import to_yaml
 from gan_lightning.data import build_datamodule
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.models import build_model
-from gan_lightning.registry import ConfigError
-
-RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # lets DDP worker processes find the run directory of rank 0
-RESUME_ENV = "GAN_LIGHTNING_RESUME"
+from gan_lightning.resume import ApplyOptimizerConfig, check_resume, read_changes, record_changes
+from gan_lightning.rundir import claimed_run, read_summary, worker_env
 
 
 @dataclass
@@ -41,60 +37,6 @@ class TrainResult:
     @property
     def status(self) -> str:
         return str(self.summary.get("status"))
-
-
-# ----------------------------------------------------------------------------- run directory
-def _is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() or (path / "checkpoints").is_dir()
-
-
-def _status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
-
-
-def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
-    """(run directory, checkpoint to resume from or None), following ``out`` and ``resume``."""
-    if os.environ.get(RUN_DIR_ENV):  # a DDP worker: rank 0 decided already
-        resume = os.environ.get(RESUME_ENV) or None
-        return Path(os.environ[RUN_DIR_ENV]), Path(resume) if resume else None
-    resume = cfg.resume
-    if resume and resume != "auto":
-        ckpt = Path(resume)
-        if cfg.out:
-            return Path(cfg.out), ckpt
-        parent = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.resolve().parent.parent
-        return (parent if _is_run_dir(parent) else new_run_dir(cfg)), ckpt
-    if cfg.out:
-        run_dir = Path(cfg.out)
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if resume == "auto":
-            return run_dir, last if last.is_file() else None
-        if last.is_file():
-            raise ConfigError(
-                f"{run_dir} already holds a run (checkpoints/last.ckpt, status {_status(run_dir)}); "
-                "pass resume=auto to continue it, or choose another out=DIR"
-            )
-        return run_dir, None
-    if resume == "auto":  # newest unfinished run of this experiment and seed
-        root = Path("runs") / cfg.exp
-        candidates = sorted((p for p in root.glob(f"*-s{cfg.seed}") if p.is_dir()), reverse=True)
-        for run_dir in candidates:
-            last = run_dir / "checkpoints" / "last.ckpt"
-            if last.is_file() and _status(run_dir) != "completed":
-                return run_dir, last
-    return new_run_dir(cfg), None
-
-
-def new_run_dir(cfg: DictConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / cfg.exp / f"{stamp}-s{cfg.seed}"
-    path, i = base, 1
-    while path.exists():
-        path, i = base.with_name(f"{base.name}.{i}"), i + 1
-    return path
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -168,8 +110,14 @@ def build_evaluator(cfg: DictConfig, datamodule: Any, verbose: bool = True) -> E
     )
 
 
-def train(cfg: DictConfig) -> TrainResult:
-    run_dir, resume = resolve_run(cfg)
+def train(cfg: DictConfig, callbacks: list[L.Callback] | None = None) -> TrainResult:
+    """Train ``cfg`` into its run directory; ``callbacks`` (extra Lightning callbacks) run first.
+    The run directory is locked for the whole run (one process per run directory)."""
+    with claimed_run(cfg) as (run_dir, resume):
+        return _train(cfg, run_dir, resume, callbacks)
+
+
+def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[L.Callback] | None) -> TrainResult:
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = bool(cfg.perf.tf32)
         torch.backends.cudnn.allow_tf32 = bool(cfg.perf.tf32)
@@ -186,16 +134,17 @@ def train(cfg: DictConfig) -> TrainResult:
     state.extra["data"] = datamodule.info.name
     manager = RunManager(state, cfg.log)
 
-    resume_step = None
+    resume_step: int | None = None
+    changes: dict[str, list[Any]] = {}
     if resume is not None:
         ckpt = read_checkpoint(resume)
-        check_fits(resume, ckpt, model)
+        changes = check_resume(cfg, ckpt, resume, model)  # refused changes fail here, before anything is written
         resume_step = int(ckpt["gan_lightning"]["g_step"])
         if resume_step >= int(cfg.steps):  # nothing left to train: report what the checkpoint holds
             manager.load_state_dict(ckpt.get("callbacks", {}).get(manager.state_key, manager.state_dict()))
             state.steps_done = manager._start_step = resume_step
             manager.write_summary(None)
-            return TrainResult(run_dir, json.loads((run_dir / "summary.json").read_text()))
+            return TrainResult(run_dir, read_summary(run_dir) or {})
         del ckpt
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
             print(f"resuming {run_dir} from {resume} at G step {resume_step}", file=sys.stderr)
@@ -203,41 +152,44 @@ def train(cfg: DictConfig) -> TrainResult:
     if is_rank_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    os.environ[RESUME_ENV] = str(resume) if resume else ""
+        if resume is not None and resume_step is not None:
+            record_changes(run_dir, resume_step, resume, changes)
+    history = read_changes(run_dir)  # the run's config changes at its resumes, in summary.json too
+    if history:
+        state.extra["changes"] = history
 
-    callbacks: list[Any] = []
+    all_callbacks: list[Any] = list(callbacks or [])
+    if any(k == "steps" or k.startswith("optim.") for k in changes):  # the schedule or the optimizers changed
+        all_callbacks.append(ApplyOptimizerConfig())
     steps, log = int(cfg.steps), cfg.log
     kind = datamodule.info.kind
     if cfg.metrics.names and kind == "pair":
         m = cfg.metrics
-        callbacks.append(
+        all_callbacks.append(
             TranslationMetrics(datamodule, int(m.every), steps, int(m.n), state, str(m.features), metrics_device(cfg))
         )
     elif cfg.metrics.names:
         evaluator = build_evaluator(cfg, datamodule).prepare()
         m = cfg.metrics
-        callbacks.append(
+        all_callbacks.append(
             GenerativeMetrics(evaluator, int(m.every), steps, int(m.n), state, str(m.primary), bool(m.raw_too))
         )
-        if log.neighbours and datamodule.info.kind == "image" and "feats" in evaluator.needs:
-            callbacks.append(NearestNeighbours(evaluator, run_dir, steps, state, n=min(2000, int(m.n))))
-    callbacks.append(SampleGrids(run_dir, int(log.sample_every), steps, state))
-    if log.interpolate and datamodule.info.kind == "image":
-        callbacks.append(
+        if log.neighbours and kind == "image" and "feats" in evaluator.needs:
+            all_callbacks.append(NearestNeighbours(evaluator, run_dir, steps, state, n=min(2000, int(m.n))))
+    all_callbacks.append(SampleGrids(run_dir, int(log.sample_every), steps, state))
+    if log.interpolate and kind == "image":
+        all_callbacks.append(
             LatentInterpolation(run_dir, int(log.sample_every), steps, int(log.interp_pairs), int(log.interp_points))
         )
-    if cfg.log.progress:
-        callbacks.append(StepProgressBar(int(cfg.steps)))
-    callbacks.append(manager)
+    if log.progress:
+        all_callbacks.append(StepProgressBar(steps))
+    all_callbacks.append(manager)
 
-    trainer = build_trainer(cfg, callbacks, build_loggers(cfg, run_dir, resume_step))
-    try:
+    trainer = build_trainer(cfg, all_callbacks, build_loggers(cfg, run_dir, resume_step))
+    with worker_env(run_dir, resume):  # DDP workers started by fit find the run here
         trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
-    finally:
-        os.environ.pop(RUN_DIR_ENV, None)
-        os.environ.pop(RESUME_ENV, None)
-    if trainer.is_global_zero and not (run_dir / "summary.json").is_file():
+    if not trainer.is_global_zero:
+        return TrainResult(run_dir, {})
+    if not (run_dir / "summary.json").is_file():
         manager.write_summary(trainer)
-    summary = json.loads((run_dir / "summary.json").read_text()) if trainer.is_global_zero else {}
-    return TrainResult(run_dir, summary)
+    return TrainResult(run_dir, read_summary(run_dir) or {})

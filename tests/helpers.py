@@ -7,26 +7,14 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from gan_lightning import train as train_mod
 from gan_lightning.config import load_config
+from gan_lightning.train import TrainResult, train
 from tests.conftest import TINY
 
 
-def run(*args: str, extra_callbacks: list[L.Callback] | None = None, tiny: bool = True) -> train_mod.TrainResult:
+def run(*args: str, extra_callbacks: list[L.Callback] | None = None, tiny: bool = True) -> TrainResult:
     """Train with TINY settings plus ``args`` (key=value); optional extra callbacks go first."""
-    cfg = load_config([*(TINY if tiny else []), *args])
-    if not extra_callbacks:
-        return train_mod.train(cfg)
-    original = train_mod.build_trainer
-
-    def with_extra(cfg, callbacks, loggers):  # type: ignore[no-untyped-def]
-        return original(cfg, [*extra_callbacks, *callbacks], loggers)
-
-    train_mod.build_trainer = with_extra
-    try:
-        return train_mod.train(cfg)
-    finally:
-        train_mod.build_trainer = original
+    return train(load_config([*(TINY if tiny else []), *args]), callbacks=extra_callbacks)
 
 
 def weights(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:

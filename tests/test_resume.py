@@ -7,11 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
+from gan_lightning.optim import lr_factor
+from gan_lightning.registry import ConfigError
 from tests.conftest import REPO, TINY
 from tests.helpers import assert_bitwise_equal, run, weights
 
@@ -59,6 +62,55 @@ def test_resume_from_explicit_path_and_extend_steps(mnist_root) -> None:
     assert more.run_dir == first.run_dir and more.summary["steps_done"] == 8
     straight = run("exp=gmm_ring", "steps=8", "out=b", "optim.schedule=constant")
     assert_bitwise_equal(weights(straight.run_dir), weights(more.run_dir))
+
+
+class FirstBatchLr(L.Callback):
+    """Records, at the first batch of a session, the G step, every optimizer's lr and every
+    scheduler's base lrs (after Lightning restored them from the checkpoint)."""
+
+    def __init__(self) -> None:
+        self.seen: dict | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.seen is None:
+            self.seen = {
+                "step": pl_module.g_step,
+                "lr": [[float(g["lr"]) for g in o.param_groups] for o in trainer.optimizers],
+                "base": [[float(b) for b in c.scheduler.base_lrs] for c in trainer.lr_scheduler_configs],
+            }
+
+
+def test_resume_with_a_changed_lr_is_refused_unless_overridden() -> None:
+    run("exp=gmm_ring", "steps=6", "out=a")  # lr 1e-3, linear decay after int(0.7 * steps) steps
+    with pytest.raises(ConfigError, match=r"optim\.lr_g: 0\.001 in the checkpoint, 0\.002 now") as refused:
+        run("exp=gmm_ring", "steps=8", "out=a", "resume=auto", "optim.lr_g=0.002", "optim.lr_d=0.003")
+    assert "optim.lr_d" in str(refused.value) and "resume_override=true" in str(refused.value)
+    assert "lr_g: 0.001" in (Path("a") / "config.yaml").read_text()  # nothing was changed
+    watch = FirstBatchLr()
+    args = ["exp=gmm_ring", "steps=8", "out=a", "resume=auto", "optim.lr_g=0.002", "resume_override=true"]
+    result = run(*args, extra_callbacks=[watch])
+    assert result.status == "completed" and result.summary["steps_done"] == 8
+    factor = lr_factor(6, 8, "linear_decay", 0.7)  # the new schedule at the resumed step
+    assert factor < 1 and watch.seen["step"] == 6
+    assert watch.seen["base"] == [[0.002], [0.001]]
+    assert watch.seen["lr"] == [[pytest.approx(0.002 * factor)], [pytest.approx(0.001 * factor)]]
+    assert "lr_g: 0.002" in (Path("a") / "config.yaml").read_text()
+    record = json.loads((Path("a") / "changes.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 6 and record["overridden"] == ["optim.lr_g"]
+    assert record["changes"]["optim.lr_g"] == [0.001, 0.002] and record["changes"]["steps"] == [6, 8]
+    assert result.summary["changes"][-1] == record
+
+
+def test_resume_refuses_another_model_and_fewer_steps_but_extends_steps() -> None:
+    run("exp=gmm_ring", "steps=4", "out=a")
+    with pytest.raises(ConfigError, match=r"model\.name: gan in the checkpoint, wgan_gp now"):
+        run("exp=gmm_ring", "steps=8", "out=a", "resume=auto", "model=wgan_gp")
+    with pytest.raises(ConfigError, match=r"steps=2 is below the checkpoint's G step 4"):
+        run("exp=gmm_ring", "steps=2", "out=a", "resume=auto")
+    assert "name: gan\n" in (Path("a") / "config.yaml").read_text()
+    more = run("exp=gmm_ring", "steps=6", "out=a", "resume=auto", "log.every=2", "metrics.every=3")
+    assert more.status == "completed" and more.summary["steps_done"] == 6
+    assert "steps: 6" in (Path("a") / "config.yaml").read_text()
 
 
 def test_resume_of_a_finished_run_does_nothing() -> None:
@@ -164,6 +216,21 @@ def test_cli_exit_codes_and_run_directory_line(tmp_path) -> None:
     )
     assert bad.returncode == 2 and "model.n_critic" in bad.stderr
     assert not (tmp_path / "runs").exists()  # nothing was written for a bad config
+
+
+def test_cli_reports_a_non_finite_final_metric(tmp_path) -> None:
+    """summary.json writes an infinite mode KL (no sample near a mode after 2 steps) as null."""
+    cmd = [sys.executable, "-m", "gan_lightning", "train", "exp=gmm_ring", "steps=2", "out=kl", *TINY]
+    out = subprocess.run(
+        [*cmd, "metrics.names=[modes]"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "kl" / "summary.json").read_text())["final"]["modes/kl"] is None
+    assert "completed: 2/2 G steps" in out.stdout and "modes/kl=non-finite" in out.stdout
 
 
 def test_repo_is_importable_from_anywhere() -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 
 from gan_lightning.registry import ConfigError
+from gan_lightning.rundir import RUN_DIR_ENV, read_summary, run_train
 from gan_lightning.study import aggregate, bootstrap_ci, compare_studies, parse_seeds, run_study
 from gan_lightning.sweep import run_offline
 
@@ -35,6 +37,31 @@ def test_aggregates_against_numpy() -> None:
     w_small = np.subtract(*reversed(bootstrap_ci(list(small))))
     w_large = np.subtract(*reversed(bootstrap_ci(list(large))))
     assert 5 < w_small / w_large < 20
+
+
+def test_read_summary(tmp_path) -> None:
+    assert read_summary(tmp_path / "missing") is None
+    (tmp_path / "summary.json").write_text('{"status": "comp')
+    assert read_summary(tmp_path) is None  # half written
+    (tmp_path / "summary.json").write_text("[1, 2]")
+    assert read_summary(tmp_path) is None  # not a summary
+    (tmp_path / "summary.json").write_text('{"status": "completed", "steps_done": 3}')
+    assert read_summary(str(tmp_path)) == {"status": "completed", "steps_done": 3}
+
+
+def test_train_subprocess_runs_into_its_own_directory(tmp_path, monkeypatch) -> None:
+    """A study's or sweep's train subprocess is a run of its own, never a DDP worker of its caller."""
+    from tests.conftest import TINY
+
+    monkeypatch.setenv(RUN_DIR_ENV, str(tmp_path / "stale"))
+    log = tmp_path / "logs" / "t.log"
+    code = run_train(["exp=gmm_ring", "steps=2", *TINY], tmp_path / "t", log, {"GAN_LIGHTNING_GROUP": "g"})
+    assert code == 0, log.read_text()
+    assert (read_summary(tmp_path / "t") or {}).get("status") == "completed" and not (tmp_path / "stale").exists()
+    text = log.read_text()
+    assert text.startswith(f"\n$ {sys.executable} -m gan_lightning train exp=gmm_ring steps=2 ") and "out=" in text
+    assert run_train(["exp=gmm_ring", "steps=2", *TINY], tmp_path / "t", log) == 0  # appends; resume=auto: done
+    assert log.read_text().count("\n$ ") == 2
 
 
 def test_study_runs_resumes_and_reports(tmp_path, capsys) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
-from gan_lightning.config import known_experiments
-from tests.conftest import data_overrides
+from gan_lightning.config import known_experiments, load_config
+from gan_lightning.registry import ConfigError
+from gan_lightning.rundir import RUN_DIR_ENV
+from gan_lightning.train import train
+from tests.conftest import TINY, data_overrides
 from tests.helpers import run
 
 
@@ -131,8 +136,63 @@ def test_existing_run_is_not_overwritten() -> None:
         run("exp=gmm_ring", "steps=2", "out=r")
 
 
+def test_train_runs_the_callers_callbacks_first() -> None:
+    class Watch(L.Callback):
+        def __init__(self) -> None:
+            self.position, self.g_steps = -1, []
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self.position = trainer.callbacks.index(self)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.g_steps.append(pl_module.g_step)
+
+    watch = Watch()
+    result = train(load_config([*TINY, "exp=gmm_ring", "steps=3", "out=r"]), callbacks=[watch])
+    assert result.status == "completed" and watch.position == 0 and watch.g_steps == [1, 2, 3]
+
+
+def test_a_failed_train_leaves_no_process_state() -> None:
+    """A run that fails after choosing its directory must not send the next run (or the next
+    run's subprocesses) into that directory."""
+
+    def env() -> dict[str, str]:  # less the seed that Lightning's seed_everything publishes by design
+        return {k: v for k, v in os.environ.items() if k not in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+
+    before = env()
+    with pytest.raises(ConfigError, match="fid"):  # fails while building the evaluator
+        run("exp=gmm_ring", "steps=2", "out=failed", "metrics.names=[fid]")
+    assert env() == before
+    after = run("exp=gmm_ring", "steps=2", "out=next")
+    assert after.run_dir == Path("next") and after.status == "completed"
+    assert (Path("next") / "checkpoints" / "last.ckpt").is_file() and not (Path("failed") / "checkpoints").exists()
+    assert env() == before
+
+
+def test_a_ddp_workers_run_directory_variable_is_restored(monkeypatch) -> None:
+    """In a DDP worker the variable comes from rank 0: train() uses it and leaves it as it was."""
+    monkeypatch.setenv(RUN_DIR_ENV, "from_rank_0")
+    result = run("exp=gmm_ring", "steps=2", "out=ignored")
+    assert result.run_dir == Path("from_rank_0") and not Path("ignored").exists()
+    assert os.environ[RUN_DIR_ENV] == "from_rank_0"
+
+
+def test_every_experiment_not_named_for_absent_data_uses_data_on_the_machine() -> None:
+    """The classic family and the conditional ones default to Fashion-MNIST (on the machine);
+    only experiments named for MNIST, CelebA or a folder need data a user brings."""
+    for exp in known_experiments():
+        if exp.endswith(("_mnist", "_celeba", "_folder")):
+            continue
+        data = load_config([f"exp={exp}"]).data.name
+        assert data in ("toy", "fashion_mnist", "fashion_edges"), f"{exp} trains on {data}"
+    assert {"cgan_fashion", "infogan_fashion"} <= set(known_experiments())
+    assert load_config(["exp=wgan_gp", "data=mnist"]).data.name == "mnist"  # MNIST one override away
+
+
 @pytest.mark.parametrize("exp", known_experiments())
 def test_every_experiment_runs_a_few_steps(exp: str, mnist_root, tmp_path) -> None:
+    """Each experiment trains 2 steps: on the machine's Fashion-MNIST and toy data where the
+    experiment uses them, else on a synthetic tree of the data it is named for."""
     result = run(f"exp={exp}", "steps=2", *data_overrides(exp, mnist_root, tmp_path), "out=r")
     assert result.status == "completed" and result.summary["steps_done"] == 2
     losses = json.loads((result.run_dir / "summary.json").read_text())

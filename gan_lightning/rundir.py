@@ -1,0 +1,266 @@
+"""Run directories: where a run goes, its lock, what its ``summary.json`` says, and a ``train`` subprocess."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from gan_lightning.registry import ConfigError
+
+RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # lets DDP worker processes find the run directory of rank 0
+RESUME_ENV = "GAN_LIGHTNING_RESUME"
+LOCK_NAME = "run.lock"
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``summary.json``, or None when it is missing or unreadable."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() or (path / "checkpoints").is_dir()
+
+
+def new_run_dir(cfg: DictConfig) -> Path:
+    """runs/<exp>/<date-time>-s<seed>, with a .N suffix when that exists already."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / cfg.exp / f"{stamp}-s{cfg.seed}"
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}.{i}"), i + 1
+    return path
+
+
+def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
+    """(run directory, checkpoint to resume from or None), following ``out`` and ``resume``."""
+    if os.environ.get(RUN_DIR_ENV):  # a DDP worker: rank 0 decided already
+        resume = os.environ.get(RESUME_ENV) or None
+        return Path(os.environ[RUN_DIR_ENV]), Path(resume) if resume else None
+    resume = cfg.resume
+    if resume and resume != "auto":
+        ckpt = Path(resume)
+        if cfg.out:
+            return Path(cfg.out), ckpt
+        parent = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.resolve().parent.parent
+        return (parent if is_run_dir(parent) else new_run_dir(cfg)), ckpt
+    if cfg.out:
+        run_dir = Path(cfg.out)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if resume == "auto":
+            return run_dir, last if last.is_file() else None
+        if last.is_file():
+            holder = lock_holder(run_dir)
+            if holder:
+                raise ConfigError(locked_message(run_dir, holder))
+            status = (read_summary(run_dir) or {}).get("status")
+            raise ConfigError(
+                f"{run_dir} already holds a run (checkpoints/last.ckpt, status {status}); "
+                "pass resume=auto to continue it, or choose another out=DIR"
+            )
+        return run_dir, None
+    if resume == "auto":  # newest unfinished run of this experiment and seed
+        root = Path("runs") / cfg.exp
+        for run_dir in sorted((p for p in root.glob(f"*-s{cfg.seed}") if p.is_dir()), reverse=True):
+            last = run_dir / "checkpoints" / "last.ckpt"
+            if last.is_file() and (read_summary(run_dir) or {}).get("status") != "completed":
+                return run_dir, last
+    return new_run_dir(cfg), None
+
+
+def is_worker() -> bool:
+    """A process that rank 0 of its run started or that is not rank 0 (DDP, torchrun, SLURM)."""
+    if os.environ.get(RUN_DIR_ENV):
+        return True
+    return any(os.environ.get(k, "0") not in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
+
+
+def _holder_text(path: Path) -> str:
+    """'pid P on HOST (since T)' from a lock file, or what the file says, or ''."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return ""
+    try:
+        info = json.loads(text)
+        return f"pid {info['pid']} on {info['host']}" + (f" (since {info['since']})" if info.get("since") else "")
+    except (ValueError, TypeError, KeyError):
+        return f"pid {text}" if text.isdigit() else text[:200]
+
+
+def locked_message(run_dir: Path, holder: str) -> str:
+    return (
+        f"run directory {run_dir} is locked by {holder}: another process is running this run "
+        f"(one process per run directory). Wait for it or stop it, or choose another out=DIR"
+    )
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """Who holds the lock of ``run_dir`` ('pid P on HOST ...'), or None when nobody does."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except OSError:
+        return _holder_text(path) or "another process"
+    finally:
+        os.close(fd)
+
+
+class RunLock:
+    """One process per run directory: an exclusive ``flock`` on ``<run_dir>/run.lock`` for the
+    life of the run. The kernel drops a flock when its holder dies, however it dies, so a lock is
+    stale exactly when its file can be locked again; the file holds the holder's pid and host for
+    the error a second process gets and is removed on release (a leftover one means its holder
+    died: it is taken over with a notice). Directories the lock created are removed on release
+    while still empty (a run that failed before writing anything leaves nothing)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self._fd: int | None = None
+        self._created: list[Path] = []
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        self._created = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                holder = ""
+                for _ in range(20):  # the holder writes its pid just after taking the lock
+                    holder = _holder_text(self.path)
+                    if holder:
+                        break
+                    time.sleep(0.05)
+                self._remove_created()
+                raise ConfigError(locked_message(self.run_dir, holder or "another process")) from None
+            try:  # a releasing holder unlinks the file: the locked file must still be the one at the path
+                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        stale = _holder_text(self.path)
+        if stale:
+            print(f"[gan_lightning] taking over the stale lock of {self.run_dir}: {stale} is gone", file=sys.stderr)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)  # drops the flock
+        self._fd = None
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for path in self._created:  # leaf first
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        self._created = []
+
+
+@contextmanager
+def claimed_run(cfg: DictConfig) -> Iterator[tuple[Path, Path | None]]:
+    """``resolve_run`` with the run directory locked for the block (not in a DDP worker, whose
+    rank 0 holds the lock). Under the lock an ``out=DIR`` is resolved again, so a run that
+    finished in DIR meanwhile is seen."""
+    run_dir, resume = resolve_run(cfg)
+    if is_worker():
+        yield run_dir, resume
+        return
+    with RunLock(run_dir):
+        if cfg.out and not (cfg.resume and cfg.resume != "auto"):
+            run_dir, resume = resolve_run(cfg)
+        yield run_dir, resume
+
+
+@contextmanager
+def worker_env(run_dir: Path, resume: Path | None) -> Iterator[None]:
+    """Tell DDP worker processes the run directory and checkpoint for the block; then restore."""
+    saved = {key: os.environ.get(key) for key in (RUN_DIR_ENV, RESUME_ENV)}
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    os.environ[RESUME_ENV] = str(resume) if resume else ""
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def train_command(overrides: list[str], out: str | Path) -> list[str]:
+    """``gan-lightning train`` in this interpreter, into ``out``, resuming what is there."""
+    return [
+        sys.executable,
+        "-m",
+        "gan_lightning",
+        "train",
+        *overrides,
+        f"out={out}",
+        "resume=auto",
+        "log.progress=false",
+    ]
+
+
+def run_train(overrides: list[str], out: str | Path, log: Path, env: Mapping[str, str] | None = None) -> int:
+    """Run ``train_command`` as a subprocess, appending its output to ``log``; returns its exit code."""
+    cmd = train_command(overrides, out)
+    child_env = {k: v for k, v in os.environ.items() if k not in (RUN_DIR_ENV, RESUME_ENV)}  # not a DDP worker
+    child_env.update(env or {})
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env).returncode
+
+
+def last_error(log: Path) -> str | None:
+    """The last ``error: ...`` line of the newest command in a ``run_train`` log, if any."""
+    try:
+        text = log.read_text()
+    except OSError:
+        return None
+    lines = [line for line in text.rsplit("\n$ ", 1)[-1].splitlines() if line.startswith("error: ")]
+    return lines[-1][len("error: ") :] if lines else None
