@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import warnings
 from pathlib import Path
 
+from gan_lightning.callbacks.run import write_json
 from gan_lightning.registry import ConfigError
 
 EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
@@ -116,7 +116,7 @@ def _compare(args: argparse.Namespace) -> int:
             f"p={m['mann_whitney_p']:.3g}); Cohen's d={m['cohens_d']:.3g}, P(A > B)={m['prob_a_greater']:.2f}"
         )
     if args.out:
-        Path(args.out).write_text(json.dumps(r, indent=2) + "\n")
+        write_json(Path(args.out), r)
     return 0
 
 

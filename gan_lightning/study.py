@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from gan_lightning.callbacks.run import write_json
 from gan_lightning.registry import ConfigError
 from gan_lightning.rundir import last_error, read_summary, run_train
 
@@ -93,7 +94,7 @@ def run_study(args: list[str], echo: bool = True) -> Path:
         overrides = [f"exp={exp}", *overrides]
     sdir = Path(study["out"]) if "out" in study else study_dir_for(exp, overrides)
     sdir.mkdir(parents=True, exist_ok=True)
-    (sdir / "study.json").write_text(json.dumps({"exp": exp, "seeds": seeds, "overrides": overrides}, indent=2) + "\n")
+    write_json(sdir / "study.json", {"exp": exp, "seeds": seeds, "overrides": overrides})
 
     todo = [s for s in seeds if not is_done(sdir / f"seed_{s}")]
     if echo:
@@ -230,13 +231,18 @@ def write_report(
     }
     if repro is not None:
         report["reproducibility"] = repro
-    (sdir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(sdir / "report.json", report)
     (sdir / "report.md").write_text(report_markdown(report))
     try:
         plot_study(sdir, seeds, keys)
     except Exception as e:  # plots are a convenience; the numbers are already written
         print(f"[study] plots skipped: {e}", file=sys.stderr)
     return report
+
+
+def _number(value: Any) -> str:
+    """A table cell: the value to 4 digits, '-' where a seed has none (missing or non-finite)."""
+    return "-" if value is None else f"{value:.4g}"
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -264,7 +270,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "|---|---|" + "---|" * len(report["final"]),
     ]
     for r in report["per_seed"]:
-        vals = " | ".join(f"{r['final'].get(k, float('nan')):.4g}" for k in report["final"])
+        vals = " | ".join(_number(r["final"].get(k)) for k in report["final"])
         lines.append(f"| {r['seed']} | {r['status']} | {vals} |")
     if "reproducibility" in report:
         rp = report["reproducibility"]

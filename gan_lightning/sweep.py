@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from gan_lightning.callbacks.run import write_json
 from gan_lightning.registry import ConfigError
 from gan_lightning.rundir import last_error, read_summary, run_train
 
@@ -152,9 +153,7 @@ def best_row(rows: list[dict[str, Any]], goal: str | None) -> dict[str, Any] | N
 
 def save_rows(sdir: Path, rows: list[dict[str, Any]], metric: str | None, goal: str | None) -> None:
     best = best_row(rows, goal)
-    (sdir / "results.json").write_text(
-        json.dumps({"metric": metric, "goal": goal, "rows": rows, "best": best}, indent=2) + "\n"
-    )
+    write_json(sdir / "results.json", {"metric": metric, "goal": goal, "rows": rows, "best": best})
     keys = sorted({k for r in rows for k in r["params"]})
     with open(sdir / "results.csv", "w", newline="") as f:
         w = csv.writer(f)

@@ -35,7 +35,7 @@ from gan_lightning.train import train
 
 toy = train(load_config(["exp=gmm_ring", f"out={OUT / 'gmm_ring'}", "resume=auto", "log.progress=false",
                          f"steps={300 if SMALL else 10000}"]))
-print(toy.status, {k: round(v, 4) for k, v in toy.summary["final"].items()})
+print(toy.status, {k: v if v is None else round(v, 4) for k, v in toy.summary["final"].items()})  # None: non-finite
 display(Image(filename=sorted((toy.run_dir / "samples").glob("step_*.png"))[-1]))'''),
  ("md", "The red crosses are the true modes, the circles their 3-std radius: a sample inside a circle counts as high quality (the VEEGAN/PacGAN protocol)."),
  ("md", "## Fashion-MNIST\n\nThe quickstart experiment: a DCGAN with an EMA of G. Metrics use the project's domain classifier (trained once, cached) as feature space."),
@@ -43,7 +43,7 @@ display(Image(filename=sorted((toy.run_dir / "samples").glob("step_*.png"))[-1])
     fm = train(load_config(["exp=quickstart", f"out={OUT / 'quickstart'}", "resume=auto", "log.progress=false",
                             f"steps={60 if SMALL else 3000}", "log.sample_every=1000" if not SMALL else "log.sample_every=60",
                             f"metrics.n={500 if SMALL else 10000}"]))
-    print(fm.status, {k: round(v, 3) for k, v in fm.summary["final"].items()})
+    print(fm.status, {k: v if v is None else round(v, 3) for k, v in fm.summary["final"].items()})
     samples = fm.run_dir / "samples"
     display(Image(filename=sorted(samples.glob("step_*.png"))[-1]))
 else:
@@ -87,7 +87,7 @@ reports = {"R1 (gamma 1)": report, "no penalty": json.loads((study_b / "report.j
 keys = ["modes/covered", "modes/high_quality", "modes/kl"]
 fig, axes = plt.subplots(1, len(keys), figsize=(12, 3.2))
 for ax, key in zip(axes, keys):
-    data = [[r["final"].get(key, np.nan) for r in rep["per_seed"] if r["status"] == "completed"] for rep in reports.values()]
+    data = [[np.nan if r["final"].get(key) is None else r["final"][key] for r in rep["per_seed"] if r["status"] == "completed"] for rep in reports.values()]
     ax.boxplot(data, widths=0.5)
     for i, vals in enumerate(data, start=1):
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.06, 0.06, len(vals)), vals, s=14, color="tab:red", zorder=3)

@@ -187,3 +187,20 @@ def test_wandb_offline_logging(tmp_path, monkeypatch) -> None:
     runs = list((result.run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     assert (result.run_dir / "metrics.csv").is_file()
+
+
+def test_report_with_a_non_finite_seed_value_is_strict_json_and_a_table(tmp_path) -> None:
+    """A seed whose final mode KL was infinite (written as null) is left out of the aggregate,
+    shown as '-' in report.md, and every file stays strict JSON."""
+    from gan_lightning.callbacks.run import write_json
+    from gan_lightning.study import write_report
+
+    for seed, kl in ((0, None), (1, 0.25), (2, 0.5)):
+        (tmp_path / f"seed_{seed}").mkdir()
+        summary = {"status": "completed", "steps_done": 5, "final": {"modes/kl": kl, "modes/covered": 8}, "best": {}}
+        write_json(tmp_path / f"seed_{seed}" / "summary.json", summary)
+    report = write_report(tmp_path, [0, 1, 2])
+    assert report["final"]["modes/kl"]["n"] == 2 and report["final"]["modes/kl"]["mean"] == 0.375
+    strict = json.loads((tmp_path / "report.json").read_text(), parse_constant=lambda c: 1 / 0)
+    assert strict["per_seed"][0]["final"]["modes/kl"] is None
+    assert "| 0 | completed | 8 | - |" in (tmp_path / "report.md").read_text()
