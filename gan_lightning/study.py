@@ -24,7 +24,7 @@ import numpy as np
 
 from gan_lightning.callbacks.run import write_json
 from gan_lightning.registry import ConfigError
-from gan_lightning.rundir import last_error, read_summary, run_train
+from gan_lightning.rundir import last_error, read_summary, run_train, threads_env
 
 STUDY_KEYS = ("seeds", "jobs", "reproducible")
 
@@ -75,8 +75,9 @@ def is_done(run_dir: Path) -> bool:
     return bool(s) and s.get("status") == "completed" and s.get("steps_done", 0) >= s.get("steps", 1)
 
 
-def run_one(overrides: list[str], seed: int, out: Path, group: str, log: Path) -> int:
-    return run_train([*overrides, f"seed={seed}"], out, log, {"GAN_LIGHTNING_GROUP": group})
+def run_one(overrides: list[str], seed: int, out: Path, group: str, log: Path, jobs: int = 1) -> int:
+    """One seed's run as a subprocess; with ``jobs`` runs in parallel each gets cores / jobs threads."""
+    return run_train([*overrides, f"seed={seed}"], out, log, {"GAN_LIGHTNING_GROUP": group, **threads_env(jobs)})
 
 
 def run_study(args: list[str], echo: bool = True) -> Path:
@@ -105,7 +106,7 @@ def run_study(args: list[str], echo: bool = True) -> Path:
     def one(seed: int) -> tuple[int, int]:
         t0 = time.time()
         log = sdir / "logs" / f"seed_{seed}.log"
-        code = run_one(overrides, seed, sdir / f"seed_{seed}", sdir.name, log)
+        code = run_one(overrides, seed, sdir / f"seed_{seed}", sdir.name, log, jobs)
         if code != 0:
             errors[seed] = last_error(log) or f"exit {code}"
         if echo:

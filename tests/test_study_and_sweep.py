@@ -204,3 +204,22 @@ def test_report_with_a_non_finite_seed_value_is_strict_json_and_a_table(tmp_path
     strict = json.loads((tmp_path / "report.json").read_text(), parse_constant=lambda c: 1 / 0)
     assert strict["per_seed"][0]["final"]["modes/kl"] is None
     assert "| 0 | completed | 8 | - |" in (tmp_path / "report.md").read_text()
+
+
+def test_parallel_study_jobs_share_the_cores(tmp_path, monkeypatch) -> None:
+    """jobs=K: each seed's process gets cores / K threads (oversubscribed OpenMP threads spin)."""
+    from gan_lightning import study
+
+    envs: dict[int, dict] = {}
+
+    def fake_run_train(overrides, out, log, env=None):  # type: ignore[no-untyped-def]
+        envs[int(next(a for a in overrides if a.startswith("seed="))[5:])] = dict(env or {})
+        return 0
+
+    monkeypatch.setattr(study, "run_train", fake_run_train)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    study.run_study(["exp=gmm_ring", "seeds=0-3", "jobs=4", f"out={tmp_path / 's'}"], echo=False)
+    assert sorted(envs) == [0, 1, 2, 3] and all(e["OMP_NUM_THREADS"] == "2" for e in envs.values())
+    envs.clear()
+    study.run_study(["exp=gmm_ring", "seeds=0", f"out={tmp_path / 't'}"], echo=False)
+    assert "OMP_NUM_THREADS" not in envs[0]  # one job: torch's own default (all cores)
