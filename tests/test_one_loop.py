@@ -189,3 +189,20 @@ def test_schema_is_a_leaf_and_config_data_models_import_no_circle() -> None:
     for low in ("gan_lightning.models", "gan_lightning.data"):
         assert not reaches(low, "gan_lightning.config"), f"{low} imports the config loader"
     assert not reaches("gan_lightning.data", "gan_lightning.models")
+
+
+@pytest.mark.parametrize("args", [["exp=gmm_ring"], ["exp=acgan_fashion"], ["exp=cyclegan_edges"]])
+def test_every_model_loads_from_its_checkpoint_with_lightning(args: list[str], mnist_root: Path) -> None:
+    """Hyperparameters are saved: ``Model.load_from_checkpoint(path)`` rebuilds the model with
+    the checkpoint's weights (a library user's entry point), through a weights-only load."""
+    from gan_lightning.registry import MODELS
+
+    data = [] if args == ["exp=gmm_ring"] else data_args(mnist_root)
+    result = run(*args, *data, "steps=2", "metrics.names=[]", "log.interpolate=false", "out=lib")
+    ckpt = result.run_dir / "checkpoints" / "last.ckpt"
+    name = load_config(args).model.name
+    model = MODELS[name].load_from_checkpoint(ckpt, weights_only=True)
+    stored = weights(result.run_dir)
+    assert type(model).__name__ == MODELS[name].__name__ and model.cfg.model.name == name
+    loaded = model.state_dict()
+    assert stored.keys() == loaded.keys() and all(torch.equal(stored[k], loaded[k]) for k in stored)

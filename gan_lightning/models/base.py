@@ -46,6 +46,8 @@ class GANModule(L.LightningModule):
         self.cfg = cfg if isinstance(cfg, DictConfig) else self.typed_config(cfg)
         self.info = info if isinstance(info, DataInfo) else DataInfo.from_dict(info)
         self.mcfg = self.cfg.model
+        # stored in checkpoints as plain data, so ``Model.load_from_checkpoint(path)`` rebuilds it
+        self.save_hyperparameters({"cfg": to_container(self.cfg), "info": self.info.to_dict()})
         self.g_step = 0
         self.noise: NoiseSource | None = None
         self._pending: dict[str, Any] = {}
