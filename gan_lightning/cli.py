@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 import warnings
 from pathlib import Path
 
-from gan_lightning.callbacks.run import write_json
+from gan_lightning.callbacks.run import RunWriteError, write_error_line, write_json
 from gan_lightning.registry import ConfigError
 
 EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
+EXIT_CONFIG = 2  # a bad config, data or input file: one line says what and how to fix it
+EXIT_WRITE = 74  # sysexits' EX_IOERR: a file could not be written (disk full, quota)
+EXIT_HELP = (
+    "exit codes: 0 done; 1 a run failed (see its summary.json); 2 a bad config, dataset or input file; "
+    "3 a run diverged; 74 a file could not be written (disk full: free space, then resume=auto continues "
+    "a run); 130 interrupted"
+)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -182,7 +190,9 @@ def _cuda() -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gan-lightning", description="GAN experiments on PyTorch Lightning")
+    p = argparse.ArgumentParser(
+        prog="gan-lightning", description="GAN experiments on PyTorch Lightning", epilog=EXIT_HELP
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser(
@@ -280,12 +290,23 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         return int(args.func(args))
-    except ConfigError as e:
+    except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    except OSError as e:
+        if not isinstance(e, RunWriteError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {write_failure(e)}", file=sys.stderr)
+        return EXIT_WRITE
+
+
+def write_failure(error: OSError) -> str:
+    """One line on a file that could not be written: which, why, the free space, what to do."""
+    if isinstance(error, RunWriteError):
+        return str(error)
+    path = Path(error.filename) if error.filename else None
+    what = write_error_line(path, error) if path else f"cannot write a file: {error.strerror or error}"
+    return f"{what}; free space and run the command again (resume=auto continues a run)"
 
 
 if __name__ == "__main__":

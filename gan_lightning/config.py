@@ -12,11 +12,12 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 import lightning
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import Container, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from gan_lightning.data import DATAMODULES
@@ -127,7 +128,31 @@ def _merge_layer(schema: DictConfig, layer: DictConfig, source: str) -> DictConf
         msg += f" Valid keys in {where}: {', '.join(valid)}."
         raise ConfigError(msg) from None
     except ValidationError as e:
-        raise ConfigError(f"bad value for '{e.full_key}' (from {source}): {e.msg}") from None
+        raise ConfigError(f"bad value for '{e.full_key}' (from {source}): {type_error(e)}") from None
+
+
+TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def type_error(e: ValidationError) -> str:
+    """'expected an integer, got 'abc'': one line from OmegaConf's multi-line validation error."""
+    node = e.child_node
+    ref = getattr(getattr(node, "_metadata", None), "ref_type", None)
+    if ref is None:
+        return str(e.msg).splitlines()[0]
+    origin = getattr(ref, "__origin__", None)
+    if origin in (list, tuple):
+        expected = "a list such as [a, b]"
+    elif origin is dict:
+        expected = "a mapping such as {key: value}"
+    else:
+        expected = TYPE_WORDS.get(ref, getattr(ref, "__name__", str(ref)))
+    value = e.value
+    if isinstance(value, Container):
+        value = OmegaConf.to_container(value)
+    shown = "null" if value is None else repr(value)
+    optional = " or null" if node is not None and node._is_optional() else ""
+    return f"expected {expected}{optional}, got {shown}"
 
 
 def _select_name(layers: list[DictConfig], path: str, default: str) -> str:
@@ -241,6 +266,15 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     data_cls.validate(cfg)
 
 
+def lightning_precisions() -> list[Any]:
+    """The values of ``lightning.Trainer(precision=...)`` that this Lightning accepts."""
+    try:
+        from lightning.fabric.connector import _PRECISION_INPUT
+    except ImportError:  # a Lightning without the list: let it check
+        return []
+    return [v for literal in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(literal)]
+
+
 def _validate_trainer(trainer: DictConfig) -> None:
     params = [p for p in inspect.signature(lightning.Trainer.__init__).parameters if p != "self"]
     for key in trainer:
@@ -248,6 +282,16 @@ def _validate_trainer(trainer: DictConfig) -> None:
             raise ConfigError(f"'trainer.{key}' is set by gan_lightning: {RESERVED_TRAINER_KEYS[key]}")
         if key not in params:
             raise ConfigError(unknown_name_message("lightning.Trainer argument", str(key), params, f"trainer.{key}"))
+    precision = trainer.get("precision")
+    allowed = lightning_precisions()
+    if precision is not None and allowed and precision not in allowed:
+        names = sorted((v for v in allowed if isinstance(v, str) and "-" in v), key=lambda v: "transformer" in v)
+        near = close_matches(str(precision), names)
+        hint = f" Did you mean {', '.join(near)}?" if near else ""
+        raise ConfigError(
+            f"bad value for 'trainer.precision': '{precision}' is not a precision of Lightning.{hint} "
+            f"Use one of {', '.join(names)} (32-true is the default)"
+        )
 
 
 def from_container(data: dict[str, Any]) -> DictConfig:

@@ -12,11 +12,11 @@ from torch import Tensor
 from gan_lightning.callbacks.metrics import compute_metrics
 from gan_lightning.callbacks.run import write_json
 from gan_lightning.checkpoint import load_model
-from gan_lightning.data.images import IMAGE_SUFFIXES
+from gan_lightning.data.images import IMAGE_SUFFIXES, list_images, read_image
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.metrics.frechet import StreamingStats, frechet_distance
 from gan_lightning.metrics.reference import cached_reference, choose
-from gan_lightning.registry import ConfigError
+from gan_lightning.registry import ConfigError, first_line
 
 
 def datamodule_for(cfg: Any, data_dir: str | None = None) -> Any:
@@ -77,6 +77,28 @@ def evaluate_checkpoint(
 
 
 # ----------------------------------------------------------------------------- fid A B
+NUMERIC_NPY = "save the images as numbers: uint8 in [0, 255] or float in [0, 1], shape (N, C, H, W)"
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """The numeric array of a .npy file; never unpickles (an object array could run code)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise ConfigError(
+                f"{path} holds Python objects (an array of dtype object, or a pickle), which are never "
+                f"unpickled since that could run code: {NUMERIC_NPY}, e.g. np.asarray(images, dtype=np.float32)"
+            ) from None
+        raise ConfigError(f"{path} is not a readable .npy file ({first_line(e)}): {NUMERIC_NPY}") from None
+    except (OSError, EOFError) as e:
+        raise ConfigError(f"{path} is not a readable .npy file ({first_line(e)}): {NUMERIC_NPY}") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "buif":
+        what = f"dtype {arr.dtype}" if isinstance(arr, np.ndarray) else "an .npz archive"
+        raise ConfigError(f"{path} holds {what}, not images: {NUMERIC_NPY}")
+    return arr
+
+
 def load_images(source: str, n: int | None, data_dir: str = "data") -> tuple[Tensor, Any]:
     """uint8 images (N, C, H, W) from a .npy file, an image folder, or a split like 'fashion_mnist:test';
     also the DataModule for dataset sources (None otherwise)."""
@@ -95,25 +117,25 @@ def load_images(source: str, n: int | None, data_dir: str = "data") -> tuple[Ten
     if path.suffix == ".npy":
         if not path.is_file():
             raise ConfigError(f"{path} does not exist")
-        arr = np.load(path)
+        arr = load_npy(path)
         if arr.ndim != 4 or arr.shape[1] not in (1, 3):
             raise ConfigError(f"{path}: expected an array (N, C, H, W) with C = 1 or 3, got shape {arr.shape}")
-        x = torch.from_numpy(arr)
+        x = torch.from_numpy(arr if arr.dtype == np.uint8 else arr.astype(np.float32))
         if x.dtype != torch.uint8:
+            if not bool(torch.isfinite(x).all()):
+                raise ConfigError(f"{path}: the images hold NaN or infinite values")
             if float(x.min()) < 0 or float(x.max()) > 1:
                 raise ConfigError(f"{path}: float images must lie in [0, 1] (got [{x.min():.3g}, {x.max():.3g}])")
             x = x.float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
         return (x[choose(len(x), n)] if n else x), None
     if path.is_dir():
-        from PIL import Image
-
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(path)
         if not files:
             raise ConfigError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
         files = [files[i] for i in choose(len(files), n).tolist()] if n else files
         arrays = []
         for f in files:
-            im = Image.open(f)
+            im = read_image(f)
             im = im.convert("L") if im.mode in ("L", "1", "I;16") else im.convert("RGB")
             a = np.asarray(im)
             arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))

@@ -7,10 +7,13 @@ a SIGINT/SIGTERM sets a flag, and the step in flight finishes before the checkpo
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,11 +148,67 @@ def json_text(data: Any) -> str:
     return json.dumps(_finite(data), indent=2, allow_nan=False, default=lambda o: _finite(float(o))) + "\n"
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``json_text(data)`` atomically (a crash never leaves half a file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json_text(data))
+class RunWriteError(OSError):
+    """A file of the run could not be written (disk full, quota, I/O error); the message says which
+    file, the free space, and what was kept."""
+
+
+def human_bytes(n: float) -> str:
+    """'512 bytes', '12.0 KiB', '1.2 MiB', '3.4 GiB'."""
+    if n < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024 or unit == "GiB":
+            break
+    return f"{n:.1f} {unit}"
+
+
+def free_space(path: Path) -> str:
+    """Free space on the disk of ``path`` (or of its nearest existing parent), e.g. '1.2 MiB'."""
+    for folder in (path, *path.parents):
+        try:
+            return human_bytes(shutil.disk_usage(folder).free)
+        except OSError:
+            continue
+    return "unknown"
+
+
+def write_error_line(path: Path, error: OSError) -> str:
+    """'cannot write PATH: No space left on device (12.0 KiB free on that disk)'."""
+    reason = error.strerror or str(error) or os.strerror(errno.EIO)
+    return f"cannot write {path}: {reason} ({free_space(path.parent)} free on that disk)"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    with contextlib.suppress(OSError):  # some file systems cannot fsync a directory
+        os.fsync(fd)
+    os.close(fd)
+
+
+def commit_file(tmp: Path, path: Path) -> None:
+    """fsync ``tmp`` and rename it to ``path`` (then fsync the folder): after a crash or power
+    loss ``path`` is the old file or the whole new one."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``json_text(data)`` atomically (a crash never leaves half a file, a failed write no
+    temporary file)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        tmp.write_text(json_text(data))
+        commit_file(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def outcome_line(summary: dict[str, Any]) -> str:
@@ -183,6 +242,7 @@ class RunManager(Checkpoint):
         self._t0 = time.perf_counter()
         self._start_step = 0
         self._trainer: L.Trainer | None = None
+        self._last_saved: int | None = None  # G step of checkpoints/last.ckpt
 
     # ------------------------------------------------------------------ signals
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -211,6 +271,9 @@ class RunManager(Checkpoint):
         self._trainer = trainer
         self._t0 = time.perf_counter()
         self._start_step = int(pl_module.g_step)
+        last = self.ckpt_dir / "last.ckpt"
+        if self.state.resumed_from and last.is_file() and Path(self.state.resumed_from).resolve() == last.resolve():
+            self._last_saved = self._start_step
         self.state.eval_s = 0.0
         self._install_signals()
 
@@ -260,7 +323,8 @@ class RunManager(Checkpoint):
         else:
             self.state.status = "failed"
             self.state.error = f"{type(exception).__name__}: {exception}"
-        self.write_summary(trainer)
+        with contextlib.suppress(OSError):  # e.g. the disk is still full: report what stopped the run
+            self.write_summary(trainer)
         self._restore_signals()
 
     def state_dict(self) -> dict[str, Any]:
@@ -272,14 +336,34 @@ class RunManager(Checkpoint):
 
     # ------------------------------------------------------------------ files
     def save(self, trainer: L.Trainer, name: str) -> None:
-        """Checkpoint via a temporary file and an atomic rename (never half a checkpoint)."""
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        """Checkpoint via a temporary file, fsync and an atomic rename (never half a checkpoint).
+        A failed write (disk full...) removes the temporary file and raises RunWriteError."""
         path = self.ckpt_dir / name
         tmp = self.ckpt_dir / f".{name}.tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(tmp, weights_only=False)
+            if trainer.is_global_zero:
+                commit_file(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise RunWriteError(self._save_failed(path, e)) from e
+        if name == "last.ckpt":
+            self._last_saved = int(trainer.lightning_module.g_step)
         trainer.strategy.barrier("gan_lightning_save")
+
+    def _save_failed(self, path: Path, error: OSError) -> str:
+        sizes = [p.stat().st_size for p in self.ckpt_dir.glob("*.ckpt")] if self.ckpt_dir.is_dir() else []
+        line = write_error_line(path, error)
+        if sizes:
+            line = line[:-1] + f", a checkpoint takes {human_bytes(max(sizes))})"
+        last = self.ckpt_dir / "last.ckpt"
+        if last.is_file():
+            step = f" (G step {self._last_saved})" if self._last_saved is not None else ""
+            kept = f"{last}{step} is intact: free space, then continue with resume=auto"
+        else:
+            kept = "no checkpoint was written before: free space and run again"
+        return f"{line}; the run stopped with status failed; {kept}"
 
     def session_wall_s(self) -> float:
         return time.perf_counter() - self._t0

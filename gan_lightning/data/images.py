@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gan_lightning.registry import ConfigError, first_line
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -31,10 +33,27 @@ def crop_resize(im, size: int, crop: int = 0) -> np.ndarray:  # type: ignore[no-
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def open_image(path: Path, channels: int):  # type: ignore[no-untyped-def]
+class BadImageError(ConfigError):
+    """An image file that cannot be decoded (corrupt, truncated, not an image)."""
+
+
+def read_image(path: Path):  # type: ignore[no-untyped-def]
+    """The decoded PIL image of ``path``, or BadImageError naming the file."""
     from PIL import Image
 
-    return Image.open(path).convert("L" if channels == 1 else "RGB")
+    try:
+        im = Image.open(path)
+        im.load()  # decode now (and close the file): a truncated file fails here, not in a resize
+        return im
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise BadImageError(
+            f"{path} is not a readable image ({first_line(e)}): replace it with a whole copy or delete it"
+        ) from None
+
+
+def open_image(path: Path, channels: int):  # type: ignore[no-untyped-def]
+    """``path`` decoded as grey (channels 1) or RGB; BadImageError when it cannot be read."""
+    return read_image(path).convert("L" if channels == 1 else "RGB")
 
 
 def load_images(files: list[Path], size: int, channels: int, crop: int = 0) -> Tensor:

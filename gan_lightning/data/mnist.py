@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from torch import Tensor
 from torchvision import datasets
 
 from gan_lightning.data.base import DataInfo, InMemoryImageModule
-from gan_lightning.registry import ConfigError
+from gan_lightning.registry import ConfigError, first_line
 from gan_lightning.schema import DataConfig
 
 FASHION_CLASSES = [
@@ -69,6 +70,24 @@ def check_idx_file(path: Path) -> int:
             "it is damaged or truncated; delete it and get the dataset again"
         )
     return count
+
+
+def unpack_gz(gz: Path, target: Path, how_to_replace: str) -> None:
+    """Unpack ``gz`` into ``target`` through a temporary file and a rename, so that a failure
+    never leaves part of a file behind; a truncated or corrupt archive is a MissingDataError
+    that names it and says how to replace it."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        tmp.replace(target)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise MissingDataError(
+            f"{gz} is truncated or corrupt ({first_line(e)}), so it cannot be unpacked; "
+            f"replace it with a whole copy: {how_to_replace}"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def prepare_image_tensor(images: Tensor, size: int, resize: str) -> Tensor:
@@ -128,6 +147,13 @@ class MNISTDataModule(InMemoryImageModule):
             f"(gzipped or not), or run once with network access and data.download=true"
         )
 
+    def how_to_replace(self, gz: Path) -> str:
+        """How to get a whole copy of ``gz`` (a damaged file of the dataset)."""
+        return (
+            f"delete it and run once with network access and data.download=true, "
+            f"or copy a whole {gz.name} into {self.raw_dir}/"
+        )
+
     def _has_files(self) -> bool:
         return all((self.raw_dir / name[:-3]).is_file() for name, _ in self.dataset_cls.resources)
 
@@ -155,8 +181,7 @@ class MNISTDataModule(InMemoryImageModule):
         for name, _ in self.dataset_cls.resources:
             gz, raw = self.raw_dir / name, self.raw_dir / name[:-3]
             if gz.is_file() and not raw.is_file():
-                with gzip.open(gz, "rb") as src, open(raw, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+                unpack_gz(gz, raw, self.how_to_replace(gz))
 
     def split(self, train: bool, size: int | None = None) -> tuple[Tensor, Tensor]:
         """uint8 images (N, 1, S, S) and int64 labels of a split, at ``size`` (default: the configured one)."""
@@ -186,12 +211,17 @@ class FashionMNISTDataModule(MNISTDataModule):
         for path in files:
             target = self.raw_dir / path.name[:-3]
             if not target.is_file():
-                tmp = target.with_suffix(".tmp")
-                with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                tmp.replace(target)
+                unpack_gz(path, target, self.how_to_replace(path))
             check_idx_file(target)
         return True
+
+    def how_to_replace(self, gz: Path) -> str:
+        if gz.parent == Path(self.dcfg.system_dir):
+            return "reinstall Debian's package: `sudo apt-get install --reinstall dataset-fashion-mnist`"
+        return (
+            f"delete it; then Debian's copy in {self.dcfg.system_dir} is used (`sudo apt-get install "
+            f"dataset-fashion-mnist`), or {super().how_to_replace(gz).removeprefix('delete it and ')}"
+        )
 
     def how_to_get(self) -> str:
         return (

@@ -20,7 +20,7 @@ from gan_lightning.data.base import PairBatch
 from gan_lightning.data.translation import PairedDataModule
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
-from gan_lightning.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator
+from gan_lightning.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator, size_problem
 from gan_lightning.registry import MODELS, ConfigError, Registry
 from gan_lightning.schema import ModelConfig
 
@@ -88,6 +88,9 @@ class TranslationModule(GANModule):
             raise ConfigError(
                 f"model '{cfg.model.name}' translates images: use data=fashion_edges, paired_folder or unpaired_folder"
             )
+        problem = size_problem(str(cfg.nets.g), int(cfg.nets.patch_layers), int(cfg.data.image_size))
+        if problem:
+            raise ConfigError(f"bad value for 'data.image_size': {problem}")
 
     def translator(self, c_in: int, c_out: int) -> nn.Module:
         return TRANSLATORS.get(self.cfg.nets.g, "nets.g")(self.cfg.nets, c_in, c_out, self.info.shape[-1])

@@ -153,6 +153,21 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
+def size_problem(g: str, patch_layers: int, size: int) -> str | None:
+    """Why generator ``g`` and a PatchGAN of ``patch_layers`` cannot run on size x size images, or
+    None. The PatchGAN halves the size patch_layers times, then its two 4x4 stride-1 convs need 3
+    pixels (so size >= 3 * 2^patch_layers); U-Net and ResNet give back the input size only when it
+    halves twice evenly (a multiple of 4)."""
+    need = 3 * 2**patch_layers
+    if size < need:
+        fits = max((n for n in range(1, patch_layers) if 3 * 2**n <= size), default=None)
+        fix = f"data.image_size >= {need}" + (f" or nets.patch_layers={fits}" if fits else "")
+        return f"{size} is too small for a PatchGAN of nets.patch_layers={patch_layers}, which needs {need}: use {fix}"
+    if g in ("unet", "resnet") and size % 4:
+        return f"nets.g={g} needs a multiple of 4, got {size}: use {size - size % 4} or {size - size % 4 + 4}"
+    return None
+
+
 def receptive_field(n_layers: int) -> int:
     """Receptive field of one PatchGAN output: back through k=4 convs (strides 2..2, 1, 1)."""
     rf = 1

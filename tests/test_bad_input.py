@@ -1,0 +1,214 @@
+"""Bad input and a hostile environment: each is one line naming the problem and the fix, with a
+documented exit code, never a traceback, and nothing half-written left behind."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from gan_lightning import train as train_module
+from gan_lightning.cli import EXIT_WRITE, main
+from tests.conftest import REPO, TINY, make_folder_tree, make_mnist_tree
+
+
+def error_lines(err: str) -> list[str]:
+    assert "Traceback" not in err, err
+    return [line for line in err.splitlines() if line.startswith("error: ")]
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def g_step(ckpt: Path) -> int:
+    return int(torch.load(ckpt, weights_only=True)["gan_lightning"]["g_step"])
+
+
+def read_status(run_dir: Path) -> str:
+    import json
+
+    return str(json.loads((run_dir / "summary.json").read_text())["status"])
+
+
+TOY = ["train", "exp=gmm_ring", *TINY, "steps=30", "log.ckpt_every=10", "log.every=10"]
+
+
+# ----------------------------------------------------------------------------- disk full
+def test_disk_full_during_a_checkpoint_is_one_line_and_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second checkpoint meets ENOSPC half-way: exit 74 with one line naming the file and the
+    free space; no temporary file left; last.ckpt of step 10 intact; status failed; resume=auto
+    finishes the run once there is space."""
+    real = L.Trainer.save_checkpoint
+    calls: list[Path] = []
+
+    def full_disk(self: L.Trainer, filepath: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(Path(filepath))
+        if len(calls) == 1:
+            return real(self, filepath, *args, **kwargs)
+        Path(filepath).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filepath))
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", full_disk)
+    run_dir = tmp_path / "run"
+    assert main([*TOY, f"out={run_dir}"]) == EXIT_WRITE
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "last.ckpt" in line and "No space left on device" in line and "free" in line, line
+    assert "resume=auto" in line
+    assert leftovers(tmp_path) == []
+    assert g_step(run_dir / "checkpoints" / "last.ckpt") == 10
+    assert read_status(run_dir) == "failed"
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", real)  # space freed
+    assert main([*TOY, f"out={run_dir}", "resume=auto"]) == 0
+    assert read_status(run_dir) == "completed"
+    assert g_step(run_dir / "checkpoints" / "last.ckpt") == 30
+
+
+def test_disk_full_on_a_real_small_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same on a real tmpfs (root only): a callback fills the disk after the first
+    checkpoint; removing the filler is 'freeing space'."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    filler = disk / "filler"
+
+    class FillDisk(L.Callback):
+        def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+            if pl_module.g_step == 11:  # after the first checkpoint, leave less than one free
+                ckpt = (disk / "run" / "checkpoints" / "last.ckpt").stat().st_size
+                free = shutil.disk_usage(disk).free
+                with open(filler, "wb") as f:
+                    f.write(b"\0" * max(0, free - ckpt // 2))
+
+    train = train_module.train
+    try:
+        monkeypatch.setattr(train_module, "train", functools.partial(train, callbacks=[FillDisk()]))
+        assert main([*TOY, f"out={disk / 'run'}"]) == EXIT_WRITE
+        (line,) = error_lines(capsys.readouterr().err)
+        assert "last.ckpt" in line and "free" in line, line
+        assert leftovers(disk) == []
+        assert g_step(disk / "run" / "checkpoints" / "last.ckpt") == 10
+        assert read_status(disk / "run") == "failed"
+        monkeypatch.setattr(train_module, "train", train)
+        filler.unlink()
+        assert main([*TOY, f"out={disk / 'run'}", "resume=auto"]) == 0
+        assert read_status(disk / "run") == "completed"
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+# ----------------------------------------------------------------------------- data files
+def one_error(err: str) -> str:
+    """The error line, which must be the only one and the last of stderr."""
+    (line,) = error_lines(err)
+    assert err.rstrip().splitlines()[-1] == line, err
+    return line
+
+
+def test_a_truncated_gz_is_named_and_never_half_unpacked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_mnist_tree(tmp_path / "data", "FashionMNIST", n_train=200, n_test=50, gz=True)
+    raw = root / "FashionMNIST" / "raw"
+    gz = raw / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])
+    args = ["train", "exp=dcgan", *TINY, "steps=1", f"data.data_dir={root}", "data.download=false"]
+    args.append(f"data.system_dir={tmp_path / 'no-debian-package'}")
+    for _ in range(2):  # the second run says the same: nothing half-unpacked is left to trip over
+        assert main(args) == 2
+        line = one_error(capsys.readouterr().err)
+        assert str(gz) in line and "truncated" in line and "dataset-fashion-mnist" in line, line
+        assert not (raw / "train-images-idx3-ubyte").exists()
+        assert leftovers(root) == []
+
+
+def test_a_truncated_file_of_debians_package_says_reinstall(tmp_path: Path) -> None:
+    from gan_lightning.config import load_config
+    from gan_lightning.data import build_datamodule
+    from gan_lightning.data.mnist import MissingDataError
+
+    system = make_mnist_tree(tmp_path / "sys", "x", n_train=100, n_test=20, gz=True) / "x" / "raw"
+    gz = system / "t10k-labels-idx1-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:30])
+    cfg = load_config(["exp=dcgan", f"data.data_dir={tmp_path / 'd'}", "data.download=false"])
+    cfg.data.system_dir = str(system)
+    with pytest.raises(MissingDataError, match="apt-get install --reinstall dataset-fashion-mnist") as e:
+        build_datamodule(cfg).prepare()
+    assert str(gz) in str(e.value)
+    assert leftovers(tmp_path / "d") == []
+
+
+def test_a_corrupt_image_in_a_folder_dataset_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_folder_tree(tmp_path / "folders", n=3, size=(32, 32))
+    bad = root / "trainB" / "1.png"
+    bad.write_bytes(bad.read_bytes()[:100])  # truncated
+    args = ["train", "exp=cyclegan_folder", *TINY, "steps=1", f"data.root={root}", "data.image_size=32"]
+    assert main(args) == 2
+    line = one_error(capsys.readouterr().err)
+    assert str(bad) in line and "replace it" in line, line
+    (root / "testA" / "0.png").write_bytes(b"not an image")  # the fid command reads folders too
+    assert main(["fid", str(root / "testA"), str(root / "testB"), "--features", "classifier"]) == 2
+    assert str(root / "testA" / "0.png") in one_error(capsys.readouterr().err)
+
+
+def test_a_npy_of_objects_given_to_fid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"image": 1}, None], dtype=object), allow_pickle=True)
+    good = tmp_path / "good.npy"
+    np.save(good, np.zeros((4, 1, 8, 8), dtype=np.float32))
+    assert main(["fid", str(objects), str(good), "--features", "classifier"]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert str(objects) in line and "objects" in line and "float in [0, 1]" in line, line
+
+
+# ----------------------------------------------------------------------------- config
+def test_a_type_error_names_the_key_the_value_and_the_type(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "exp=gmm_ring", "steps=abc"]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert line == "error: bad value for 'steps' (from the command line): expected an integer, got 'abc'"
+    assert main(["train", "exp=gmm_ring", "log.progress=maybe"]) == 2
+    assert "expected true or false, got 'maybe'" in one_error(capsys.readouterr().err)
+
+
+def test_an_unknown_precision_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "gan_lightning", "train", "exp=gmm_ring", "trainer.precision=banana", f"out={out}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 2, p.stderr
+    line = one_error(p.stderr)
+    assert "'trainer.precision'" in line and "banana" in line and "32-true" in line and "bf16-mixed" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needed"),
+    [
+        (["exp=cyclegan_folder", "data.image_size=16"], "needs 24: use data.image_size >= 24 or nets.patch_layers=2"),
+        (["exp=cyclegan_folder", "data.image_size=30"], "multiple of 4, got 30: use 28 or 32"),
+        (["exp=pix2pix_edges", "nets.patch_layers=4", "data.image_size=28"], "needs 48"),
+    ],
+)
+def test_an_image_size_the_nets_cannot_take_is_refused_at_config_time(
+    args: list[str], needed: str, folder_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = [f"data.root={folder_root}"] if "exp=cyclegan_folder" in args else []
+    assert main(["train", *args, *data, *TINY, "steps=1"]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert "bad value for 'data.image_size'" in line and needed in line, line
