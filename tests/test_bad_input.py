@@ -115,6 +115,14 @@ def test_disk_full_on_a_real_small_file_system(
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+def test_any_full_disk_write_is_one_line_with_the_file_and_free_space(tmp_path: Path) -> None:
+    from gan_lightning.cli import write_failure
+
+    line = write_failure(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "samples" / "x.png")))
+    assert line.startswith(f"cannot write {tmp_path / 'samples' / 'x.png'}: No space left on device (")
+    assert "free on that disk" in line and "resume=auto" in line and "\n" not in line
+
+
 # ----------------------------------------------------------------------------- data files
 def one_error(err: str) -> str:
     """The error line, which must be the only one and the last of stderr."""

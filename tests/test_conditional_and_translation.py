@@ -260,7 +260,8 @@ def test_folder_datamodules(tmp_path) -> None:
     for split in ("trainA", "trainB", "testA"):
         for i in range(3):
             write_image(tmp_path / "u" / split / f"{i}.png", rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
-    dm = build_datamodule(load_config(["exp=cyclegan_folder", f"data.root={tmp_path / 'u'}", "data.image_size=16"]))
+    small = ["data.image_size=16", "nets.patch_layers=2"]  # 3 x 2^3 > 16: a 70x70 PatchGAN does not fit
+    dm = build_datamodule(load_config(["exp=cyclegan_folder", f"data.root={tmp_path / 'u'}", *small]))
     dm.prepare()
     batch = dm.global_batch(0, 4)
     assert batch.a.shape == (4, 3, 16, 16) and batch.b.shape == (4, 3, 16, 16)
@@ -271,7 +272,7 @@ def test_folder_datamodules(tmp_path) -> None:
     for i in range(2):
         write_image(tmp_path / "p" / "train" / f"{i}.jpg", side)
     args = ["exp=cyclegan_folder", "model=pix2pix", "data=paired_folder", f"data.root={tmp_path / 'p'}"]
-    dm = build_datamodule(load_config([*args, "data.image_size=16"]))
+    dm = build_datamodule(load_config([*args, *small]))
     dm.prepare()
     assert dm.train_a.float().mean() < 5 and dm.train_b.float().mean() > 50  # left half is A
     with pytest.raises(ConfigError, match="trainA"):

@@ -66,23 +66,23 @@ def test_shuffled_index_covers_each_epoch_once() -> None:
 
 
 def test_mnist_from_data_dir_scaled_and_padded(mnist_root) -> None:
-    dm = datamodule("exp=dcgan", f"data.data_dir={mnist_root}", "data.download=false")
+    dm = datamodule("exp=dcgan", "data=mnist", f"data.data_dir={mnist_root}", "data.download=false")
     dm.prepare()
     b = dm.global_batch(0, 16)
     assert b.x.shape == (16, 1, 32, 32) and b.x.min() >= -1 and b.x.max() <= 1
     assert (b.x[:, :, :2, :] == -1).all()  # the 2-pixel pad is background
     assert dm.info.num_classes == 10 and b.y.min() >= 0
-    resized = datamodule("exp=dcgan", f"data.data_dir={mnist_root}", "data.resize=bilinear")
+    resized = datamodule("exp=dcgan", "data=mnist", f"data.data_dir={mnist_root}", "data.resize=bilinear")
     resized.prepare()
     assert resized.global_batch(0, 4).x.shape == (4, 1, 32, 32)
-    sub = datamodule("exp=dcgan", f"data.data_dir={mnist_root}", "data.subset=10")
+    sub = datamodule("exp=dcgan", "data=mnist", f"data.data_dir={mnist_root}", "data.subset=10")
     sub.prepare()
     assert len(sub._train[0]) == 10
 
 
 def test_gzipped_files_in_data_dir_are_unpacked(tmp_path) -> None:
     root = make_mnist_tree(tmp_path / "d", "MNIST", gz=True)
-    dm = datamodule("exp=dcgan", f"data.data_dir={root}", "data.download=false")
+    dm = datamodule("exp=dcgan", "data=mnist", f"data.data_dir={root}", "data.download=false")
     dm.prepare()
     assert (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
 
@@ -99,7 +99,7 @@ def test_fashion_mnist_from_a_system_folder(tmp_path) -> None:
 
 
 def test_missing_mnist_says_how_to_get_it(tmp_path) -> None:
-    dm = datamodule("exp=dcgan", f"data.data_dir={tmp_path / 'empty'}", "data.download=false")
+    dm = datamodule("exp=dcgan", "data=mnist", f"data.data_dir={tmp_path / 'empty'}", "data.download=false")
     with pytest.raises(MissingDataError) as info:
         dm.prepare()
     msg = str(info.value)
@@ -121,7 +121,7 @@ def test_truncated_idx_file_is_named(tmp_path) -> None:
     root = make_mnist_tree(tmp_path / "d", "MNIST")
     f = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
     f.write_bytes(f.read_bytes()[:-100])
-    dm = datamodule("exp=dcgan", f"data.data_dir={root}", "data.download=false")
+    dm = datamodule("exp=dcgan", "data=mnist", f"data.data_dir={root}", "data.download=false")
     with pytest.raises(MissingDataError, match="train-images-idx3-ubyte is not a whole IDX file"):
         dm.prepare()
 
@@ -130,5 +130,5 @@ def test_missing_data_fails_before_anything_is_written(tmp_path) -> None:
     from tests.helpers import run
 
     with pytest.raises(MissingDataError):
-        run("exp=dcgan", f"data.data_dir={tmp_path / 'nothing'}", "data.download=false", "out=never")
+        run("exp=dcgan", "data=mnist", f"data.data_dir={tmp_path / 'nothing'}", "data.download=false", "out=never")
     assert not (tmp_path / "never").exists()
