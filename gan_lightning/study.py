@@ -357,7 +357,9 @@ def compare_studies(
     reports = [json.loads((Path(p) / "report.json").read_text()) for p in (a, b)]
     finals = [
         {
-            k: [r["final"][k] for r in rep["per_seed"] if r["status"] == "completed" and k in r["final"]]
+            k: [  # a seed's non-finite value is written as null: left out, as in the report's aggregate
+                r["final"][k] for r in rep["per_seed"] if r["status"] == "completed" and r["final"].get(k) is not None
+            ]
             for k in rep["final"]
         }
         for rep in reports
@@ -365,7 +367,7 @@ def compare_studies(
     keys = metrics or sorted(set(finals[0]) & set(finals[1]))
     out: dict[str, Any] = {"a": str(a), "b": str(b), "alpha": alpha, "metrics": {}}
     for key in keys:
-        x, y = np.asarray(finals[0].get(key, [])), np.asarray(finals[1].get(key, []))
+        x, y = (np.asarray(f.get(key, []), dtype=np.float64) for f in finals)
         if len(x) < 2 or len(y) < 2:
             out["metrics"][key] = {"note": "needs at least 2 completed seeds in each study"}
             continue

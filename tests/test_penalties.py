@@ -84,7 +84,7 @@ def test_weight_clipping_bounds_every_parameter() -> None:
 def test_spectral_norm_top_singular_value_is_one(net: str) -> None:
     from omegaconf import OmegaConf
 
-    from gan_lightning.config import NetsConfig
+    from gan_lightning.schema import NetsConfig
 
     torch.manual_seed(0)
     nets = OmegaConf.structured(NetsConfig(d=net, d_width=16, mlp_hidden=32))
