@@ -101,7 +101,7 @@ display(Image(filename=study_a / "curves.png"))'''),
  ("md", "Do the two configurations differ? Welch's t-test and the Mann-Whitney U test on the final values, with effect sizes (with 3 seeds a rank test cannot reach p < 0.05: use 5 or more seeds to conclude anything)."),
  ("code", '''cmp = compare_studies(study_a, study_b)
 for key in keys:
-    m = cmp["metrics"][key]
+    m = cmp["metrics"].get(key, {"note": "not finite in any seed of a study"})
     if "note" in m:
         print(key, m["note"])
     else:
