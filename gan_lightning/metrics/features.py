@@ -148,7 +148,7 @@ class InceptionLogits(nn.Module):
     Inception Score. Needs torch-fidelity's weight file (pt_inception-2015-12-05-6726825d.pth),
     given by path: nothing is downloaded. The file is read here with ``weights_only=True`` (a state
     dict of tensors; anything else is refused unread), never by torch-fidelity, which unpickles
-    with ``weights_only=False``."""
+    whatever the file holds."""
 
     name = "inception_logits"
     has_probs = True
