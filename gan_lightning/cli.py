@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from gan_lightning.callbacks.run import RunWriteError, write_error_line, write_json
+from gan_lightning.files import RunWriteError, write_error_line, write_json
 from gan_lightning.registry import ConfigError
 
 EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from gan_lightning.callbacks.metrics import compute_metrics
-from gan_lightning.callbacks.run import write_json
 from gan_lightning.checkpoint import load_model
 from gan_lightning.data.images import IMAGE_SUFFIXES, list_images, read_image
+from gan_lightning.files import write_json
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.metrics.frechet import StreamingStats, frechet_distance
 from gan_lightning.metrics.reference import cached_reference, choose

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from gan_lightning.callbacks.run import write_json
+from gan_lightning.files import write_json
 from gan_lightning.registry import ConfigError
 from gan_lightning.rundir import last_error, read_summary, run_train
 

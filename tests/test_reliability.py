@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from gan_lightning.callbacks.run import json_text, outcome_line, write_json
+from gan_lightning.callbacks.run import outcome_line
 from gan_lightning.evaluate import evaluate_checkpoint
+from gan_lightning.files import json_text, write_json
 from gan_lightning.registry import ConfigError
 from gan_lightning.sample import sample_to_file
 from tests.helpers import run

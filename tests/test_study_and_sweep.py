@@ -192,7 +192,7 @@ def test_wandb_offline_logging(tmp_path, monkeypatch) -> None:
 def test_report_with_a_non_finite_seed_value_is_strict_json_and_a_table(tmp_path) -> None:
     """A seed whose final mode KL was infinite (written as null) is left out of the aggregate,
     shown as '-' in report.md, and every file stays strict JSON."""
-    from gan_lightning.callbacks.run import write_json
+    from gan_lightning.files import write_json
     from gan_lightning.study import write_report
 
     for seed, kl in ((0, None), (1, 0.25), (2, 0.5)):

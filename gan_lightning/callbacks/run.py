@@ -8,12 +8,8 @@ a SIGINT/SIGTERM sets a flag, and the step in flight finishes before the checkpo
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
-import json
 import math
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +24,13 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from gan_lightning import __version__
+from gan_lightning.files import (
+    RunWriteError,
+    commit_file,
+    human_bytes,
+    write_error_line,
+    write_json,
+)
 
 
 @dataclass
@@ -129,86 +132,6 @@ def rank_digests(trainer: L.Trainer, digest: str) -> list[str]:
     local = torch.tensor(list(bytes.fromhex(digest)), dtype=torch.uint8, device=trainer.strategy.root_device)
     everything = trainer.strategy.all_gather(local)
     return [bytes(row.cpu().tolist()).hex() for row in everything]
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def json_text(data: Any) -> str:
-    """Strict JSON text of ``data``, as every JSON file of this package is written: a non-finite
-    float (NaN, +-inf, e.g. the mode KL of samples that hit no mode) is written as ``null``, since
-    ``NaN``/``Infinity`` are not JSON; tensors and numpy scalars are written as numbers."""
-    return json.dumps(_finite(data), indent=2, allow_nan=False, default=lambda o: _finite(float(o))) + "\n"
-
-
-class RunWriteError(OSError):
-    """A file of the run could not be written (disk full, quota, I/O error); the message says which
-    file, the free space, and what was kept."""
-
-
-def human_bytes(n: float) -> str:
-    """'512 bytes', '12.0 KiB', '1.2 MiB', '3.4 GiB'."""
-    if n < 1024:
-        return f"{n:.0f} bytes"
-    for unit in ("KiB", "MiB", "GiB"):
-        n /= 1024
-        if n < 1024 or unit == "GiB":
-            break
-    return f"{n:.1f} {unit}"
-
-
-def free_space(path: Path) -> str:
-    """Free space on the disk of ``path`` (or of its nearest existing parent), e.g. '1.2 MiB'."""
-    for folder in (path, *path.parents):
-        try:
-            return human_bytes(shutil.disk_usage(folder).free)
-        except OSError:
-            continue
-    return "unknown"
-
-
-def write_error_line(path: Path, error: OSError) -> str:
-    """'cannot write PATH: No space left on device (12.0 KiB free on that disk)'."""
-    reason = error.strerror or str(error) or os.strerror(errno.EIO)
-    return f"cannot write {path}: {reason} ({free_space(path.parent)} free on that disk)"
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    with contextlib.suppress(OSError):  # some file systems cannot fsync a directory
-        os.fsync(fd)
-    os.close(fd)
-
-
-def commit_file(tmp: Path, path: Path) -> None:
-    """fsync ``tmp`` and rename it to ``path`` (then fsync the folder): after a crash or power
-    loss ``path`` is the old file or the whole new one."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``json_text(data)`` atomically (a crash never leaves half a file, a failed write no
-    temporary file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        tmp.write_text(json_text(data))
-        commit_file(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def outcome_line(summary: dict[str, Any]) -> str:
