@@ -18,7 +18,7 @@ help:
 	@echo "make study EXP=name SEEDS=0-4 [ARGS=...]  one run per seed and an aggregate report"
 	@echo "make sweep SWEEP=file.yaml [COUNT=n]      a wandb sweep (add ARGS=--offline to run it locally)"
 	@echo "make bench                   framework loop vs a plain PyTorch loop, FID vs torchmetrics; JSON in benchmarks/results/"
-	@echo "make lint                    ruff"
+	@echo "make lint                    ruff check, ruff format --check, mypy"
 
 $(BIN)/gan-lightning: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,8 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check gan_lightning tests benchmarks conftest.py notebooks/make_notebooks.py
+	$(BIN)/ruff format --check gan_lightning tests benchmarks conftest.py notebooks/make_notebooks.py
+	$(BIN)/mypy gan_lightning
 
 train: install
 	$(BIN)/gan-lightning train exp=$(EXP) $(ARGS)

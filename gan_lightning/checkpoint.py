@@ -33,7 +33,7 @@ def pickled_callables(path: Path, error: BaseException) -> list[str]:
         return [found.group(1) or found.group(2)]
     from torch import _weights_only_unpickler
 
-    allowed = getattr(_weights_only_unpickler, "_get_allowed_globals", dict)()
+    allowed: dict[str, Any] = getattr(_weights_only_unpickler, "_get_allowed_globals", dict)()
     names: list[str] = []
     try:
         if zipfile.is_zipfile(path):

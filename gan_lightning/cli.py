@@ -9,6 +9,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from gan_lightning.files import RunWriteError, write_error_line, write_json
 from gan_lightning.registry import ConfigError
@@ -90,7 +91,7 @@ def _train_evaluator(args: argparse.Namespace) -> int:
     from gan_lightning.metrics.classifier import classifier_path, fingerprint, save_classifier, train_classifier
 
     cfg = load_config(args.overrides, exp="quickstart")
-    dm = build_datamodule(cfg)
+    dm: Any = build_datamodule(cfg)  # a labelled dataset: its DataModule has split()
     train, test = dm.split(train=True, size=28), dm.split(train=False, size=28)
     net, meta = train_classifier(train, test, dm.info.name, epochs=args.epochs, device=args.device)
     path = save_classifier(net, meta, classifier_path(dm.info.name, fingerprint(*train)))

@@ -171,7 +171,7 @@ def _drop_other_models_keys(exp_layer: DictConfig, exp_model: str, model: str, e
         return exp_layer
     dropped = {k: v for k, v in OmegaConf.to_container(exp_layer.model).items() if k != "name"}  # type: ignore[union-attr]
     if dropped:
-        listed = ", ".join(f"model.{k}={v}" for k, v in dropped.items())
+        listed = ", ".join(f"model.{k!s}={v}" for k, v in dropped.items())
         print(
             f"[config] model={model} replaces {exp}'s model '{exp_model}'; dropped its keys: {listed}", file=sys.stderr
         )
@@ -194,6 +194,7 @@ def config_layers(args: list[str] | None = None, exp: str | None = None) -> tupl
     model_cls = MODELS.get(model_name, "model.name")
     exp_layer = _drop_other_models_keys(exp_layer, exp_model, model_name, Path(exp).stem)
     paper = OmegaConf.merge(model_cls.defaults, {"model": {"name": model_name}})
+    assert isinstance(paper, DictConfig)  # a merge of mappings
     layers = [
         (base, str(base_file)),
         (paper, f"the paper defaults of model '{model_name}' ({model_cls.__name__})"),
@@ -281,7 +282,7 @@ def _validate_trainer(trainer: DictConfig) -> None:
         if key in RESERVED_TRAINER_KEYS:
             raise ConfigError(f"'trainer.{key}' is set by gan_lightning: {RESERVED_TRAINER_KEYS[key]}")
         if key not in params:
-            raise ConfigError(unknown_name_message("lightning.Trainer argument", str(key), params, f"trainer.{key}"))
+            raise ConfigError(unknown_name_message("lightning.Trainer argument", str(key), params, f"trainer.{key!s}"))
     precision = trainer.get("precision")
     allowed = lightning_precisions()
     if precision is not None and allowed and precision not in allowed:

@@ -160,6 +160,7 @@ def fid_between(
     """FID between two image sources, like pytorch-fid's command line (cached for dataset splits)."""
     sources = [load_images(s, n, data_dir) for s in (a, b)]
     dm = next((d for _, d in sources if d is not None), None)
+    ex: torch.nn.Module
     if features == "classifier":
         if classifier_data:
             from gan_lightning.config import load_config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,10 +12,13 @@ from gan_lightning.callbacks.samples import save_grid, save_scatter, to_unit
 from gan_lightning.checkpoint import load_model
 from gan_lightning.registry import ConfigError
 
+if TYPE_CHECKING:
+    from gan_lightning.models.base import GANModule
+
 
 def sample_data_space(
     ckpt: str | Path, n: int, seed: int = 0, device: str = "cpu", raw: bool = False
-) -> tuple[torch.Tensor, object]:
+) -> tuple[torch.Tensor, GANModule]:
     """(samples, model): float32 toy points (n, 2) or images (n, C, H, W) in [0, 1]."""
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
@@ -24,9 +28,12 @@ def sample_data_space(
     if model.info.kind == "pair":  # translations of n test inputs (a seeded choice), A -> B
         from gan_lightning.data import build_datamodule
         from gan_lightning.data.base import to_model_space
+        from gan_lightning.data.translation import PairedDataModule
         from gan_lightning.metrics.reference import choose
 
-        a, _, _ = build_datamodule(model.cfg).test_pairs()
+        dm = build_datamodule(model.cfg)
+        assert isinstance(dm, PairedDataModule)  # the DataModules of kind "pair"
+        a, _, _ = dm.test_pairs()
         idx = choose(len(a), n, seed) if n < len(a) else torch.arange(len(a))
         return to_unit(model.translate(to_model_space(a[idx])).float().cpu()), model
     x = model.sample(n, generator=torch.Generator().manual_seed(seed)).float().cpu()

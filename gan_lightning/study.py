@@ -72,7 +72,9 @@ def study_dir_for(exp: str, overrides: list[str]) -> Path:
 # ----------------------------------------------------------------------------- running
 def is_done(run_dir: Path) -> bool:
     s = read_summary(run_dir)
-    return bool(s) and s.get("status") == "completed" and s.get("steps_done", 0) >= s.get("steps", 1)
+    if not s:
+        return False
+    return s.get("status") == "completed" and s.get("steps_done", 0) >= s.get("steps", 1)
 
 
 def run_one(overrides: list[str], seed: int, out: Path, group: str, log: Path, jobs: int = 1) -> int:
@@ -337,8 +339,8 @@ def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
             finite = [v for v in vals if math.isfinite(v)]  # e.g. a KL of inf when a mode is never hit
             if finite:
                 ax.boxplot(finite, widths=0.5)
-                xs = np.ones(len(finite)) + np.linspace(-0.08, 0.08, len(finite))
-                ax.scatter(xs, finite, color="tab:red", s=14, zorder=3)
+                jittered = np.ones(len(finite)) + np.linspace(-0.08, 0.08, len(finite))
+                ax.scatter(jittered, finite, color="tab:red", s=14, zorder=3)
             off = len(vals) - len(finite)
             ax.set_title(key + (f"\n({off} seed(s) non-finite)" if off else ""), fontsize=9)
             ax.set_xticks([])

@@ -7,14 +7,17 @@ import nbformat as nbf
 
 def nb(cells):
     n = nbf.v4.new_notebook()
-    n.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                  "language_info": {"name": "python"}}
+    n.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
     n.cells = [nbf.v4.new_markdown_cell(c[1]) if c[0] == "md" else nbf.v4.new_code_cell(c[1]) for c in cells]
     for i, cell in enumerate(n.cells):
         cell.id = f"cell-{i:02d}"  # stable ids: regenerating changes nothing unless a cell does
     return n
 
-SETUP = '''import os, json
+
+SETUP = """import os, json
 from pathlib import Path
 
 # Run from the repository root, so experiments/ and data/ are found; outputs go to runs/ (or $NB_OUT).
@@ -23,23 +26,41 @@ if Path.cwd().name == "notebooks":
 SMALL = os.environ.get("NB_SMALL") == "1"  # the test suite runs every notebook on small settings
 OUT = Path(os.environ.get("NB_OUT", "runs/notebooks"))
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file() or Path("data/FashionMNIST/raw").is_dir()
-print("small settings:", SMALL, "| outputs under", OUT, "| Fashion-MNIST on this machine:", FASHION)'''
+print("small settings:", SMALL, "| outputs under", OUT, "| Fashion-MNIST on this machine:", FASHION)"""
 
-quick = nb([
- ("md", "# gan_lightning quickstart\n\nTrain a toy GAN and a Fashion-MNIST DCGAN briefly, then look at samples, latent interpolations and metrics. Everything here is what `gan-lightning train` does; the notebook calls the same Python functions."),
- ("code", SETUP),
- ("md", "## A toy mixture: 8 Gaussians on a ring\n\n`load_config` builds the config exactly as the command line does (`exp=...` plus `key=value` overrides); `train` runs it and returns the run directory and its `summary.json`."),
- ("code", '''from IPython.display import Image, display
+quick = nb(
+    [
+        (
+            "md",
+            "# gan_lightning quickstart\n\nTrain a toy GAN and a Fashion-MNIST DCGAN briefly, then look at samples, latent interpolations and metrics. Everything here is what `gan-lightning train` does; the notebook calls the same Python functions.",
+        ),
+        ("code", SETUP),
+        (
+            "md",
+            "## A toy mixture: 8 Gaussians on a ring\n\n`load_config` builds the config exactly as the command line does (`exp=...` plus `key=value` overrides); `train` runs it and returns the run directory and its `summary.json`.",
+        ),
+        (
+            "code",
+            """from IPython.display import Image, display
 from gan_lightning.config import load_config
 from gan_lightning.train import train
 
 toy = train(load_config(["exp=gmm_ring", f"out={OUT / 'gmm_ring'}", "resume=auto", "log.progress=false",
                          f"steps={300 if SMALL else 10000}"]))
 print(toy.status, {k: v if v is None else round(v, 4) for k, v in toy.summary["final"].items()})  # None: non-finite
-display(Image(filename=sorted((toy.run_dir / "samples").glob("step_*.png"))[-1]))'''),
- ("md", "The red crosses are the true modes, the circles their 3-std radius: a sample inside a circle counts as high quality (the VEEGAN/PacGAN protocol)."),
- ("md", "## Fashion-MNIST\n\nThe quickstart experiment: a DCGAN with an EMA of G. Metrics use the project's domain classifier (trained once, cached) as feature space."),
- ("code", '''if FASHION:
+display(Image(filename=sorted((toy.run_dir / "samples").glob("step_*.png"))[-1]))""",
+        ),
+        (
+            "md",
+            "The red crosses are the true modes, the circles their 3-std radius: a sample inside a circle counts as high quality (the VEEGAN/PacGAN protocol).",
+        ),
+        (
+            "md",
+            "## Fashion-MNIST\n\nThe quickstart experiment: a DCGAN with an EMA of G. Metrics use the project's domain classifier (trained once, cached) as feature space.",
+        ),
+        (
+            "code",
+            """if FASHION:
     fm = train(load_config(["exp=quickstart", f"out={OUT / 'quickstart'}", "resume=auto", "log.progress=false",
                             f"steps={60 if SMALL else 3000}", "log.sample_every=1000" if not SMALL else "log.sample_every=60",
                             f"metrics.n={500 if SMALL else 10000}"]))
@@ -47,14 +68,23 @@ display(Image(filename=sorted((toy.run_dir / "samples").glob("step_*.png"))[-1])
     samples = fm.run_dir / "samples"
     display(Image(filename=sorted(samples.glob("step_*.png"))[-1]))
 else:
-    print("Fashion-MNIST is not installed here (sudo apt-get install dataset-fashion-mnist); skipping the image part.")'''),
- ("md", "Interpolations between fixed pairs of z: straight lines (lerp) and great circles (slerp)."),
- ("code", '''if FASHION:
+    print("Fashion-MNIST is not installed here (sudo apt-get install dataset-fashion-mnist); skipping the image part.")""",
+        ),
+        ("md", "Interpolations between fixed pairs of z: straight lines (lerp) and great circles (slerp)."),
+        (
+            "code",
+            """if FASHION:
     for mode in ("lerp", "slerp"):
         print(mode)
-        display(Image(filename=sorted(samples.glob(f"interp_{mode}_*.png"))[-1]))'''),
- ("md", "Metrics over training (`metrics.csv` has one row per logged step) and samples from the final checkpoint with `sample`:"),
- ("code", '''import csv
+        display(Image(filename=sorted(samples.glob(f"interp_{mode}_*.png"))[-1]))""",
+        ),
+        (
+            "md",
+            "Metrics over training (`metrics.csv` has one row per logged step) and samples from the final checkpoint with `sample`:",
+        ),
+        (
+            "code",
+            """import csv
 from gan_lightning.sample import sample_data_space
 
 if FASHION:
@@ -65,22 +95,36 @@ if FASHION:
     evals = [r for r in rows if r.get("fid")]
     print("FID (EMA G) over steps:", [(r["step"], round(float(r["fid"]), 2)) for r in evals])
     x, model = sample_data_space(fm.run_dir / "checkpoints" / "last.ckpt", 16, seed=0)
-    print("samples:", tuple(x.shape), "in [", float(x.min()), ",", float(x.max()), "]")'''),
-])
+    print("samples:", tuple(x.shape), "in [", float(x.min()), ",", float(x.max()), "]")""",
+        ),
+    ]
+)
 
-study = nb([
- ("md", "# A study report\n\n\"Are GANs Created Equal?\" (Lucic et al. 2018): one run per model says little. A *study* is one run per seed; its report gives the spread. This notebook runs a small study of the ring mixture (or loads one), then plots it."),
- ("code", SETUP),
- ("code", '''from gan_lightning.study import run_study, compare_studies
+study = nb(
+    [
+        (
+            "md",
+            '# A study report\n\n"Are GANs Created Equal?" (Lucic et al. 2018): one run per model says little. A *study* is one run per seed; its report gives the spread. This notebook runs a small study of the ring mixture (or loads one), then plots it.',
+        ),
+        ("code", SETUP),
+        (
+            "code",
+            """from gan_lightning.study import run_study, compare_studies
 
 steps = 200 if SMALL else 6000
 base = ["exp=gmm_ring", f"steps={steps}", f"metrics.every={steps // 4}"]
 study_a = run_study([*base, "seeds=0-2" if SMALL else "seeds=0-4", f"out={OUT / 'study_r1'}"], echo=False)
 study_b = run_study([*base, "model.penalty.weight=0", "seeds=0-2" if SMALL else "seeds=0-4", f"out={OUT / 'study_no_r1'}"], echo=False)
 report = json.loads((study_a / "report.json").read_text())
-print((study_a / "report.md").read_text())'''),
- ("md", "Each metric's final value per seed, with a box, and the curves with a band across seeds (the study writes these plots itself as `finals.png` and `curves.png`):"),
- ("code", '''import matplotlib.pyplot as plt
+print((study_a / "report.md").read_text())""",
+        ),
+        (
+            "md",
+            "Each metric's final value per seed, with a box, and the curves with a band across seeds (the study writes these plots itself as `finals.png` and `curves.png`):",
+        ),
+        (
+            "code",
+            """import matplotlib.pyplot as plt
 import numpy as np
 
 reports = {"R1 (gamma 1)": report, "no penalty": json.loads((study_b / "report.json").read_text())}
@@ -94,25 +138,42 @@ for ax, key in zip(axes, keys):
     ax.set_xticks([1, 2], list(reports), fontsize=8)
     ax.set_title(key)
 plt.tight_layout()
-plt.show()'''),
- ("code", '''from IPython.display import Image, display
+plt.show()""",
+        ),
+        (
+            "code",
+            """from IPython.display import Image, display
 
-display(Image(filename=study_a / "curves.png"))'''),
- ("md", "Do the two configurations differ? Welch's t-test and the Mann-Whitney U test on the final values, with effect sizes (with 3 seeds a rank test cannot reach p < 0.05: use 5 or more seeds to conclude anything)."),
- ("code", '''cmp = compare_studies(study_a, study_b)
+display(Image(filename=study_a / "curves.png"))""",
+        ),
+        (
+            "md",
+            "Do the two configurations differ? Welch's t-test and the Mann-Whitney U test on the final values, with effect sizes (with 3 seeds a rank test cannot reach p < 0.05: use 5 or more seeds to conclude anything).",
+        ),
+        (
+            "code",
+            """cmp = compare_studies(study_a, study_b)
 for key in keys:
     m = cmp["metrics"].get(key, {"note": "not finite in any seed of a study"})
     if "note" in m:
         print(key, m["note"])
     else:
         print(f"{key}: {m['mean_a']:.4g} vs {m['mean_b']:.4g}; Welch p={m['welch_p']:.3g}, Mann-Whitney p={m['mann_whitney_p']:.3g}, "
-              f"Cohen's d={m['cohens_d']:.3g} -> {'differ' if m['differ'] else 'no significant difference'}")'''),
-])
+              f"Cohen's d={m['cohens_d']:.3g} -> {'differ' if m['differ'] else 'no significant difference'}")""",
+        ),
+    ]
+)
 
-latent = nb([
- ("md", "# Latent space: interpolation and arithmetic\n\nTrain (or reuse) a Fashion-MNIST generator, then walk its latent space. The domain classifier labels generated samples, which gives class-mean latent vectors for arithmetic."),
- ("code", SETUP),
- ("code", '''import torch
+latent = nb(
+    [
+        (
+            "md",
+            "# Latent space: interpolation and arithmetic\n\nTrain (or reuse) a Fashion-MNIST generator, then walk its latent space. The domain classifier labels generated samples, which gives class-mean latent vectors for arithmetic.",
+        ),
+        ("code", SETUP),
+        (
+            "code",
+            """import torch
 from gan_lightning.config import load_config
 from gan_lightning.train import train
 from gan_lightning.checkpoint import load_model
@@ -125,16 +186,25 @@ else:
     # no image data here: the same walk on a toy generator (2-D outputs), so the code still runs
     run = train(load_config(["exp=gmm_ring", f"out={OUT / 'latent_toy'}", "resume=auto", "log.progress=false", "steps=200"]))
     model = load_model(run.run_dir / "checkpoints" / "last.ckpt")
-print(run.status, model.info.name, "z_dim", model.z_dim)'''),
- ("md", "Linear vs spherical interpolation between the same two z. For a Gaussian prior in many dimensions nearly all mass sits near the sphere of radius sqrt(z_dim); the straight line's midpoint has a norm about 1/sqrt(2) of that, slerp stays on the shell (White 2016)."),
- ("code", '''from gan_lightning.latent import lerp, slerp
+print(run.status, model.info.name, "z_dim", model.z_dim)""",
+        ),
+        (
+            "md",
+            "Linear vs spherical interpolation between the same two z. For a Gaussian prior in many dimensions nearly all mass sits near the sphere of radius sqrt(z_dim); the straight line's midpoint has a norm about 1/sqrt(2) of that, slerp stays on the shell (White 2016).",
+        ),
+        (
+            "code",
+            """from gan_lightning.latent import lerp, slerp
 
 g = torch.Generator().manual_seed(3)
 z0, z1 = torch.randn(2, model.z_dim, generator=g)
 t = torch.linspace(0, 1, 9)
 for name, path in (("lerp", lerp(z0, z1, t)), ("slerp", slerp(z0, z1, t))):
-    print(name, "norms:", [round(float(v), 2) for v in path.norm(dim=1)])'''),
- ("code", '''import matplotlib.pyplot as plt
+    print(name, "norms:", [round(float(v), 2) for v in path.norm(dim=1)])""",
+        ),
+        (
+            "code",
+            """import matplotlib.pyplot as plt
 from gan_lightning.callbacks.samples import to_unit
 
 if model.info.kind == "image":
@@ -144,9 +214,15 @@ if model.info.kind == "image":
         for ax, img in zip(axes[row], images):
             ax.imshow(img[0], cmap="gray"); ax.axis("off")
         axes[row][0].set_title(fn.__name__, fontsize=8, loc="left")
-    plt.show()'''),
- ("md", "Arithmetic: label 2,000 samples with the domain classifier, average the z of each class, and move a sample along the difference of two class means (here: towards 'Trouser' and away from 'T-shirt/top')."),
- ("code", '''if model.info.kind == "image":
+    plt.show()""",
+        ),
+        (
+            "md",
+            "Arithmetic: label 2,000 samples with the domain classifier, average the z of each class, and move a sample along the difference of two class means (here: towards 'Trouser' and away from 'T-shirt/top').",
+        ),
+        (
+            "code",
+            """if model.info.kind == "image":
     from gan_lightning.data import build_datamodule
     from gan_lightning.metrics.classifier import get_classifier
 
@@ -167,8 +243,10 @@ if model.info.kind == "image":
             ax.imshow(img[0], cmap="gray"); ax.axis("off"); ax.set_title(f"+{a:.2f} d", fontsize=7)
         plt.show()
         _, p_walk = clf(images)
-        print("classifier on the walk:", [names[int(i)] for i in p_walk.argmax(1)])'''),
-])
+        print("classifier on the walk:", [names[int(i)] for i in p_walk.argmax(1)])""",
+        ),
+    ]
+)
 
 for name, n in (("01_quickstart.ipynb", quick), ("02_study_report.ipynb", study), ("03_latent_space.ipynb", latent)):
     nbf.write(n, Path(__file__).resolve().parent / name)

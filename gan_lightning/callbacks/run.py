@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import torch
@@ -31,6 +31,9 @@ from gan_lightning.files import (
     write_error_line,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from gan_lightning.models.base import GANModule
 
 
 @dataclass
@@ -272,7 +275,7 @@ class RunManager(Checkpoint):
             tmp.unlink(missing_ok=True)
             raise RunWriteError(self._save_failed(path, e)) from e
         if name == "last.ckpt":
-            self._last_saved = int(trainer.lightning_module.g_step)
+            self._last_saved = int(cast("GANModule", trainer.lightning_module).g_step)
         trainer.strategy.barrier("gan_lightning_save")
 
     def _save_failed(self, path: Path, error: OSError) -> str:

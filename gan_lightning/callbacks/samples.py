@@ -79,7 +79,8 @@ class SampleGrids(L.Callback):
         elif info.kind == "pair":
             from gan_lightning.data.base import to_model_space
 
-            a, b, _ = trainer.datamodule.test_pairs()
+            # Trainer.datamodule is set at run time by Lightning's DataConnector, undeclared in its class
+            a, b, _ = trainer.datamodule.test_pairs()  # type: ignore[attr-defined]
             k = 8
             images, nrow = pl_module.translation_grid(to_model_space(a[:k]), to_model_space(b[:k]))
             grid = save_grid(to_unit(images), path, nrow=nrow)
@@ -95,5 +96,6 @@ def log_image(trainer: L.Trainer, key: str, grid: Tensor, step: int) -> None:
     for logger in trainer.loggers:
         if hasattr(logger, "log_image"):  # WandbLogger
             logger.log_image(key=key, images=[grid.permute(1, 2, 0).numpy()], step=step)
-        elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard
-            logger.experiment.add_image(key, grid, global_step=step)
+        elif (experiment := getattr(logger, "experiment", None)) is not None and hasattr(experiment, "add_image"):
+            # TensorBoard
+            experiment.add_image(key, grid, global_step=step)

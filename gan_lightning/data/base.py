@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, cast
 
 import lightning as L
 import torch
@@ -109,6 +109,17 @@ class StepStream:
             step += 1
 
 
+class StepCounting(Protocol):
+    """What the stream of real batches reads of the LightningModule (the models' GANModule;
+    data does not import models)."""
+
+    @property
+    def g_step(self) -> int: ...
+
+    @property
+    def real_batches_per_step(self) -> int: ...
+
+
 class GANDataModule(L.LightningDataModule):
     """Base of the project's DataModules. Subclasses set ``Config`` and implement ``info`` and
     ``global_batch(step, size)`` (the whole-world batch of ``size`` samples for a step)."""
@@ -158,7 +169,7 @@ class GANDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> StepStream:
         trainer = self.trainer
-        module = trainer.lightning_module if trainer is not None else None
+        module = cast(StepCounting, trainer.lightning_module) if trainer is not None else None
         start = int(module.g_step) if module is not None else 0
         chunks = int(module.real_batches_per_step) if module is not None else 1
         rank = trainer.global_rank if trainer is not None else 0

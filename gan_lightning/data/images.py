@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from gan_lightning.registry import ConfigError, first_line
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -18,7 +22,7 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def crop_resize(im, size: int, crop: int = 0) -> np.ndarray:  # type: ignore[no-untyped-def]
+def crop_resize(im: PILImage, size: int, crop: int = 0) -> np.ndarray:
     """PIL image -> (C, size, size) uint8: the centred square of side ``crop`` pixels (0: the
     largest one), resized to ``size`` (bicubic, antialiased when shrinking)."""
     from PIL import Image
@@ -28,7 +32,7 @@ def crop_resize(im, size: int, crop: int = 0) -> np.ndarray:  # type: ignore[no-
     left, top = (w - c) // 2, (h - c) // 2
     im = im.crop((left, top, left + c, top + c))
     if c != size:
-        im = im.resize((size, size), Image.BICUBIC)
+        im = im.resize((size, size), Image.Resampling.BICUBIC)
     a = np.asarray(im)
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
@@ -37,7 +41,7 @@ class BadImageError(ConfigError):
     """An image file that cannot be decoded (corrupt, truncated, not an image)."""
 
 
-def read_image(path: Path):  # type: ignore[no-untyped-def]
+def read_image(path: Path) -> PILImage:
     """The decoded PIL image of ``path``, or BadImageError naming the file."""
     from PIL import Image
 
@@ -51,7 +55,7 @@ def read_image(path: Path):  # type: ignore[no-untyped-def]
         ) from None
 
 
-def open_image(path: Path, channels: int):  # type: ignore[no-untyped-def]
+def open_image(path: Path, channels: int) -> PILImage:
     """``path`` decoded as grey (channels 1) or RGB; BadImageError when it cannot be read."""
     return read_image(path).convert("L" if channels == 1 else "RGB")
 

@@ -52,6 +52,10 @@ class PairedDataModule(GANDataModule):
         a = ShuffledIndex(n_a, self.seed)
         return (a, a) if self.paired else (a, ShuffledIndex(n_b, seed_for(self.seed, 0xB)))
 
+    def prepare(self) -> None:
+        """Load ``train_a``, ``train_b`` and ``train_y`` once (each subclass)."""
+        raise NotImplementedError
+
     def move_to(self, device: torch.device) -> None:
         self.prepare()
         self.train_a, self.train_b, self.train_y = (t.to(device) for t in (self.train_a, self.train_b, self.train_y))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from gan_lightning.metrics.frechet import feature_stats, frechet_distance, kid
 from gan_lightning.metrics.modes import class_statistics, inception_score, mode_statistics
@@ -182,6 +182,7 @@ class Evaluator:
             from gan_lightning.metrics.classifier import get_classifier
             from gan_lightning.metrics.features import InceptionFeatures, InceptionLogits
 
+            ex: nn.Module
             if role == "feats" and self.features == "inception":
                 ex = InceptionFeatures(self.resize)
             elif role == "is_probs" and self.is_weights:
@@ -225,7 +226,9 @@ class Evaluator:
                 if id(ex) not in results:
                     results[id(ex)] = ex(batch)
                 feats, probs = results[id(ex)]
-                out.setdefault(role, []).append((feats if role == "feats" else probs).float().cpu())
+                value = feats if role == "feats" else probs
+                assert value is not None  # probabilities come from the classifier or InceptionLogits
+                out.setdefault(role, []).append(value.float().cpu())
         return {k: torch.cat(v) for k, v in out.items()}
 
     # ------------------------------------------------------------------ stage 2: reduce

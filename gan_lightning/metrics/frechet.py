@@ -34,7 +34,9 @@ def trace_sqrt_product(sigma1: Tensor | np.ndarray, sigma2: Tensor | np.ndarray)
     return float(torch.linalg.svdvals(psd_sqrt(_as64(sigma1)) @ psd_sqrt(_as64(sigma2))).sum())
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:  # type: ignore[no-untyped-def]
+def frechet_distance(
+    mu1: Tensor | np.ndarray, sigma1: Tensor | np.ndarray, mu2: Tensor | np.ndarray, sigma2: Tensor | np.ndarray
+) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (float64)."""
     m1 = _as64(mu1)
     device = m1.device  # computed where the statistics are (a GPU keeps float64 eigh fast)
@@ -67,6 +69,7 @@ class StreamingStats:
             self.shift = x.mean(0)
             self.sum = torch.zeros(self.dim, dtype=torch.float64, device=x.device)
             self.outer = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=x.device)
+        assert self.sum is not None and self.outer is not None  # set together with self.shift
         xc = x - self.shift
         self.sum += xc.sum(0)
         self.outer += xc.T @ xc
@@ -79,7 +82,8 @@ class StreamingStats:
         if self.n == 0:
             self.__dict__.update({k: (v.clone() if isinstance(v, Tensor) else v) for k, v in other.__dict__.items()})
             return
-        assert self.shift is not None and other.shift is not None and other.sum is not None and other.outer is not None
+        assert self.shift is not None and self.sum is not None and self.outer is not None
+        assert other.shift is not None and other.sum is not None and other.outer is not None
         # re-centre the other sums on this shift: x - a = (x - b) + (b - a)
         delta = other.shift - self.shift
         self.sum += other.sum + other.n * delta

@@ -61,7 +61,7 @@ def compute_reference(
 ) -> Reference:
     """Stream a split's uint8 images through ``extract`` ([0, 1] -> features)."""
     stats = StreamingStats()
-    kept = []
+    kept: list[Tensor] = []
     for i in range(0, len(images_u8), batch_size):
         feats = extract(images_u8[i : i + batch_size].float() / 255.0).double().cpu()
         stats.update(feats)

@@ -39,6 +39,7 @@ class GANModule(L.LightningModule):
     defaults: ClassVar[dict[str, Any]] = {}
     # whether perf.fast (gan_lightning/fast.py) can replay this model's D and G steps
     fast_path: ClassVar[bool] = False
+    fixed_z: Tensor  # a buffer (registered in ``__init__``)
 
     def __init__(self, cfg: DictConfig | dict, info: DataInfo | dict):
         super().__init__()
@@ -113,7 +114,7 @@ class GANModule(L.LightningModule):
         if ema_net is None:
             return
         decay = float(ema.decay) if self.g_step >= ema.start else 0.0
-        ema_params = [p for p in ema_net.parameters()]
+        ema_params: list[Tensor] = [p for p in ema_net.parameters()]
         params = [p.detach() for p in net.parameters()]
         if decay == 0.0:
             torch._foreach_copy_(ema_params, params)
@@ -142,6 +143,7 @@ class GANModule(L.LightningModule):
         if schedulers is None:
             return
         for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
+            assert not isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau)  # make_scheduler: LambdaLR
             sch.step()
 
     def backward_step(self, opt: Any, loss: Tensor) -> None:

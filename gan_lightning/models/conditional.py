@@ -4,7 +4,7 @@ and InfoGAN. Losses, penalties, n_critic and spectral norm combine with them by 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from gan_lightning.data import DATAMODULES
 from gan_lightning.models.gan import GAN, Fake, GANConfig, Judged, Terms, resolve_d_norm
 from gan_lightning.nets import build_discriminator, build_generator
+from gan_lightning.nets.layers import Critic
 from gan_lightning.registry import MODELS, ConfigError
 
 
@@ -32,7 +33,7 @@ class LabelledCritic(nn.Module):
     """D(x, y) by ``concat`` (one-hot label maps as extra input channels / features) or by
     ``projection``: D(x, y) = psi(phi(x)) + <embed(y), phi(x)> (Miyato & Koyama 2018)."""
 
-    def __init__(self, net: nn.Module, num_classes: int, mode: str):
+    def __init__(self, net: Critic, num_classes: int, mode: str):
         super().__init__()
         self.net, self.mode, self.num_classes = net, mode, num_classes
         if mode == "projection":
@@ -98,7 +99,7 @@ class CGAN(ConditionalMixin, GAN):
     concatenation or the projection critic."""
 
     Config = CGANConfig
-    defaults: dict[str, Any] = {"nets": {"g": "dcgan", "d": "dcgan"}}
+    defaults: ClassVar[dict[str, Any]] = {"nets": {"g": "dcgan", "d": "dcgan"}}
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -137,7 +138,8 @@ class ACGAN(ConditionalMixin, GAN):
     images classified as the class it was asked for."""
 
     Config = ACGANConfig
-    defaults: dict[str, Any] = {"nets": {"g": "dcgan", "d": "dcgan"}}
+    D: Critic  # with the auxiliary classifier ``aux`` that build_nets adds
+    defaults: ClassVar[dict[str, Any]] = {"nets": {"g": "dcgan", "d": "dcgan"}}
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -154,15 +156,17 @@ class ACGAN(ConditionalMixin, GAN):
     def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
         """(adversarial logit, class logits) from one pass through D's trunk; D does not see y."""
         phi = self.D.features(x)
-        return self.D.head(phi).squeeze(1), self.D.aux(phi)
+        return self.D.head(phi).squeeze(1), cast(nn.Module, self.D.aux)(phi)
 
     def d_terms(self, real: Judged, fake: Judged) -> Terms:
         m = self.mcfg
+        assert real.y is not None and fake.y is not None  # labelled data; make_fake draws labels
         aux = F.cross_entropy(real.extra, real.y) + m.aux_fake_weight * F.cross_entropy(fake.extra, fake.y)
         accuracy = (real.extra.detach().argmax(1) == real.y).float().mean()
         return Terms(m.aux_weight * aux, {"d/aux": aux.detach(), "d/real_accuracy": accuracy})
 
     def g_terms(self, fake: Judged) -> Terms:
+        assert fake.y is not None  # make_fake draws labels
         aux = F.cross_entropy(fake.extra, fake.y)
         return Terms(self.mcfg.aux_weight * aux, {"g/aux": aux.detach()})
 
@@ -183,7 +187,8 @@ class InfoGAN(GAN):
     maximised by G and Q. Grids show one row per value of the categorical code."""
 
     Config = InfoGANConfig
-    defaults: dict[str, Any] = {"nets": {"g": "dcgan", "d": "dcgan"}}
+    D: Critic
+    defaults: ClassVar[dict[str, Any]] = {"nets": {"g": "dcgan", "d": "dcgan"}}
 
     @property
     def code_dim(self) -> int:
@@ -201,6 +206,7 @@ class InfoGAN(GAN):
 
     def make_fake(self, n: int) -> Fake:
         m = self.mcfg
+        assert self.noise is not None  # set up in on_fit_start
         cat = self.noise.randint(m.categories, n)
         cont = self.noise.uniform(n, m.continuous) * 2 - 1
         code = torch.cat([F.one_hot(cat, m.categories).float(), cont], dim=1)

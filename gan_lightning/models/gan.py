@@ -165,6 +165,7 @@ class GAN(GANModule):
 
     # ------------------------------------------------------------------ hooks of the variants
     def make_fake(self, n: int) -> Fake:
+        assert self.noise is not None  # set up in on_fit_start
         return Fake(self.G(self.noise.normal(n, self.z_dim)))
 
     def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
@@ -188,7 +189,7 @@ class GAN(GANModule):
     # ------------------------------------------------------------------ the loop
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         """n_critic D steps, each on its own real batch, then one G step."""
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]  # two optimizers: Lightning returns a list
         d_step, g_step = self.fast_steps(opt_d, opt_g) if self.cfg.perf.fast else (None, None)
         for real, y_real in zip(batch.x.unbind(0), batch.y.unbind(0)):
             d_stats = d_step(real, y_real) if d_step else self.critic_step(real, y_real, opt_d)
@@ -209,6 +210,7 @@ class GAN(GANModule):
         loss = adv + extra.loss
         stats = {"d/adv": adv.detach(), "d/real": real_j.out.detach().mean(), "d/fake": fake_j.out.detach().mean()}
         if self.penalty is not None:
+            assert self.noise is not None  # set up in on_fit_start
             penalty = self.penalty(lambda x: self.critic(x, y_real), real, fake.x, self.noise.uniform)
             loss = loss + m.penalty.weight * penalty
             stats["d/penalty"] = penalty.detach()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from omegaconf import DictConfig
@@ -134,7 +134,7 @@ class Pix2Pix(TranslationModule):
     loss + lambda * L1 with lambda = 100; Adam 2e-4, beta1 0.5."""
 
     Config = Pix2PixConfig
-    defaults: dict[str, Any] = {
+    defaults: ClassVar[dict[str, Any]] = {
         "nets": {"g": "unet", "d": "patchgan", "g_norm": "batch", "d_norm": "batch"},
         "optim": {"name": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]},
     }
@@ -159,7 +159,7 @@ class Pix2Pix(TranslationModule):
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> dict[str, Tensor]:
         m = self.mcfg
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]  # two optimizers: Lightning returns a list
         a, b = batch.a[0], batch.b[0]
         stats: dict[str, Tensor] = {}
         fake = self.G(a)  # one forward: D judges the output (one dropout mask) G is trained on
@@ -202,7 +202,7 @@ class CycleGAN(TranslationModule):
     D; Adam 2e-4, beta1 0.5, constant then linearly decaying learning rate."""
 
     Config = CycleGANConfig
-    defaults: dict[str, Any] = {
+    defaults: ClassVar[dict[str, Any]] = {
         "nets": {"g": "resnet", "d": "patchgan", "g_norm": "instance", "d_norm": "instance"},
         "optim": {
             "name": "adam",
@@ -244,7 +244,7 @@ class CycleGAN(TranslationModule):
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> dict[str, Tensor]:
         m = self.mcfg
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]  # two optimizers: Lightning returns a list
         a, b = batch.a[0], batch.b[0]
         with self.frozen(self.D_A, self.D_B):  # G step: both generators at once
             fake_b, fake_a = self.G_AB(a), self.G_BA(b)
@@ -258,6 +258,7 @@ class CycleGAN(TranslationModule):
                 stats["g/identity"] = identity.detach()
             self.backward_step(opt_g, g_loss)
         # D step: real images against generated ones drawn partly from each D's history
+        assert self.noise is not None  # set up in on_fit_start
         old_b = self.pool_b.query(fake_b.detach(), self.noise.uniform)
         old_a = self.pool_a.query(fake_a.detach(), self.noise.uniform)
         d_loss = self.adversarial_d(self.D_A(a), self.D_A(old_a)) + self.adversarial_d(self.D_B(b), self.D_B(old_b))

@@ -8,19 +8,19 @@ from typing import Any
 from torch import nn
 
 from gan_lightning.nets.dcgan import DCGANDiscriminator, DCGANGenerator
-from gan_lightning.nets.layers import add_spectral_norm, dcgan_init_
+from gan_lightning.nets.layers import Critic, add_spectral_norm, dcgan_init_
 from gan_lightning.nets.mlp import MLPDiscriminator, MLPGenerator
 from gan_lightning.registry import ConfigError, Registry
 
 Shape = tuple[int, ...]
 GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator net")
-DISCRIMINATORS: Registry[Callable[..., nn.Module]] = Registry("discriminator net")
+DISCRIMINATORS: Registry[Callable[..., Critic]] = Registry("discriminator net")
 
 
 def _image_shape(shape: Shape, net: str) -> tuple[int, int, int]:
     if len(shape) != 3 or shape[1] != shape[2]:
         raise ConfigError(f"net '{net}' needs square images (C, H, W), but the data has shape {shape}; use nets.g=mlp")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 @GENERATORS.register("mlp")
@@ -29,7 +29,7 @@ def _mlp_g(nets: Any, shape: Shape, z_dim: int) -> nn.Module:
 
 
 @DISCRIMINATORS.register("mlp")
-def _mlp_d(nets: Any, shape: Shape, norm: str) -> nn.Module:
+def _mlp_d(nets: Any, shape: Shape, norm: str) -> Critic:
     return MLPDiscriminator(shape, nets.mlp_hidden, nets.mlp_layers, norm)
 
 
@@ -39,7 +39,7 @@ def _dcgan_g(nets: Any, shape: Shape, z_dim: int) -> nn.Module:
 
 
 @DISCRIMINATORS.register("dcgan")
-def _dcgan_d(nets: Any, shape: Shape, norm: str) -> nn.Module:
+def _dcgan_d(nets: Any, shape: Shape, norm: str) -> Critic:
     return DCGANDiscriminator(_image_shape(shape, "dcgan"), nets.d_width, norm)
 
 
@@ -50,7 +50,7 @@ def build_generator(nets: Any, shape: Shape, z_dim: int, spectral_norm: bool = F
     return add_spectral_norm(g) if spectral_norm else g
 
 
-def build_discriminator(nets: Any, shape: Shape, norm: str, spectral_norm: bool = False) -> nn.Module:
+def build_discriminator(nets: Any, shape: Shape, norm: str, spectral_norm: bool = False) -> Critic:
     d = DISCRIMINATORS.get(nets.d, "nets.d")(nets, tuple(shape), norm)
     if nets.init == "dcgan":
         dcgan_init_(d)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from gan_lightning.nets.layers import norm2d
+from gan_lightning.nets.layers import Critic, norm2d
 from gan_lightning.registry import ConfigError
 
 
@@ -48,7 +48,7 @@ class DCGANGenerator(nn.Module):
         return self.net(z.view(z.shape[0], -1, 1, 1))
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(Critic):
     """x -> Conv 4x4 stride 2, LeakyReLU(0.2) -> [Conv, norm, LeakyReLU] ... -> features -> linear logit."""
 
     def __init__(self, shape: tuple[int, int, int], width: int, norm: str):

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TypeVar
+
+from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_lightning.registry import ConfigError
 
 NORMS = ("batch", "instance", "layer", "none")
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+class Critic(nn.Module):
+    """A discriminator made of a feature trunk and a head giving one logit from the features.
+    The conditional models read the features (projection critic, ACGAN's classifier, InfoGAN's Q)."""
+
+    feature_dim: int
+    head: nn.Module
+
+    def features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
 
 
 def norm2d(kind: str, channels: int) -> nn.Module:
@@ -33,7 +47,7 @@ def norm1d(kind: str, features: int) -> nn.Module:
     raise ConfigError(f"normalisation '{kind}' is not available for MLP layers; use batch, layer or none")
 
 
-def add_spectral_norm(module: nn.Module) -> nn.Module:
+def add_spectral_norm(module: ModuleT) -> ModuleT:
     """Spectral normalisation (Miyato et al. 2018) on every conv, linear and embedding layer (the
     projection critic's class embedding, Miyato & Koyama 2018), in place."""
     for name, child in list(module.named_children()):

@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from gan_lightning.nets.layers import norm1d
+from gan_lightning.nets.layers import Critic, norm1d
 
 
 class MLPGenerator(nn.Module):
@@ -29,7 +29,7 @@ class MLPGenerator(nn.Module):
         return self.net(z).view(z.shape[0], *self.shape)
 
 
-class MLPDiscriminator(nn.Module):
+class MLPDiscriminator(Critic):
     """data -> flatten -> [Linear, norm, LeakyReLU(0.2)] x layers -> features; head -> one logit."""
 
     def __init__(self, shape: tuple[int, ...], hidden: int, layers: int, norm: str):

@@ -33,12 +33,13 @@ class UNetBlock(nn.Module):
     ):
         super().__init__()
         in_c = in_channels or outer
-        down = [nn.Conv2d(in_c, inner, 4, 2, 1, bias=norm == "none")]
+        down: list[nn.Module] = [nn.Conv2d(in_c, inner, 4, 2, 1, bias=norm == "none")]
         if not outermost:
             down = [nn.LeakyReLU(0.2, True), *down]
             if sub is not None:  # no norm at the innermost (1x1 or smallest) level
                 down.append(norm2d(norm, inner))
         up_in = inner * 2 if sub is not None else inner
+        up: list[nn.Module]
         if outermost:
             up = [nn.ReLU(True), nn.ConvTranspose2d(up_in, out_channels or outer, 4, 2, 1), nn.Tanh()]
         else:
