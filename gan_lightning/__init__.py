@@ -1,3 +1,96 @@
-"""gan_lightning: GAN experiments on PyTorch Lightning."""
+"""gan_lightning: GAN experiments on PyTorch Lightning.
+
+What a script composes, importable from the top (loaded on first use, so ``import
+gan_lightning`` stays cheap)::
+
+    from gan_lightning import load_config, build_datamodule, build_model, metrics_callback
+
+Models (``GAN``, ``WGANGP``, ``CycleGAN``, ...) are LightningModules for a plain
+``lightning.Trainer``; ``load_model(ckpt)`` rebuilds one from a checkpoint.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    # config
+    "load_config": "gan_lightning.config",
+    "known_experiments": "gan_lightning.config",
+    # models
+    "build_model": "gan_lightning.models",
+    "MODELS": "gan_lightning.registry",
+    "GANModule": "gan_lightning.models.base",
+    "GAN": "gan_lightning.models.gan",
+    "DCGAN": "gan_lightning.models.gan",
+    "WGAN": "gan_lightning.models.gan",
+    "WGANGP": "gan_lightning.models.gan",
+    "LSGAN": "gan_lightning.models.gan",
+    "SNGAN": "gan_lightning.models.gan",
+    "DRAGAN": "gan_lightning.models.gan",
+    "CGAN": "gan_lightning.models.conditional",
+    "ACGAN": "gan_lightning.models.conditional",
+    "InfoGAN": "gan_lightning.models.conditional",
+    "Pix2Pix": "gan_lightning.models.translation",
+    "CycleGAN": "gan_lightning.models.translation",
+    "load_model": "gan_lightning.checkpoint",
+    # data
+    "build_datamodule": "gan_lightning.data",
+    "DATAMODULES": "gan_lightning.data",
+    "GANDataModule": "gan_lightning.data.base",
+    "ToyDataModule": "gan_lightning.data.toy",
+    "MNISTDataModule": "gan_lightning.data.mnist",
+    "FashionMNISTDataModule": "gan_lightning.data.mnist",
+    "CelebADataModule": "gan_lightning.data.celeba",
+    "FashionEdgesDataModule": "gan_lightning.data.translation",
+    "PairedFolderDataModule": "gan_lightning.data.translation",
+    "UnpairedFolderDataModule": "gan_lightning.data.translation",
+    # callbacks and metrics
+    "metrics_callback": "gan_lightning.train",
+    "GenerativeMetrics": "gan_lightning.callbacks.metrics",
+    "TranslationMetrics": "gan_lightning.callbacks.translation",
+    "SampleGrids": "gan_lightning.callbacks.samples",
+    "Evaluator": "gan_lightning.metrics.evaluator",
+    # the whole recipe
+    "train": "gan_lightning.train",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from gan_lightning.callbacks.metrics import GenerativeMetrics
+    from gan_lightning.callbacks.samples import SampleGrids
+    from gan_lightning.callbacks.translation import TranslationMetrics
+    from gan_lightning.checkpoint import load_model
+    from gan_lightning.config import known_experiments, load_config
+    from gan_lightning.data import DATAMODULES, build_datamodule
+    from gan_lightning.data.base import GANDataModule
+    from gan_lightning.data.celeba import CelebADataModule
+    from gan_lightning.data.mnist import FashionMNISTDataModule, MNISTDataModule
+    from gan_lightning.data.toy import ToyDataModule
+    from gan_lightning.data.translation import FashionEdgesDataModule, PairedFolderDataModule, UnpairedFolderDataModule
+    from gan_lightning.metrics.evaluator import Evaluator
+    from gan_lightning.models import build_model
+    from gan_lightning.models.base import GANModule
+    from gan_lightning.models.conditional import ACGAN, CGAN, InfoGAN
+    from gan_lightning.models.gan import DCGAN, DRAGAN, GAN, LSGAN, SNGAN, WGAN, WGANGP
+    from gan_lightning.models.translation import CycleGAN, Pix2Pix
+    from gan_lightning.registry import MODELS
+    from gan_lightning.train import metrics_callback, train
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gan_lightning' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

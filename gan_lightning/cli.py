@@ -170,6 +170,14 @@ def _experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from gan_lightning.config import annotated_yaml, config_origins
+
+    cfg, origins = config_origins(list(args.overrides))
+    print(annotated_yaml(cfg, origins), end="")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -199,7 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train", help="train: gan-lightning train exp=NAME [seed=S] [steps=N] [out=DIR] [resume=PATH|auto] [k=v ...]"
     )
-    t.add_argument("overrides", nargs="*", help="key=value config overrides")
+    t.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value config overrides; `gan-lightning config exp=NAME [k=v ...]` prints the resolved "
+        "config with each key's layer",
+    )
     t.set_defaults(func=_train)
 
     s = sub.add_parser("sample", help="write N samples of a checkpoint as .npy (data space) or a .png grid")
@@ -272,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("which", nargs="?", default="all", choices=["all", "loop", "fid"])
     b.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark script")
     b.set_defaults(func=_bench)
+
+    cf = sub.add_parser(
+        "config",
+        help="the resolved config of exp=NAME [k=v ...] as YAML, each key's layer (schema, base.yaml, "
+        "paper defaults, experiment file, command line) as a comment",
+    )
+    cf.add_argument("overrides", nargs="*", help="exp=NAME and key=value overrides, as for train")
+    cf.set_defaults(func=_config)
 
     e = sub.add_parser("experiments", help="list the experiments")
     e.set_defaults(func=_experiments)

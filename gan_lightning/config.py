@@ -27,7 +27,16 @@ from gan_lightning.optim import OPTIMIZERS
 from gan_lightning.registry import ConfigError, close_matches, unknown_name_message
 from gan_lightning.schema import to_container, to_yaml, typed_schema
 
-__all__ = ["experiments_dir", "from_container", "known_experiments", "load_config", "to_container", "to_yaml"]
+__all__ = [
+    "annotated_yaml",
+    "config_origins",
+    "experiments_dir",
+    "from_container",
+    "known_experiments",
+    "load_config",
+    "to_container",
+    "to_yaml",
+]
 
 # keys of lightning.Trainer that the framework sets itself
 RESERVED_TRAINER_KEYS = {
@@ -44,12 +53,13 @@ SHORTHANDS = {"model": "model.name", "data": "data.name"}
 
 # ----------------------------------------------------------------------------- files
 def experiments_dir() -> Path:
-    """experiments/: $GAN_LIGHTNING_EXPERIMENTS, else next to the package (editable install), else ./"""
+    """The experiment files: $GAN_LIGHTNING_EXPERIMENTS, else the package's own ``experiments/``
+    (package data, so an installed wheel finds them from any directory; the repository's top-level
+    ``experiments`` is a link to it)."""
     env = os.environ.get("GAN_LIGHTNING_EXPERIMENTS")
     if env:
         return Path(env)
-    beside = Path(__file__).resolve().parent.parent / "experiments"
-    return beside if beside.is_dir() else Path.cwd() / "experiments"
+    return Path(__file__).resolve().parent / "experiments"
 
 
 def known_experiments() -> list[str]:
@@ -206,7 +216,10 @@ def config_layers(args: list[str] | None = None, exp: str | None = None) -> tupl
 
 def load_config(args: list[str] | None = None, exp: str | None = None) -> DictConfig:
     """The fully resolved, validated config for ``exp`` and CLI-style ``key=value`` overrides."""
-    exp, layers = config_layers(args, exp)
+    return _resolve(*config_layers(args, exp))
+
+
+def _resolve(exp: str, layers: list[tuple[DictConfig, str]]) -> DictConfig:
     raw = [layer for layer, _ in layers]
     model_cls = MODELS.get(_select_name(raw, "model.name", "gan"), "model.name")
     data_cls = DATAMODULES.get(_select_name(raw, "data.name", "toy"), "data.name")
@@ -217,6 +230,67 @@ def load_config(args: list[str] | None = None, exp: str | None = None) -> DictCo
     validate(cfg, model_cls, data_cls)
     OmegaConf.set_readonly(cfg, False)
     return cfg
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value} of a nested mapping; lists and scalars are leaves."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def short_source(source: str) -> str:
+    """'experiments/wgan_gp.yaml' for a file under the experiments directory, else unchanged."""
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") and path.parent == experiments_dir():
+        return f"experiments/{path.name}"
+    return source
+
+
+def config_origins(args: list[str] | None = None, exp: str | None = None) -> tuple[DictConfig, dict[str, str]]:
+    """(the resolved config, {dotted key: the layer that set it}); 'schema' where no layer did."""
+    exp, layers = config_layers(args, exp)
+    cfg = _resolve(exp, layers)
+    origins = dict.fromkeys(_leaves(to_container(cfg)), "schema")
+    for layer, source in layers:
+        for key in _leaves(OmegaConf.to_container(layer)):
+            if key in origins:
+                origins[key] = short_source(source)
+            else:  # a layer set a whole mapping the schema types as one value (or a prefix of it)
+                for full in origins:
+                    if full.startswith(key + "."):
+                        origins[full] = short_source(source)
+    for key in origins:  # set by the loader itself
+        if key == "exp":
+            origins[key] = "the experiment's name"
+    return cfg, origins
+
+
+def annotated_yaml(cfg: DictConfig, origins: dict[str, str]) -> str:
+    """The config as YAML with each key's origin layer as a trailing comment."""
+    import yaml
+
+    def flow(value: Any) -> str:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+        return text[: -len("...")].strip() if text.endswith("...") else text
+
+    lines: list[str] = []
+
+    def walk(node: dict[str, Any], prefix: str, indent: int) -> None:
+        for key, value in node.items():
+            full = f"{prefix}.{key}" if prefix else str(key)
+            pad = "  " * indent
+            if isinstance(value, dict) and value:
+                lines.append(f"{pad}{key}:")
+                walk(value, full, indent + 1)
+            else:
+                lines.append(f"{pad}{key}: {flow(value)}  # {origins.get(full, 'schema')}")
+
+    walk(to_container(cfg), "", 0)
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- validation

@@ -110,6 +110,23 @@ def build_evaluator(cfg: DictConfig, datamodule: Any, verbose: bool = True) -> E
     )
 
 
+def metrics_callback(
+    cfg: DictConfig, datamodule: Any, state: RunState | None = None
+) -> GenerativeMetrics | TranslationMetrics | None:
+    """The callback that computes ``cfg.metrics`` during training (None when it names none):
+    image-to-image metrics for paired/unpaired domains, the evaluator's metrics otherwise. Its
+    reference statistics and classifiers are prepared here, before training starts."""
+    m = cfg.metrics
+    if not m.names:
+        return None
+    if datamodule.info.kind == "pair":
+        return TranslationMetrics(
+            datamodule, int(m.every), int(cfg.steps), int(m.n), state, str(m.features), metrics_device(cfg)
+        )
+    evaluator = build_evaluator(cfg, datamodule).prepare()
+    return GenerativeMetrics(evaluator, int(m.every), int(cfg.steps), int(m.n), state, str(m.primary), bool(m.raw_too))
+
+
 def train(cfg: DictConfig, callbacks: list[L.Callback] | None = None) -> TrainResult:
     """Train ``cfg`` into its run directory; ``callbacks`` (extra Lightning callbacks) run first.
     The run directory is locked for the whole run (one process per run directory)."""
@@ -163,19 +180,13 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
         all_callbacks.append(ApplyOptimizerConfig())
     steps, log = int(cfg.steps), cfg.log
     kind = datamodule.info.kind
-    if cfg.metrics.names and kind == "pair":
-        m = cfg.metrics
-        all_callbacks.append(
-            TranslationMetrics(datamodule, int(m.every), steps, int(m.n), state, str(m.features), metrics_device(cfg))
-        )
-    elif cfg.metrics.names:
-        evaluator = build_evaluator(cfg, datamodule).prepare()
-        m = cfg.metrics
-        all_callbacks.append(
-            GenerativeMetrics(evaluator, int(m.every), steps, int(m.n), state, str(m.primary), bool(m.raw_too))
-        )
-        if log.neighbours and kind == "image" and "feats" in evaluator.needs:
-            all_callbacks.append(NearestNeighbours(evaluator, run_dir, steps, state, n=min(2000, int(m.n))))
+    metrics = metrics_callback(cfg, datamodule, state)
+    if metrics is not None:
+        all_callbacks.append(metrics)
+    if isinstance(metrics, GenerativeMetrics) and log.neighbours and kind == "image":
+        evaluator = metrics.evaluator
+        if "feats" in evaluator.needs:
+            all_callbacks.append(NearestNeighbours(evaluator, run_dir, steps, state, n=min(2000, int(cfg.metrics.n))))
     all_callbacks.append(SampleGrids(run_dir, int(log.sample_every), steps, state))
     if log.interpolate and kind == "image":
         all_callbacks.append(

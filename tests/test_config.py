@@ -41,6 +41,45 @@ def test_each_layer_overrides_the_one_before(tmp_path, monkeypatch, capsys) -> N
     assert "model.n_critic=3" in capsys.readouterr().err
 
 
+def test_config_command_names_each_keys_layer(tmp_path, monkeypatch, capsys) -> None:
+    """`gan-lightning config`: the resolved config as YAML, each key's origin as a comment; the
+    comments name the highest layer that set the key (same layers as the test above)."""
+    import yaml
+
+    from gan_lightning.cli import main
+    from gan_lightning.config import to_container
+
+    (tmp_path / "base.yaml").write_text("log: {every: 7}\nmodel: {z_dim: 16}\noptim: {lr_g: 1.0e-3, lr_d: 1.0e-3}\n")
+    (tmp_path / "e.yaml").write_text("model: {name: wgan, n_critic: 3}\noptim: {lr_d: 2.0e-5}\n")
+    monkeypatch.setenv("GAN_LIGHTNING_EXPERIMENTS", str(tmp_path))
+    assert main(["config", "exp=e", "seed=4"]) == 0
+    out = capsys.readouterr().out
+    assert yaml.safe_load(out) == to_container(load_config(["exp=e", "seed=4"]))  # the same config, valid YAML
+    origin = {}
+    path: list[str] = []
+    for line in out.splitlines():
+        depth = (len(line) - len(line.lstrip())) // 2
+        key = line.strip().split(":")[0]
+        path = [*path[:depth], key]
+        if "  # " in line:
+            origin[".".join(path)] = line.split("  # ", 1)[1]
+    assert origin["seed"] == "the command line"
+    assert origin["optim.lr_d"] == "experiments/e.yaml" and origin["model.n_critic"] == "experiments/e.yaml"
+    assert origin["optim.lr_g"].startswith("the paper defaults of model 'wgan'")  # paper beats base.yaml
+    assert origin["model.clip"].startswith("the paper defaults of model 'wgan'")
+    assert origin["log.every"] == "experiments/base.yaml" and origin["model.z_dim"] == "experiments/base.yaml"
+    assert origin["optim.weight_decay"] == "schema"
+    assert set(origin) == set(_flat(to_container(load_config(["exp=e"]))))  # every key has its layer
+
+
+def _flat(node: dict, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for k, v in node.items():
+        full = f"{prefix}.{k}" if prefix else k
+        keys += _flat(v, full) if isinstance(v, dict) and v else [full]
+    return keys
+
+
 def test_readme_example_of_orthogonal_axes_trains_wgan_gp() -> None:
     """`exp=gmm_ring model=wgan_gp`: WGAN-GP's gradient penalty, not gmm_ring's R1."""
     cfg = load_config(["exp=gmm_ring", "model=wgan_gp"])

@@ -154,9 +154,20 @@ def test_pix2pix_runs_its_generator_once_per_step(mnist_root: Path) -> None:
 
 # ----------------------------------------------------------------------------- imports
 def _package_imports(path: Path) -> set[str]:
-    """Modules of the package that ``path`` imports, at any depth of the file."""
+    """Modules of the package that ``path`` imports at run time, at any depth of the file (imports
+    under ``if TYPE_CHECKING:`` are for the type checker only)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gan_lightning"):
             found.add(node.module)
         elif isinstance(node, ast.Import):

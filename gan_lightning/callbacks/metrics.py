@@ -43,13 +43,17 @@ def shard(n: int, rank: int, world: int) -> slice:
 
 
 class GenerativeMetrics(L.Callback):
+    """The evaluator's metrics every ``every`` G steps and at ``steps``, on ``n`` samples, logged
+    under their keys (``fid``, ``raw/fid``, ...) so ``ModelCheckpoint(monitor=...)`` can use them.
+    ``state`` is the run's summary (None outside ``gan-lightning train``)."""
+
     def __init__(
         self,
         evaluator: Evaluator,
         every: int,
         steps: int,
         n: int,
-        state: RunState,
+        state: RunState | None = None,
         primary: str = "",
         raw_too: bool = True,
         seed: int = 4321,
@@ -74,11 +78,12 @@ class GenerativeMetrics(L.Callback):
         values = compute_metrics(self.evaluator, pl_module, self.n, trainer, self.raw_too, self.seed)
         elapsed = time.perf_counter() - t0
         directions = {p + k: d for k, d in self.evaluator.directions.items() for p in ("", "raw/")}
-        self.state.eval_s += elapsed
-        self.state.record(step, values, {k: d for k, d in directions.items() if d is not None}, self.primary)
-        if "metrics" not in self.state.extra:
-            self.state.extra["metrics"] = self.evaluator.describe()
-        pl_module.log_scalars({**values, "time/metrics_s": elapsed})
+        if self.state is not None:
+            self.state.eval_s += elapsed
+            self.state.record(step, values, {k: d for k, d in directions.items() if d is not None}, self.primary)
+            if "metrics" not in self.state.extra:
+                self.state.extra["metrics"] = self.evaluator.describe()
+        pl_module.publish_metrics({**values, "time/metrics_s": elapsed})
         return values
 
 

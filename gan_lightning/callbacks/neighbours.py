@@ -54,4 +54,4 @@ class NearestNeighbours(L.Callback):
         log_image(trainer, "neighbours", grid, step)
         self.state.record(step, values, {}, None)
         self.state.eval_s += time.perf_counter() - t0
-        pl_module.log_scalars(values)
+        pl_module.publish_metrics(values)

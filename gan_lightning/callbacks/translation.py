@@ -18,7 +18,7 @@ class TranslationMetrics(L.Callback):
         every: int,
         steps: int,
         n: int,
-        state: RunState,
+        state: RunState | None = None,
         features: str = "classifier",
         device: str = "cpu",
     ):
@@ -37,19 +37,25 @@ class TranslationMetrics(L.Callback):
         if (step >= self.steps or (self.every and step % self.every == 0)) and trainer.is_global_zero:
             t0 = time.perf_counter()
             values = translation_metrics(pl_module, self.dm, self.n, self.classifiers, self.inception)
-            directions = {k: DIRECTIONS[k.split("/")[1]] for k in values}
-            primary = "ab/fid" if "ab/fid" in values else "ab/l1" if "ab/l1" in values else None
-            self.state.record(step, values, directions, primary)
-            self.state.extra.setdefault(
-                "metrics",
-                {
-                    "metrics": "image-to-image: L1 to the true translation, FID and label agreement on the test split",
-                    "classifiers": {
-                        k: {f: c.meta[f] for f in ("dataset", "fingerprint", "test_accuracy")}
-                        for k, c in self.classifiers.items()
-                    },
-                },
-            )
             elapsed = time.perf_counter() - t0
-            self.state.eval_s += elapsed
-            pl_module.log_scalars({**values, "time/metrics_s": elapsed})
+            if self.state is not None:
+                self.record(step, values, elapsed)
+            pl_module.publish_metrics({**values, "time/metrics_s": elapsed})
+
+    def record(self, step: int, values: dict[str, float], elapsed: float) -> None:
+        """Into the run's summary: values, directions, the primary key, the classifiers used."""
+        assert self.state is not None
+        directions = {k: DIRECTIONS[k.split("/")[1]] for k in values}
+        primary = "ab/fid" if "ab/fid" in values else "ab/l1" if "ab/l1" in values else None
+        self.state.record(step, values, directions, primary)
+        self.state.extra.setdefault(
+            "metrics",
+            {
+                "metrics": "image-to-image: L1 to the true translation, FID and label agreement on the test split",
+                "classifiers": {
+                    k: {f: c.meta[f] for f in ("dataset", "fingerprint", "test_accuracy")}
+                    for k, c in self.classifiers.items()
+                },
+            },
+        )
+        self.state.eval_s += elapsed

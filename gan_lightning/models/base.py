@@ -294,6 +294,15 @@ class GANModule(L.LightningModule):
         for logger in self.trainer.loggers:
             logger.log_metrics(values, step=self.g_step)
 
+    def publish_metrics(self, values: dict[str, float]) -> None:
+        """Evaluation results: to the loggers (x = G steps) and into ``trainer.callback_metrics``
+        under the same keys, so ``ModelCheckpoint(monitor="fid")`` and ``EarlyStopping`` see them."""
+        self.log_scalars(values)
+        if self._trainer is None or self._current_fx_name is None:  # not inside a Trainer hook
+            return
+        for key, value in values.items():
+            self.log(key, float(value), on_step=True, on_epoch=False, logger=False, batch_size=1)
+
     def check_finite(self, losses: dict[str, Tensor]) -> None:
         if (
             self._finite
