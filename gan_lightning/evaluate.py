@@ -16,6 +16,7 @@ from gan_lightning.files import write_json
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.metrics.frechet import StreamingStats, frechet_distance
 from gan_lightning.metrics.reference import cached_reference, choose
+from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, first_line
 
 
@@ -134,7 +135,7 @@ def load_images(source: str, n: int | None, data_dir: str = "data") -> tuple[Ten
             raise ConfigError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
         files = [files[i] for i in choose(len(files), n).tolist()] if n else files
         arrays = []
-        for f in files:
+        for f in progress(files, desc=f"reading {path.name}", unit="img"):
             im = read_image(f)
             im = im.convert("L") if im.mode in ("L", "1", "I;16") else im.convert("RGB")
             a = np.asarray(im)
@@ -189,8 +190,10 @@ def fid_between(
             stats.append((ref.mu, ref.sigma, ref.n))
         else:
             s = StreamingStats()
-            for i in range(0, len(images), batch_size):
-                s.update(extract(images[i : i + batch_size].float() / 255).double().cpu())
+            with progress(total=len(images), desc=f"features of {Path(source).name}", unit="img") as bar:
+                for i in range(0, len(images), batch_size):
+                    s.update(extract(images[i : i + batch_size].float() / 255).double().cpu())
+                    bar.update(len(images[i : i + batch_size]))
             stats.append((s.mean, s.cov, s.n))
     value = frechet_distance(stats[0][0], stats[0][1], stats[1][0], stats[1][1])
     return {"fid": value, "a": a, "b": b, "n_a": stats[0][2], "n_b": stats[1][2], "features": ex.key}

@@ -26,6 +26,7 @@ from torch import Tensor
 from gan_lightning.data.base import DataInfo, InMemoryImageModule
 from gan_lightning.data.images import crop_resize, list_images, open_image
 from gan_lightning.data.mnist import MissingDataError
+from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, close_matches
 from gan_lightning.schema import DataConfig
 
@@ -168,7 +169,7 @@ class CelebADataModule(InMemoryImageModule):
         if cache.is_file():
             return torch.from_numpy(np.load(cache))
         out = np.empty((len(files), int(d.channels), int(d.image_size), int(d.image_size)), dtype=np.uint8)
-        for i, f in enumerate(files):
+        for i, f in enumerate(progress(files, desc=f"decoding CelebA ({len(files)} images, once)", unit="img")):
             out[i] = crop_resize(open_image(f, int(d.channels)), int(d.image_size), int(d.crop))
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, first_line
 
 CLASSIFIER_FORMAT = 1  # raise when DomainClassifier or train_classifier change: a new cache key
@@ -150,6 +151,7 @@ def train_classifier(
     steps = epochs * (len(x_train) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps))
     t0 = time.time()
+    bar = progress(total=steps, desc=f"classifier {dataset}", unit="batch", verbose=verbose)
     for epoch in range(epochs):
         net.train()
         perm = torch.randperm(len(x_train), generator=g)
@@ -163,12 +165,15 @@ def train_classifier(
             loss.backward()
             opt.step()
             sched.step()
+            bar.update(1)
         acc = accuracy(net, *test, device=device)
-        if verbose:
-            print(
+        bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", test_acc=f"{acc:.4f}")
+        if verbose:  # six lines: above the bar on a terminal, alone in a log file
+            bar.write(
                 f"[classifier] epoch {epoch + 1}/{epochs} test accuracy {acc:.4f} ({time.time() - t0:.0f} s)",
                 file=sys.stderr,
             )
+    bar.close()
     meta = {
         "format": CLASSIFIER_FORMAT,
         "dataset": dataset,

@@ -18,6 +18,7 @@ from gan_lightning.metrics.frechet import feature_stats, frechet_distance, kid
 from gan_lightning.metrics.modes import class_statistics, inception_score, mode_statistics
 from gan_lightning.metrics.precision_recall import prdc
 from gan_lightning.metrics.reference import Reference
+from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, Registry
 
 
@@ -218,17 +219,19 @@ class Evaluator:
         images01 = samples.detach().float().add(1).div(2).clamp(0, 1)
         out: dict[str, list[Tensor]] = {}
         roles = sorted(self.needs)
-        for i in range(0, len(images01), self.batch_size):
-            batch = images01[i : i + self.batch_size].to(self.device)
-            results: dict[int, tuple[Tensor, Tensor | None]] = {}  # one pass per distinct extractor
-            for role in roles:
-                ex = self.extractor(role)
-                if id(ex) not in results:
-                    results[id(ex)] = ex(batch)
-                feats, probs = results[id(ex)]
-                value = feats if role == "feats" else probs
-                assert value is not None  # probabilities come from the classifier or InceptionLogits
-                out.setdefault(role, []).append(value.float().cpu())
+        with progress(total=len(images01), desc="features of samples", unit="img", verbose=self.verbose) as bar:
+            for i in range(0, len(images01), self.batch_size):
+                batch = images01[i : i + self.batch_size].to(self.device)
+                results: dict[int, tuple[Tensor, Tensor | None]] = {}  # one pass per distinct extractor
+                for role in roles:
+                    ex = self.extractor(role)
+                    if id(ex) not in results:
+                        results[id(ex)] = ex(batch)
+                    feats, probs = results[id(ex)]
+                    value = feats if role == "feats" else probs
+                    assert value is not None  # probabilities come from the classifier or InceptionLogits
+                    out.setdefault(role, []).append(value.float().cpu())
+                bar.update(len(batch))
         return {k: torch.cat(v) for k, v in out.items()}
 
     # ------------------------------------------------------------------ stage 2: reduce

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from gan_lightning.metrics.classifier import cache_dir, fingerprint
 from gan_lightning.metrics.frechet import StreamingStats
+from gan_lightning.progress import progress
 
 REFERENCE_FORMAT = 2
 
@@ -62,13 +63,15 @@ def compute_reference(
     """Stream a split's uint8 images through ``extract`` ([0, 1] -> features)."""
     stats = StreamingStats()
     kept: list[Tensor] = []
-    for i in range(0, len(images_u8), batch_size):
-        feats = extract(images_u8[i : i + batch_size].float() / 255.0).double().cpu()
-        stats.update(feats)
-        if sum(len(k) for k in kept) < max_feats:
-            kept.append(feats.float())
-        if verbose and (i // batch_size) % 20 == 0:
-            print(f"[reference] {key}: {i + len(feats)}/{len(images_u8)} images", file=sys.stderr)
+    with progress(total=len(images_u8), desc="reference statistics", unit="img", verbose=verbose) as bar:
+        for i in range(0, len(images_u8), batch_size):
+            feats = extract(images_u8[i : i + batch_size].float() / 255.0).double().cpu()
+            stats.update(feats)
+            if sum(len(k) for k in kept) < max_feats:
+                kept.append(feats.float())
+            bar.update(len(feats))
+            if verbose and bar.disable and (i // batch_size) % 20 == 0:  # no bar (a log file): a line per 20 batches
+                print(f"[reference] {key}: {i + len(feats)}/{len(images_u8)} images", file=sys.stderr)
     hist = None if labels is None else torch.bincount(labels.long()).double()
     feats = torch.cat(kept)[:max_feats]
     kept_labels = None if labels is None else labels[: len(feats)].long()
