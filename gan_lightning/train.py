@@ -41,8 +41,15 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------- trainer
 def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None) -> list[Any]:
+    """The loggers ``cfg.logger`` names; a trial started by ``wandb agent`` (WANDB_SWEEP_ID set)
+    logs to wandb whatever ``logger`` says, so that its sweep gets its metric."""
+    from gan_lightning.wandb_utils import wants_wandb
+
+    names = list(cfg.logger)
+    if wants_wandb(cfg) and "wandb" not in names:
+        names.append("wandb")
     loggers: list[Any] = []
-    for name in cfg.logger:
+    for name in names:
         if name == "csv":
             loggers.append(MetricsCSV(run_dir, resume_step))
         elif name == "tensorboard":
@@ -52,7 +59,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None) -> li
         elif name == "wandb":
             from gan_lightning.wandb_utils import make_wandb_logger
 
-            loggers.append(make_wandb_logger(cfg, run_dir))
+            loggers.append(make_wandb_logger(cfg, run_dir, resuming=resume_step is not None))
     return loggers
 
 
@@ -196,11 +203,20 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
         all_callbacks.append(StepProgressBar(steps))
     all_callbacks.append(manager)
 
-    trainer = build_trainer(cfg, all_callbacks, build_loggers(cfg, run_dir, resume_step))
-    with worker_env(run_dir, resume):  # DDP workers started by fit find the run here
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
-    if not trainer.is_global_zero:
-        return TrainResult(run_dir, {})
-    if not (run_dir / "summary.json").is_file():
-        manager.write_summary(trainer)
-    return TrainResult(run_dir, read_summary(run_dir) or {})
+    loggers = build_loggers(cfg, run_dir, resume_step)
+    wandb_id = next((lg.stable_id for lg in loggers if hasattr(lg, "stable_id")), None)
+    if wandb_id:
+        state.extra["wandb_id"] = wandb_id
+    trainer = build_trainer(cfg, all_callbacks, loggers)
+    try:
+        with worker_env(run_dir, resume):  # DDP workers started by fit find the run here
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
+        if not trainer.is_global_zero:
+            return TrainResult(run_dir, {})
+        if not (run_dir / "summary.json").is_file():
+            manager.write_summary(trainer)
+        return TrainResult(run_dir, read_summary(run_dir) or {})
+    finally:
+        from gan_lightning.wandb_utils import finish_wandb
+
+        finish_wandb(trainer, state.status)
