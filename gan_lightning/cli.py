@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
 import sys
@@ -105,6 +106,16 @@ def _study(args: argparse.Namespace) -> int:
     sdir = run_study(args.overrides)
     print((sdir / "report.md").read_text())
     print(f"study directory: {sdir}")
+    report = json.loads((sdir / "report.json").read_text())
+    missing = [r for r in report["per_seed"] if r.get("status") != "completed"]
+    if missing:  # the report is written either way; the exit code says it is incomplete
+        listed = "; ".join(f"seed {r['seed']}: {r.get('error') or r.get('status') or 'no run'}" for r in missing)
+        print(
+            f"error: {len(missing)} of {len(report['per_seed'])} seeds did not complete ({listed}); "
+            "run the same command again to retry them (completed seeds are kept)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -120,12 +131,23 @@ def _compare(args: argparse.Namespace) -> int:
         verdict = "DIFFER" if m["differ"] else "no significant difference"
         print(
             f"{key}: A {m['mean_a']:.4g} (n={m['n_a']}) vs B {m['mean_b']:.4g} (n={m['n_b']}): {verdict} at "
-            f"alpha={r['alpha']} (Welch t={m['welch_t']:.3g}, p={m['welch_p']:.3g}; "
-            f"Mann-Whitney U={m['mann_whitney_u']:.3g}, "
-            f"p={m['mann_whitney_p']:.3g}); Cohen's d={m['cohens_d']:.3g}, P(A > B)={m['prob_a_greater']:.2f}"
+            f"FDR {r['alpha']} (Welch t={m['welch_t']:.3g}, p={m['welch_p']:.3g}, "
+            f"adjusted {m['welch_p_adjusted']:.3g}; Mann-Whitney U={m['mann_whitney_u']:.3g}, "
+            f"p={m['mann_whitney_p']:.3g}, adjusted {m['mann_whitney_p_adjusted']:.3g}); "
+            f"Cohen's d={m['cohens_d']:.3g}, P(A > B)={m['prob_a_greater']:.2f}"
         )
     if args.out:
         write_json(Path(args.out), r)
+    from gan_lightning.plots import plot_comparison
+
+    default = (
+        Path(args.out).with_suffix(".png")
+        if args.out
+        else Path(f"compare_{Path(args.a).name}_vs_{Path(args.b).name}.png")
+    )
+    plot = plot_comparison(r["values"], (str(args.a), str(args.b)), Path(args.plot) if args.plot else default)
+    if plot is not None:
+        print(f"plot: {plot}")
     return 0
 
 
@@ -264,12 +286,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.set_defaults(func=_study)
 
-    c = sub.add_parser("compare", help="do two studies differ? Welch's t and Mann-Whitney U on final values")
+    c = sub.add_parser(
+        "compare",
+        help="do two studies differ? Welch's t and Mann-Whitney U on final values, FDR-controlled across metrics",
+    )
     c.add_argument("a")
     c.add_argument("b")
     c.add_argument("--metrics", default="")
     c.add_argument("--alpha", type=float, default=0.05)
     c.add_argument("--out", default=None, help="also write the comparison as JSON")
+    c.add_argument(
+        "--plot",
+        default=None,
+        help="the plot of both studies' final values (default: beside --out, else ./compare_A_vs_B.png)",
+    )
     c.set_defaults(func=_compare)
 
     sw = sub.add_parser("sweep", help="a wandb sweep file: online with wandb, or --offline with the sweeps engine")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -102,10 +103,10 @@ def _holder_text(path: Path) -> str:
         return f"pid {text}" if text.isdigit() else text[:200]
 
 
-def locked_message(run_dir: Path, holder: str) -> str:
+def locked_message(run_dir: Path, holder: str, what: str = "run") -> str:
     return (
-        f"run directory {run_dir} is locked by {holder}: another process is running this run "
-        f"(one process per run directory). Wait for it or stop it, or choose another out=DIR"
+        f"{what} directory {run_dir} is locked by {holder}: another process is running this {what} "
+        f"(one process per {what} directory). Wait for it or stop it, or choose another out=DIR"
     )
 
 
@@ -126,6 +127,24 @@ def lock_holder(run_dir: Path) -> str | None:
         os.close(fd)
 
 
+def make_run_dir(run_dir: Path) -> None:
+    """Create the run directory, or say in one line why ``out=`` cannot be one (a file is in the
+    way, the disk is read-only, no permission)."""
+    blocking = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        where = "" if blocking == run_dir else f" (inside out={run_dir})"
+        raise ConfigError(f"out={run_dir}: {blocking} is a file, not a directory{where}; choose another out=DIR")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        reasons = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable (permission denied)"}
+        reasons[errno.EPERM] = reasons[errno.EACCES]
+        if e.errno not in reasons:
+            raise
+        where = str(e.filename or run_dir)
+        raise ConfigError(f"out={run_dir}: {where} {reasons[e.errno]}; choose another out=DIR") from None
+
+
 class RunLock:
     """One process per run directory: an exclusive ``flock`` on ``<run_dir>/run.lock`` for the
     life of the run. The kernel drops a flock when its holder dies, however it dies, so a lock is
@@ -134,7 +153,8 @@ class RunLock:
     died: it is taken over with a notice). Directories the lock created are removed on release
     while still empty (a run that failed before writing anything leaves nothing)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, what: str = "run") -> None:
+        self.what = what  # named in the error: "run" or "study"
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
         self._fd: int | None = None
@@ -149,7 +169,7 @@ class RunLock:
 
     def acquire(self) -> None:
         self._created = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(self.run_dir)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -163,7 +183,7 @@ class RunLock:
                         break
                     time.sleep(0.05)
                 self._remove_created()
-                raise ConfigError(locked_message(self.run_dir, holder or "another process")) from None
+                raise ConfigError(locked_message(self.run_dir, holder or "another process", self.what)) from None
             try:  # a releasing holder unlinks the file: the locked file must still be the one at the path
                 if os.path.samestat(os.fstat(fd), os.stat(self.path)):
                     break
@@ -232,16 +252,7 @@ def worker_env(run_dir: Path, resume: Path | None) -> Iterator[None]:
 
 def train_command(overrides: list[str], out: str | Path) -> list[str]:
     """``gan-lightning train`` in this interpreter, into ``out``, resuming what is there."""
-    return [
-        sys.executable,
-        "-m",
-        "gan_lightning",
-        "train",
-        *overrides,
-        f"out={out}",
-        "resume=auto",
-        "log.progress=false",
-    ]
+    return [sys.executable, "-m", "gan_lightning", "train", *overrides, f"out={out}", "resume=auto"]
 
 
 def threads_env(jobs: int) -> dict[str, str]:
@@ -257,6 +268,7 @@ def run_train(overrides: list[str], out: str | Path, log: Path, env: Mapping[str
     """Run ``train_command`` as a subprocess, appending its output to ``log``; returns its exit code."""
     cmd = train_command(overrides, out)
     child_env = {k: v for k, v in os.environ.items() if k not in (RUN_DIR_ENV, RESUME_ENV)}  # not a DDP worker
+    child_env["GAN_LIGHTNING_PROGRESS"] = "0"  # its log gets a progress line per 10% of the run, never a bar
     child_env.update(env or {})
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:

@@ -1,6 +1,7 @@
 """Seeded multi-run studies: one normal run per seed, then honest aggregates and plots.
 
 ``gan-lightning study exp=NAME seeds=0-9 [jobs=K] [reproducible=true] [out=DIR] [k=v ...]``
+``... launcher=submitit [cluster=slurm|local] [partition=P] [timeout_min=M] [gpus_per_job=G]``
 
 Each seed is a subprocess ``gan-lightning train ... seed=S out=<study>/seed_S resume=auto``, so a
 study resumes by itself: a completed seed is skipped, an interrupted one continues from its
@@ -10,12 +11,14 @@ little, the spread over seeds says more.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
+import queue
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,13 @@ from typing import Any
 import numpy as np
 
 from gan_lightning.files import write_json
+from gan_lightning.plots import read_curves
+from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError
-from gan_lightning.rundir import last_error, read_summary, run_train, threads_env
+from gan_lightning.rundir import RunLock, last_error, read_summary, run_train, threads_env
 
-STUDY_KEYS = ("seeds", "jobs", "reproducible")
+STUDY_KEYS = ("seeds", "jobs", "reproducible", "launcher", "cluster", "partition", "timeout_min", "gpus_per_job")
+LAUNCHERS = ("local", "submitit")
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -77,9 +83,71 @@ def is_done(run_dir: Path) -> bool:
     return s.get("status") == "completed" and s.get("steps_done", 0) >= s.get("steps", 1)
 
 
-def run_one(overrides: list[str], seed: int, out: Path, group: str, log: Path, jobs: int = 1) -> int:
-    """One seed's run as a subprocess; with ``jobs`` runs in parallel each gets cores / jobs threads."""
-    return run_train([*overrides, f"seed={seed}"], out, log, {"GAN_LIGHTNING_GROUP": group, **threads_env(jobs)})
+def run_one(
+    overrides: list[str], seed: int, out: Path, group: str, log: Path, jobs: int = 1, gpu: int | None = None
+) -> int:
+    """One seed's run as a subprocess; with ``jobs`` runs in parallel each gets cores / jobs threads,
+    and ``gpu`` (when given) is the one GPU it sees."""
+    env = {"GAN_LIGHTNING_GROUP": group, **threads_env(jobs)}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    return run_train([*overrides, f"seed={seed}"], out, log, env)
+
+
+def visible_gpus() -> list[int]:
+    """The GPUs this process may hand out (none on a CPU machine)."""
+    import torch
+
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def gpu_slots(jobs: int, gpus: list[int]) -> queue.Queue[int | None]:
+    """One slot per parallel job, dealt round-robin over the GPUs: with 4 GPUs and jobs=4 each run
+    has a GPU of its own; with jobs=8 two runs share each GPU. No GPUs: slots of None."""
+    slots: queue.Queue[int | None] = queue.Queue()
+    for i in range(jobs):
+        slots.put(gpus[i % len(gpus)] if gpus else None)
+    return slots
+
+
+def train_seed_job(overrides: list[str], seed: int, sdir: str, threads_jobs: int = 1) -> int:
+    """One seed, as a submitit job (SLURM array task, or a local process): the same subprocess as a
+    local study, so the run directory, its resume and the report are the same."""
+    study_dir = Path(sdir)
+    log = study_dir / "logs" / f"seed_{seed}.log"
+    return run_one(overrides, seed, study_dir / f"seed_{seed}", study_dir.name, log, threads_jobs)
+
+
+def launch_submitit(
+    study: dict[str, str], overrides: list[str], todo: list[int], sdir: Path
+) -> Iterator[tuple[int, int, str]]:
+    """Submit the seeds as one job array through submitit (SLURM where ``sbatch`` exists, else local
+    processes; ``cluster=`` forces one) and yield (seed, exit code, error) as jobs finish."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("launcher=submitit needs submitit: pip install 'gan_lightning[cluster]'") from None
+    cluster = study.get("cluster") or None
+    executor = submitit.AutoExecutor(folder=sdir / "submitit", cluster=cluster)
+    params: dict[str, Any] = {"name": f"study-{sdir.name}", "timeout_min": int(study.get("timeout_min", 24 * 60))}
+    if study.get("gpus_per_job"):
+        params["gpus_per_node"] = int(study["gpus_per_job"])
+    if study.get("partition"):
+        params["slurm_partition"] = study["partition"]
+    executor.update_parameters(**params)
+    local = executor.cluster in ("local", "debug")  # processes on this machine share its cores
+    jobs = executor.map_array(
+        train_seed_job, [overrides] * len(todo), todo, [str(sdir)] * len(todo), [len(todo) if local else 1] * len(todo)
+    )
+    for seed, job in zip(todo, jobs):
+        try:
+            yield seed, int(job.result()), ""
+        except Exception as e:  # the job itself failed (killed, timed out, node lost): its seed is reported
+            yield (
+                seed,
+                1,
+                f"submitit job {job.job_id}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
+            )
 
 
 def run_study(args: list[str], echo: bool = True) -> Path:
@@ -91,12 +159,30 @@ def run_study(args: list[str], echo: bool = True) -> Path:
         raise ConfigError("a study needs seeds=..., e.g. seeds=0-4")
     seeds = parse_seeds(study["seeds"])
     jobs = max(1, int(study.get("jobs", 1)))
+    launcher = study.get("launcher", "local")
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"bad value for 'launcher': '{launcher}'; use one of {', '.join(LAUNCHERS)}")
     cfg = load_config(overrides)  # fails here, before any run starts, on a bad key or value
     exp = str(cfg.exp)
     if not any(a.startswith("exp=") for a in overrides):
         overrides = [f"exp={exp}", *overrides]
     sdir = Path(study["out"]) if "out" in study else study_dir_for(exp, overrides)
-    sdir.mkdir(parents=True, exist_ok=True)
+    with RunLock(sdir, what="study"):  # one process per study: a second would rewrite its report
+        _run_seeds_and_report(study, overrides, seeds, jobs, launcher, cfg, sdir, echo)
+    return sdir
+
+
+def _run_seeds_and_report(
+    study: dict[str, str],
+    overrides: list[str],
+    seeds: list[int],
+    jobs: int,
+    launcher: str,
+    cfg: Any,
+    sdir: Path,
+    echo: bool,
+) -> None:
+    exp = str(cfg.exp)
     write_json(sdir / "study.json", {"exp": exp, "seeds": seeds, "overrides": overrides})
 
     todo = [s for s in seeds if not is_done(sdir / f"seed_{s}")]
@@ -104,26 +190,43 @@ def run_study(args: list[str], echo: bool = True) -> Path:
         print(f"study {sdir}: {len(seeds) - len(todo)} of {len(seeds)} seeds already done", file=sys.stderr)
 
     errors: dict[int, str] = {}  # e.g. a seed's run directory locked by another study's run
+    bar = progress(total=len(todo), desc=f"study {sdir.name}", unit="seed", verbose=echo)
+    slots = gpu_slots(jobs, visible_gpus())
 
-    def one(seed: int) -> tuple[int, int]:
-        t0 = time.time()
-        log = sdir / "logs" / f"seed_{seed}.log"
-        code = run_one(overrides, seed, sdir / f"seed_{seed}", sdir.name, log, jobs)
+    def finished(seed: int, code: int, t0: float, why: str = "") -> None:
         if code != 0:
-            errors[seed] = last_error(log) or f"exit {code}"
+            errors[seed] = why or last_error(sdir / "logs" / f"seed_{seed}.log") or f"exit {code}"
         if echo:
             s = read_summary(sdir / f"seed_{seed}") or {}
-            what = f"error: {errors[seed]}" if code == 2 else s.get("status", "no summary")
-            print(f"  seed {seed}: {what} ({time.time() - t0:.0f} s, exit {code})", file=sys.stderr)
-        return seed, code
+            what = f"error: {errors[seed]}" if code == 2 or why else s.get("status", "no summary")
+            bar.write(f"  seed {seed}: {what} ({time.time() - t0:.0f} s, exit {code})", file=sys.stderr)
+        bar.update(1)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, todo))
+    def one(seed: int) -> None:
+        t0, gpu = time.time(), slots.get()
+        try:
+            log = sdir / "logs" / f"seed_{seed}.log"
+            code = run_one(overrides, seed, sdir / f"seed_{seed}", sdir.name, log, jobs, gpu)
+        finally:
+            slots.put(gpu)
+        finished(seed, code, t0)
+
+    with bar:
+        if launcher == "submitit" and todo:
+            t0 = time.time()
+            for seed, code, why in launch_submitit(study, overrides, todo, sdir):
+                finished(seed, code, t0, why)
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                list(pool.map(one, todo))
     repro = None
     if str(study.get("reproducible", "false")).lower() in ("1", "true", "yes"):
         repro = reproducibility_check(overrides, seeds[0], sdir, echo)
     write_report(sdir, seeds, repro, errors)
-    return sdir
+    if "wandb" in list(cfg.logger):  # the study's plots beside its runs (the same wandb group)
+        from gan_lightning.wandb_utils import log_study_plots
+
+        log_study_plots(sdir, exp, [sdir / "curves.png", sdir / "finals.png"])
 
 
 def reproducibility_check(overrides: list[str], seed: int, sdir: Path, echo: bool = True) -> dict[str, Any]:
@@ -160,14 +263,32 @@ def reproducibility_check(overrides: list[str], seed: int, sdir: Path, echo: boo
 def bootstrap_ci(
     values: list[float], level: float = 0.95, resamples: int = 10000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean."""
+    """BCa bootstrap interval of the mean (``scipy.stats.bootstrap``; Efron 1987): bias- and
+    skew-corrected, so better than the percentile interval at the few seeds a study has. Where BCa is
+    undefined (fewer than 3 values, or all equal) the percentile interval is given."""
+    from scipy import stats
+
     x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return float(x[0]), float(x[0])
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), (resamples, len(x)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+    if len(x) < 2 or float(x.min()) == float(x.max()):
+        return float(x.mean()), float(x.mean())
+    method = "BCa" if len(x) >= 3 else "percentile"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BCa's "degenerate distribution" warning falls back below
+        res = stats.bootstrap(
+            (x,), np.mean, confidence_level=level, n_resamples=resamples, method=method, rng=np.random.default_rng(seed)
+        )
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        res = stats.bootstrap(
+            (x,),
+            np.mean,
+            confidence_level=level,
+            n_resamples=resamples,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return lo, hi
 
 
 def aggregate(values: list[float]) -> dict[str, float]:
@@ -286,22 +407,6 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_curves(run_dir: Path) -> dict[str, tuple[list[float], list[float]]]:
-    curves: dict[str, tuple[list[float], list[float]]] = {}
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return curves
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            step = float(row["step"])
-            for k, v in row.items():
-                if k != "step" and v not in ("", None):
-                    xs, ys = curves.setdefault(k, ([], []))
-                    xs.append(step)
-                    ys.append(float(v))
-    return curves
-
-
 def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
     """curves.png: each metric over steps, mean with a min-max band across seeds;
     finals.png: a strip plot with a box of each metric's final values."""
@@ -353,7 +458,8 @@ def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
 def compare_studies(
     a: str | Path, b: str | Path, metrics: list[str] | None = None, alpha: float = 0.05
 ) -> dict[str, Any]:
-    """Welch's t and Mann-Whitney U on the final values of two studies, with effect sizes."""
+    """Welch's t and Mann-Whitney U on the final values of two studies, with effect sizes; the
+    p-values are adjusted for the number of metrics compared (Benjamini-Hochberg)."""
     from scipy import stats
 
     reports = [json.loads((Path(p) / "report.json").read_text()) for p in (a, b)]
@@ -367,7 +473,14 @@ def compare_studies(
         for rep in reports
     ]
     keys = metrics or sorted(set(finals[0]) & set(finals[1]))
-    out: dict[str, Any] = {"a": str(a), "b": str(b), "alpha": alpha, "metrics": {}}
+    out: dict[str, Any] = {
+        "a": str(a),
+        "b": str(b),
+        "alpha": alpha,
+        "multiple_testing": "Benjamini-Hochberg false discovery rate across the metrics compared",
+        "metrics": {},
+        "values": {},  # each metric's final values in A and in B
+    }
     for key in keys:
         x, y = (np.asarray(f.get(key, []), dtype=np.float64) for f in finals)
         if len(x) < 2 or len(y) < 2:
@@ -388,6 +501,25 @@ def compare_studies(
             "mann_whitney_p": float(mwu.pvalue),
             "cohens_d": d,  # difference of means over the pooled std
             "prob_a_greater": float(mwu.statistic / (len(x) * len(y))),  # common-language effect size
-            "differ": bool(welch.pvalue < alpha and mwu.pvalue < alpha),
         }
+        out["values"][key] = [x.tolist(), y.tolist()]
+    control_false_discoveries(out["metrics"], alpha)
     return out
+
+
+def control_false_discoveries(metrics: dict[str, dict[str, Any]], alpha: float) -> None:
+    """Benjamini-Hochberg across the compared metrics (``scipy.stats.false_discovery_control``):
+    each test's adjusted p-value; a metric differs when both tests' adjusted p-values are below
+    ``alpha``, so the expected share of false "differ" verdicts among them stays at most ``alpha``."""
+    from scipy import stats
+
+    tested = [k for k, m in metrics.items() if "welch_p" in m]
+    if not tested:
+        return
+    for test in ("welch_p", "mann_whitney_p"):
+        adjusted = stats.false_discovery_control([metrics[k][test] for k in tested], method="bh")
+        for key, value in zip(tested, adjusted):
+            metrics[key][test + "_adjusted"] = float(value)
+    for key in tested:
+        m = metrics[key]
+        m["differ"] = bool(m["welch_p_adjusted"] < alpha and m["mann_whitney_p_adjusted"] < alpha)

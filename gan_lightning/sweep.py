@@ -9,6 +9,10 @@ Offline (``--offline`` or no network) the same file is driven by wandb's open-so
 the ``sweeps`` package (grid, random, bayes): each trial runs here as a normal run directory
 (an offline wandb run when ``logger=wandb`` and WANDB_MODE=offline), its ``summary.json`` feeds
 the metric back to the engine, and ``results.csv``/``results.md`` hold the table.
+
+Online and offline rank trials by the same value, :func:`rank_value`: the metric's **best** value
+over the trial's evaluations. Online, each trial started by ``wandb agent`` logs to wandb (even
+with ``logger=csv``) and writes that value to its wandb summary under ``metric.name``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import yaml
 
 from gan_lightning.files import write_json
+from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError
 from gan_lightning.rundir import last_error, read_summary, run_train
 
@@ -39,6 +44,11 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a wandb sweep config (it needs 'method' and 'parameters')")
     if cfg["method"] != "grid" and "metric" not in cfg:
         raise ConfigError(f"{path}: method '{cfg['method']}' needs a 'metric: {{name, goal}}'")
+    if "${args_no_hyphens}" not in [str(w) for w in cfg.get("command") or []]:
+        raise ConfigError(
+            f"{path}: the sweep's 'command' must end with ${{args_no_hyphens}} (each parameter as a key=value "
+            "override of gan-lightning train); wandb's default command passes --key=value, which train rejects"
+        )
     return cfg
 
 
@@ -57,16 +67,54 @@ def check_keys(cfg: dict[str, Any]) -> None:
         value = spec.get("value", spec.get("values", [spec.get("min", 1)])[0] if "values" in spec else spec.get("min"))
         example.append(f"{key}={value}")
     load_config([*fixed_overrides(cfg), *example])
+    check_goal(cfg)
+
+
+def check_goal(cfg: dict[str, Any]) -> None:
+    """The sweep's ``metric.goal`` must agree with the metric's direction: a trial's value is its
+    best evaluation by that direction (:func:`rank_value`), which the goal then maximizes or
+    minimizes. A metric without a direction (``kid_std``) has no best value: no sweep signal."""
+    from gan_lightning.metrics.evaluator import METRICS, full_key
+
+    name, goal = (cfg.get("metric") or {}).get("name"), (cfg.get("metric") or {}).get("goal")
+    if not name:
+        return
+    directions = {full_key(n, k): d for n in METRICS for k, d in METRICS[n].directions.items()}
+    base = name[len("raw/") :] if name.startswith("raw/") else name
+    if base not in directions:  # e.g. a translation metric: not checked here
+        return
+    higher = directions[base]
+    if higher is None:
+        with_direction = ", ".join(sorted(k for k, d in directions.items() if d is not None))
+        raise ConfigError(
+            f"sweep metric '{name}' has no direction, so a trial has no best value to rank by; use one of "
+            f"{with_direction}"
+        )
+    want = "maximize" if higher else "minimize"
+    if goal != want:
+        raise ConfigError(
+            f"sweep metric '{name}' is better when {'higher' if higher else 'lower'}: its goal must be '{want}', "
+            f"not '{goal}' (a trial's value is its best '{name}')"
+        )
 
 
 def flat_params(run_config: dict[str, Any]) -> dict[str, Any]:
     return {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in run_config.items()}
 
 
-def metric_of(summary: dict[str, Any] | None, name: str) -> float | None:
+def rank_value(summary: dict[str, Any] | None, name: str) -> float | None:
+    """The value a sweep ranks a trial by: the **best** value of metric ``name`` over the run's
+    evaluations (by the metric's own direction: the lowest FID, the highest mode coverage), i.e.
+    ``summary.json``'s ``best[name]["value"]``; None when the run has none (a metric without a
+    direction, or never finite). Both sweep paths use it: the offline driver reads it from each
+    trial's summary.json, and a trial under ``wandb agent`` writes it to its wandb summary under
+    ``name`` at the end of the run. Best, not final, because wandb's sweep engine (bayes) takes the
+    extremum of a metric over the run's logged history and summary: a trial's value online is its
+    best evaluation, whatever the summary says."""
     if not summary:
         return None
-    value = summary.get("final", {}).get(name)
+    entry = (summary.get("best") or {}).get(name)
+    value = entry.get("value") if isinstance(entry, dict) else None
     return float(value) if value is not None else None
 
 
@@ -96,6 +144,7 @@ def run_offline(
         )
         for r in rows
     ]
+    bar = progress(total=count, initial=min(len(rows), count), desc=f"sweep {sdir.name}", unit="trial", verbose=echo)
     while len(rows) < count:
         np.random.seed(seed + len(rows))
         random.seed(seed + len(rows))
@@ -106,7 +155,7 @@ def run_offline(
         trial = f"trial_{len(rows):03d}"
         trial_dir = sdir / trial
         if echo:
-            print(f"[sweep] {trial}: {' '.join(f'{k}={v}' for k, v in params.items())}", file=sys.stderr)
+            bar.write(f"[sweep] {trial}: {' '.join(f'{k}={v}' for k, v in params.items())}", file=sys.stderr)
         code = run_train(
             [*fixed_overrides(cfg), *[f"{k}={v}" for k, v in params.items()]],
             trial_dir,
@@ -115,7 +164,7 @@ def run_offline(
         )
         # exit 2: refused before training (a bad value, or the directory locked by another run)
         summary = read_summary(trial_dir) if code != 2 else None
-        value = metric_of(summary, metric) if metric else None
+        value = rank_value(summary, metric) if metric else None
         row = {
             "trial": trial,
             "params": params,
@@ -135,6 +184,8 @@ def run_offline(
                 summary_metrics={metric: value} if metric and value is not None else {},
             )
         )
+        bar.update(1)
+    bar.close()
     save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"))
     return sdir, rows
 
@@ -168,10 +219,19 @@ def save_rows(sdir: Path, rows: list[dict[str, Any]], metric: str | None, goal: 
             f"| {r['trial']}{mark} | {r['status']} | {m} | " + " | ".join(str(r["params"].get(k)) for k in keys) + " |"
         )
     (sdir / "results.md").write_text("\n".join(lines) + "\n")
+    if metric:
+        from gan_lightning.plots import plot_sweep
+
+        plot_sweep([r for r in rows if r["status"] == "completed"], metric, sdir / "results.png")
 
 
 def run_online(path: str | Path, count: int) -> int:
-    """``wandb sweep FILE`` then ``wandb agent ID --count N`` (needs a wandb login and network)."""
+    """``wandb sweep FILE`` then ``wandb agent ID --count N`` (needs a wandb login and network).
+    Each trial the agent starts logs to wandb (whatever its ``logger``) and, at its end, writes its
+    :func:`rank_value` under ``metric.name`` to its wandb summary; the agent's environment names
+    the metric (``GAN_LIGHTNING_SWEEP_METRIC``) so that a trial without it says so."""
+    cfg = load_sweep(path)
+    check_keys(cfg)  # a bad key or goal fails here, before a sweep is created on the server
     out = subprocess.run(["wandb", "sweep", str(path)], capture_output=True, text=True)
     text = out.stdout + out.stderr
     sys.stderr.write(text)
@@ -180,7 +240,13 @@ def run_online(path: str | Path, count: int) -> int:
     )
     if out.returncode != 0 or not sweep_id:
         raise ConfigError("`wandb sweep` failed (not logged in, or no network?); run the sweep locally with --offline")
-    return subprocess.run(["wandb", "agent", *shlex.split(sweep_id), "--count", str(count)]).returncode
+    from gan_lightning.wandb_utils import SWEEP_METRIC_ENV
+
+    env = dict(os.environ)
+    metric = (cfg.get("metric") or {}).get("name")
+    if metric:
+        env[SWEEP_METRIC_ENV] = str(metric)
+    return subprocess.run(["wandb", "agent", *shlex.split(sweep_id), "--count", str(count)], env=env).returncode
 
 
 def best_overrides(sdir: Path, sweep_file: str | Path) -> list[str]:

@@ -80,20 +80,25 @@ else:
         ),
         (
             "md",
-            "Metrics over training (`metrics.csv` has one row per logged step) and samples from the final checkpoint with `sample`:",
+            "Metrics over training (`metrics.csv` has one row per logged step; every run also draws them as `curves.png`) and samples from the final checkpoint with `sample`:",
         ),
         (
             "code",
-            """import csv
+            """import matplotlib.pyplot as plt
+from gan_lightning.plots import read_curves
 from gan_lightning.sample import sample_data_space
 
 if FASHION:
-    with open(fm.run_dir / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    for r in [r for r in rows if r.get("loss/d")][-5:]:
-        print({c: r[c] for c in ("step", "loss/d", "loss/g")})
-    evals = [r for r in rows if r.get("fid")]
-    print("FID (EMA G) over steps:", [(r["step"], round(float(r["fid"]), 2)) for r in evals])
+    curves = read_curves(fm.run_dir)
+    fig, (ax_loss, ax_fid) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for key in ("loss/d", "loss/g"):
+        ax_loss.plot(*curves[key], label=key)
+    ax_loss.set_xlabel("G step"); ax_loss.legend(); ax_loss.set_title("losses")
+    for key, label in (("fid", "EMA G"), ("raw/fid", "raw G")):
+        if key in curves:
+            ax_fid.plot(*curves[key], marker="o", label=label)
+    ax_fid.set_xlabel("G step"); ax_fid.set_ylabel("FID (classifier features)"); ax_fid.legend(); ax_fid.set_title("FID over training")
+    plt.show()
     x, model = sample_data_space(fm.run_dir / "checkpoints" / "last.ckpt", 16, seed=0)
     print("samples:", tuple(x.shape), "in [", float(x.min()), ",", float(x.max()), "]")""",
         ),

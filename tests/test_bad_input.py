@@ -220,3 +220,53 @@ def test_an_image_size_the_nets_cannot_take_is_refused_at_config_time(
     assert main(["train", *args, *data, *TINY, "steps=1"]) == 2
     line = one_error(capsys.readouterr().err)
     assert "bad value for 'data.image_size'" in line and needed in line, line
+
+
+def test_out_that_is_a_file_is_refused_and_the_file_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    assert main(["train", "exp=gmm_ring", "steps=2", f"out={target}"]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert str(target) in line and "is a file" in line and "out=" in line
+    assert target.read_text() == "mine"
+    inner = target / "run"  # a file as a parent directory
+    assert main(["train", "exp=gmm_ring", "steps=2", f"out={inner}"]) == 2
+    assert str(target) in one_error(capsys.readouterr().err)
+
+
+def test_out_on_a_read_only_disk_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root ignores permission bits, so the read-only file system is simulated at mkdir."""
+    real_mkdir = Path.mkdir
+
+    def read_only(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.is_relative_to(tmp_path / "ro"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(["train", "exp=gmm_ring", "steps=2", f"out={tmp_path / 'ro' / 'run'}"]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert "read-only" in line.lower() and str(tmp_path / "ro") in line and "out=" in line
+
+
+def test_a_full_disk_while_writing_metrics_csv_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+
+    from gan_lightning.callbacks.csv_logger import MetricsCSV
+
+    logger = MetricsCSV(tmp_path)
+    logger.log_metrics({"loss/d": 1.0}, step=1)
+    before = (tmp_path / "metrics.csv").read_text()
+
+    def full(self: Any, rows: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "metrics.csv.tmp"))
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", full)
+    with pytest.raises(OSError):
+        logger.log_metrics({"loss/d": 2.0}, step=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]  # no metrics.csv.tmp left
+    assert (tmp_path / "metrics.csv").read_text() == before  # the last whole file is kept

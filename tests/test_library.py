@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -53,3 +54,43 @@ def test_readme_library_example_runs_and_metrics_reach_callback_metrics(tmp_path
     z = torch.randn(16, model.z_dim, generator=torch.Generator().manual_seed(3))
     reloaded = namespace["generator"]
     assert torch.equal(reloaded.generate_from(z), model.generate_from(z.to(model.device)).cpu())
+
+
+def _fit(overrides: list[str], **trainer_kwargs: Any) -> Any:
+    import lightning as L
+
+    from gan_lightning import build_datamodule, build_model, load_config
+
+    cfg = load_config(["exp=gmm_ring", "metrics.names=[]", *overrides])
+    L.seed_everything(0, verbose=False)
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg, datamodule.info)
+    kwargs = {"max_epochs": -1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    trainer = L.Trainer(**{**kwargs, **trainer_kwargs})
+    trainer.fit(model, datamodule=datamodule)
+    return model, trainer
+
+
+def test_epochs_of_a_user_trainer_continue_the_data_stream() -> None:
+    """``limit_train_batches=K`` makes an epoch K G steps (so epoch-end callbacks act every K
+    steps); the next epoch continues the stream where the last ended, so the weights equal those of
+    one endless epoch."""
+    endless, _ = _fit(["steps=30"])
+    epochs, trainer = _fit(["steps=30"], limit_train_batches=10)
+    assert epochs.g_step == endless.g_step == 30 and trainer.current_epoch >= 2
+    for (name, a), b in zip(endless.state_dict().items(), epochs.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_early_stopping_acts_on_a_logged_metric() -> None:
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from gan_lightning import build_datamodule, load_config, metrics_callback
+
+    overrides = ["steps=400", "metrics.names=[modes]", "metrics.every=10", "metrics.n=300"]
+    cfg = load_config(["exp=gmm_ring", *overrides])
+    metrics = metrics_callback(cfg, build_datamodule(cfg))
+    # stop as soon as the monitored value reaches the threshold: at the first epoch end (step 10)
+    stop = EarlyStopping(monitor="modes/covered", mode="max", stopping_threshold=-1.0, check_on_train_epoch_end=True)
+    model, trainer = _fit(overrides, limit_train_batches=10, callbacks=[metrics, stop])
+    assert model.g_step == 10 and stop.stopped_epoch == 0 and trainer.should_stop

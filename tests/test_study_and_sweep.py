@@ -147,6 +147,10 @@ def test_offline_sweep_runs_trials_and_writes_a_table(tmp_path) -> None:
     table = (sdir / "results.md").read_text()
     assert table.count("trial_") == 3 and "**best**" in table
     assert (sdir / "results.csv").read_text().count("\n") == 4
+    from PIL import Image
+
+    with Image.open(sdir / "results.png") as im:  # the metric against each varied parameter: two panels
+        assert im.size == (2 * 360, 320)
     _again_dir, again = run_offline(sweep, 3, tmp_path / "sw", echo=False)  # resumes: nothing more to do
     assert [r["trial"] for r in again] == [r["trial"] for r in rows]
 

@@ -72,11 +72,15 @@ class MetricsCSV(Logger):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(self.path)
+        try:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.columns)
+                writer.writeheader()
+                writer.writerows(self.rows)
+            tmp.replace(self.path)
+        except BaseException:  # e.g. a full disk: keep the last whole file, leave no temporary one
+            tmp.unlink(missing_ok=True)
+            raise
         self._dirty = False
 
     @rank_zero_only

@@ -324,7 +324,15 @@ class RunManager(Checkpoint):
             **s.extra,
         }
         write_json(s.run_dir / "summary.json", summary)
+        from gan_lightning.plots import plot_run_curves
+
+        metric_keys = [k for k in s.final if k != "step"]
+        curves = plot_run_curves(
+            s.run_dir, metric_keys, title=f"{s.exp}, seed {s.seed}: {s.steps_done} G steps ({s.status})"
+        )
         if trainer is not None:
+            from gan_lightning.callbacks.samples import log_image_file
             from gan_lightning.wandb_utils import push_summary
 
+            log_image_file(trainer, "curves", curves, s.steps_done)  # to wandb / TensorBoard as an image
             push_summary(trainer, summary)

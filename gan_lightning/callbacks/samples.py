@@ -20,10 +20,21 @@ def to_unit(x: Tensor) -> Tensor:
     return x.add(1.0).div_(2.0).clamp_(0.0, 1.0)
 
 
+MIN_TILE = 64  # pixels: smaller images (MNIST's 28, CIFAR's 32) are enlarged to be seen
+
+
+def upscale(images: Tensor, min_size: int = MIN_TILE) -> Tensor:
+    """Images smaller than ``min_size`` enlarged by a whole factor, nearest neighbour (every pixel
+    becomes a k x k block: nothing is smoothed or invented)."""
+    k = math.ceil(min_size / max(1, min(images.shape[-2:])))
+    return images.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1) if k > 1 else images
+
+
 def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> Tensor:
-    """Save [0, 1] images (N, C, H, W) as one PNG grid; returns the grid."""
+    """Save [0, 1] images (N, C, H, W) as one PNG grid, tiles enlarged to at least ``MIN_TILE``
+    pixels; returns the grid."""
     nrow = nrow or max(1, math.ceil(math.sqrt(len(images))))
-    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
+    grid = make_grid(upscale(images.detach().float().cpu()), nrow=nrow, padding=2, pad_value=1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, path)
     return grid
@@ -76,6 +87,7 @@ class SampleGrids(L.Callback):
         if info.kind == "toy":
             g = torch.Generator().manual_seed(1234)
             save_scatter(pl_module.sample(self.n_toy, generator=g), info, path, f"{pl_module.cfg.exp} step {step}")
+            log_image_file(trainer, "samples", path, step)
         elif info.kind == "pair":
             from gan_lightning.data.base import to_model_space
 
@@ -99,3 +111,19 @@ def log_image(trainer: L.Trainer, key: str, grid: Tensor, step: int) -> None:
         elif (experiment := getattr(logger, "experiment", None)) is not None and hasattr(experiment, "add_image"):
             # TensorBoard
             experiment.add_image(key, grid, global_step=step)
+
+
+def has_image_logger(trainer: L.Trainer) -> bool:
+    return any(
+        hasattr(lg, "log_image") or hasattr(getattr(lg, "experiment", None), "add_image") for lg in trainer.loggers
+    )
+
+
+def log_image_file(trainer: L.Trainer, key: str, path: Path | None, step: int) -> None:
+    """Send a PNG already written (a toy scatter plot, curves.png) to every logger that takes images."""
+    if path is None or not Path(path).is_file() or not has_image_logger(trainer):
+        return
+    from torchvision.io import ImageReadMode, read_image
+
+    image = read_image(str(path), mode=ImageReadMode.RGB).float().div_(255.0)
+    log_image(trainer, key, image, step)

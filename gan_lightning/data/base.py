@@ -97,13 +97,15 @@ class StepStream:
     """Endless iterable of the batches of steps ``start, start + 1, ...``; the model stops the run.
 
     It never ends by itself, so no checkpoint records a finished epoch and any checkpoint can
-    be resumed with a larger ``steps``."""
+    be resumed with a larger ``steps``. ``start`` is read each time an iteration begins (the
+    model's G step), so where a Trainer cuts epochs (``limit_train_batches``) the next epoch
+    continues the stream instead of repeating it."""
 
-    def __init__(self, batch_for_step: Callable[[int], Batch], start: int):
+    def __init__(self, batch_for_step: Callable[[int], Batch], start: int | Callable[[], int]):
         self.batch_for_step, self.start = batch_for_step, start
 
     def __iter__(self) -> Iterator[Batch]:
-        step = self.start
+        step = self.start() if callable(self.start) else self.start
         while True:
             yield self.batch_for_step(step)
             step += 1
@@ -170,10 +172,13 @@ class GANDataModule(L.LightningDataModule):
     def train_dataloader(self) -> StepStream:
         trainer = self.trainer
         module = cast(StepCounting, trainer.lightning_module) if trainer is not None else None
-        start = int(module.g_step) if module is not None else 0
         chunks = int(module.real_batches_per_step) if module is not None else 1
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
+
+        def start() -> int:
+            return int(module.g_step) if module is not None else 0
+
         return StepStream(lambda step: self.rank_batch(step, chunks, rank, world), start)
 
 

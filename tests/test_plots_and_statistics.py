@@ -1,0 +1,105 @@
+"""A run's curves.png, the comparison plot and its false-discovery control, the BCa interval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_lightning.cli import main
+from gan_lightning.plots import read_curves, run_panels
+from gan_lightning.study import bootstrap_ci, compare_studies
+
+
+def test_every_run_writes_curves_of_losses_and_metrics(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["exp=gmm_ring", "steps=30", "log.every=5", "metrics.every=10", "metrics.n=500", "log.interpolate=false"]
+    assert main(["train", *args, f"out={run}"]) == 0
+    curves = read_curves(run)
+    assert curves["loss/d"][0][:2] == [1.0, 5.0]  # x is the G step
+    assert curves["modes/covered"][0] == [10.0, 20.0, 30.0]
+    summary = json.loads((run / "summary.json").read_text())
+    panels = run_panels(curves, [k for k in summary["final"] if k != "step"])
+    assert panels[0] == ["loss/d", "loss/g"] and ["modes/covered", "raw/modes/covered"] in panels
+    with Image.open(run / "curves.png") as im:
+        cols = min(4, len(panels))
+        assert im.size == (400 * cols, int(310 * -(-len(panels) // cols)))  # one panel per group
+
+
+def _study(path: Path, per_metric: dict[str, list[float]]) -> None:
+    path.mkdir(parents=True)
+    n = len(next(iter(per_metric.values())))
+    per_seed = [{"seed": i, "status": "completed", "final": {k: v[i] for k, v in per_metric.items()}} for i in range(n)]
+    (path / "report.json").write_text(json.dumps({"final": {k: {} for k in per_metric}, "per_seed": per_seed}))
+
+
+def bh(p: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values by their definition: min over j >= i of m p_(j) / j."""
+    m, order = len(p), np.argsort(p)
+    ranked = [p[i] * m / (r + 1) for r, i in enumerate(order)]
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    out = np.empty(m)
+    out[order] = adjusted
+    return list(out)
+
+
+def test_compare_controls_false_discoveries_across_metrics(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(1)
+    a = {f"m{i}": list(rng.normal(0, 1, 10)) for i in range(6)}
+    b = {f"m{i}": list(rng.normal(0, 1, 10)) for i in range(6)}
+    b["m0"] = list(rng.normal(3, 1, 10))  # one real difference among six metrics
+    _study(tmp_path / "a", a)
+    _study(tmp_path / "b", b)
+    r = compare_studies(tmp_path / "a", tmp_path / "b")
+    keys = sorted(r["metrics"])
+    for test in ("welch_p", "mann_whitney_p"):
+        raw = [r["metrics"][k][test] for k in keys]
+        assert [r["metrics"][k][test + "_adjusted"] for k in keys] == pytest.approx(bh(raw))
+    assert r["metrics"]["m0"]["differ"]
+    for k in keys:
+        m = r["metrics"][k]
+        assert m["differ"] == (m["welch_p_adjusted"] < 0.05 and m["mann_whitney_p_adjusted"] < 0.05)
+        assert m["welch_p_adjusted"] >= m["welch_p"]
+    assert r["values"]["m0"] == [a["m0"], b["m0"]]
+    out = tmp_path / "cmp.json"
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    assert "plot: " + str(out.with_suffix(".png")) in capsys.readouterr().out
+    with Image.open(out.with_suffix(".png")) as im:
+        assert im.size[0] > 6 * 200  # a panel per metric
+
+
+def test_bca_interval_covers_a_skewed_mean_and_leans_with_the_skew() -> None:
+    """Exponential data (mean 1): the BCa interval of the mean covers 1 in about 95% of samples of 20
+    and reaches further above the sample mean than below it (the skew of the mean's distribution)."""
+    rng = np.random.default_rng(0)
+    covered, above, below = 0, [], []
+    trials = 200
+    for t in range(trials):
+        x = rng.exponential(1.0, 20)
+        lo, hi = bootstrap_ci(list(x), resamples=2000, seed=t)
+        covered += lo <= 1.0 <= hi
+        above.append(hi - x.mean())
+        below.append(x.mean() - lo)
+    assert 0.88 <= covered / trials <= 0.99
+    assert np.mean(above) > 1.1 * np.mean(below)
+    assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)  # degenerate: BCa undefined, the value itself
+
+
+def test_small_images_are_enlarged_by_whole_pixels_in_grids(tmp_path: Path) -> None:
+    import torch
+
+    from gan_lightning.callbacks.samples import save_grid
+
+    images = torch.rand(4, 1, 28, 28)
+    grid = save_grid(images, tmp_path / "g.png", nrow=2)
+    k = 3  # ceil(64 / 28)
+    assert grid.shape[-2:] == (2 * 28 * k + 3 * 2, 2 * 28 * k + 3 * 2)
+    tile = grid[0, 2 : 2 + 28 * k, 2 : 2 + 28 * k]
+    assert torch.equal(tile, images[0, 0].repeat_interleave(k, 0).repeat_interleave(k, 1))  # nearest: k x k blocks
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.size == (grid.shape[-1], grid.shape[-2])
+    big = torch.rand(2, 3, 64, 64)
+    assert save_grid(big, tmp_path / "b.png").shape[-1] == 2 * 64 + 3 * 2  # large enough: unchanged
