@@ -9,6 +9,8 @@ Adding a loss: write the two functions and one ``LOSSES.register`` entry.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,3 +93,47 @@ LOSSES.register("hinge")(AdversarialLoss(hinge_d_loss, wasserstein_g_loss, smoot
 LOSSES.register("least_squares")(
     AdversarialLoss(least_squares_d_loss, least_squares_g_loss, smoothable=True, scale=0.5)
 )
+
+
+# ----------------------------------------------------------------------------- f-GAN
+# Nowozin et al. 2016, "f-GAN", Table 2: each f-divergence D_f(P||Q) = E_Q[f(p/q)] is bounded below
+# by E_P[T(x)] - E_Q[f*(T(x))] over critics T = g_f(V) with the output activation g_f that keeps T
+# in the domain of the convex conjugate f*. D maximises the bound; G uses the paper's practical
+# objective, maximising E_Q[g_f(V(G(z)))] (its section 3.2). Below, each pair is written in terms
+# of the raw output V, simplified so that no exp/log of a large value is taken.
+@dataclass(frozen=True)
+class FDivergence:
+    """``t(v)`` = g_f(v) and ``conjugate_of_t(v)`` = f*(g_f(v)), both of the raw output v."""
+
+    t: Callable[[Tensor], Tensor]
+    conjugate_of_t: Callable[[Tensor], Tensor]
+
+    def d_loss(self, real_out: Tensor, fake_out: Tensor, real_label: float = 1.0) -> Tensor:
+        """-(E_P[g_f(V)] - E_Q[f*(g_f(V))]): minus the variational lower bound of D_f."""
+        return self.conjugate_of_t(fake_out).mean() - self.t(real_out).mean()
+
+    def g_loss(self, fake_out: Tensor) -> Tensor:
+        """-E_Q[g_f(V(G(z)))]."""
+        return -self.t(fake_out).mean()
+
+
+LOG2 = math.log(2.0)
+F_DIVERGENCES: dict[str, FDivergence] = {
+    # KL: g_f(v) = v, f*(t) = exp(t - 1)
+    "kl": FDivergence(lambda v: v, lambda v: torch.exp(v - 1.0)),
+    # reverse KL: g_f(v) = -exp(-v), f*(t) = -1 - log(-t) = v - 1
+    "reverse_kl": FDivergence(lambda v: -torch.exp(-v), lambda v: v - 1.0),
+    # Pearson chi^2: g_f(v) = v, f*(t) = t^2/4 + t
+    "pearson": FDivergence(lambda v: v, lambda v: 0.25 * v * v + v),
+    # Neyman chi^2: g_f(v) = 1 - exp(-v), f*(t) = 2 - 2 sqrt(1 - t) = 2 - 2 exp(-v/2)
+    "neyman": FDivergence(lambda v: 1.0 - torch.exp(-v), lambda v: 2.0 - 2.0 * torch.exp(-0.5 * v)),
+    # squared Hellinger: g_f(v) = 1 - exp(-v), f*(t) = t / (1 - t) = exp(v) - 1
+    "hellinger": FDivergence(lambda v: 1.0 - torch.exp(-v), lambda v: torch.expm1(v)),
+    # Jensen-Shannon: g_f(v) = log 2 - log(1 + exp(-v)), f*(t) = -log(2 - exp(t)) = softplus(v) - log 2
+    "js": FDivergence(lambda v: LOG2 - F.softplus(-v), lambda v: F.softplus(v) - LOG2),
+    # GAN: g_f(v) = -log(1 + exp(-v)), f*(t) = -log(1 - exp(t)) = softplus(v)
+    "gan": FDivergence(lambda v: -F.softplus(-v), lambda v: F.softplus(v)),
+}
+
+for _name, _div in F_DIVERGENCES.items():
+    LOSSES.register(f"fgan_{_name}")(AdversarialLoss(_div.d_loss, _div.g_loss, smoothable=False))
