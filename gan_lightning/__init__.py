@@ -6,7 +6,9 @@ gan_lightning`` stays cheap)::
     from gan_lightning import load_config, build_datamodule, build_model, metrics_callback
 
 Models (``GAN``, ``WGANGP``, ``CycleGAN``, ...) are LightningModules for a plain
-``lightning.Trainer``; ``load_model(ckpt)`` rebuilds one from a checkpoint.
+``lightning.Trainer``; ``load_model(ckpt)`` rebuilds one from a checkpoint. The whole recipe of
+``gan-lightning train`` is ``gan_lightning.train.train(cfg, callbacks=[...])`` (no name here is
+also a submodule's, so ``from gan_lightning import train`` stays the module).
 """
 
 from __future__ import annotations
@@ -55,8 +57,6 @@ _EXPORTS: dict[str, str] = {
     "TranslationMetrics": "gan_lightning.callbacks.translation",
     "SampleGrids": "gan_lightning.callbacks.samples",
     "Evaluator": "gan_lightning.metrics.evaluator",
-    # the whole recipe
-    "train": "gan_lightning.train",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from gan_lightning.models.gan import DCGAN, DRAGAN, GAN, LSGAN, SNGAN, WGAN, WGANGP
     from gan_lightning.models.translation import CycleGAN, Pix2Pix
     from gan_lightning.registry import MODELS
-    from gan_lightning.train import metrics_callback, train
+    from gan_lightning.train import metrics_callback
 
 
 def __getattr__(name: str) -> Any:

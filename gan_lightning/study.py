@@ -514,11 +514,13 @@ def control_false_discoveries(metrics: dict[str, dict[str, Any]], alpha: float) 
     from scipy import stats
 
     tested = [k for k, m in metrics.items() if "welch_p" in m]
-    if not tested:
-        return
     for test in ("welch_p", "mann_whitney_p"):
-        adjusted = stats.false_discovery_control([metrics[k][test] for k in tested], method="bh")
-        for key, value in zip(tested, adjusted):
+        # a p-value that is not a number (both studies constant, e.g. all modes covered) takes no part
+        finite = [k for k in tested if math.isfinite(metrics[k][test])]
+        adjusted = stats.false_discovery_control([metrics[k][test] for k in finite], method="bh") if finite else []
+        for key in tested:
+            metrics[key][test + "_adjusted"] = math.nan
+        for key, value in zip(finite, adjusted):
             metrics[key][test + "_adjusted"] = float(value)
     for key in tested:
         m = metrics[key]

@@ -30,6 +30,17 @@ def test_every_exported_name_resolves_and_unknown_names_fail():
         _ = gan_lightning.Banana
 
 
+def test_no_exported_name_hides_a_submodule() -> None:
+    """``from gan_lightning import train`` must stay the module, whatever was imported before."""
+    import pkgutil
+
+    submodules = {m.name for m in pkgutil.iter_modules(gan_lightning.__path__)}
+    assert submodules & set(gan_lightning.__all__) == set()
+    from gan_lightning import train
+
+    assert train.__name__ == "gan_lightning.train" and callable(train.train)
+
+
 def test_readme_library_example_runs_and_metrics_reach_callback_metrics(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__readme__"}

@@ -71,6 +71,18 @@ def test_compare_controls_false_discoveries_across_metrics(tmp_path: Path, capsy
         assert im.size[0] > 6 * 200  # a panel per metric
 
 
+def test_compare_leaves_a_metric_without_a_p_value_out_of_the_correction(tmp_path: Path) -> None:
+    """Both studies constant on a metric (every mode covered in every seed): Welch's p is not a
+    number; it takes no part in the correction and the metric does not 'differ'."""
+    rng = np.random.default_rng(2)
+    _study(tmp_path / "a", {"covered": [8.0] * 5, "kl": list(rng.normal(0, 1, 5))})
+    _study(tmp_path / "b", {"covered": [8.0] * 5, "kl": list(rng.normal(5, 1, 5))})
+    r = compare_studies(tmp_path / "a", tmp_path / "b")["metrics"]
+    assert not r["covered"]["differ"] and np.isnan(r["covered"]["welch_p_adjusted"])
+    assert r["kl"]["welch_p_adjusted"] == pytest.approx(r["kl"]["welch_p"])  # the only test in the family
+    assert r["kl"]["differ"]
+
+
 def test_bca_interval_covers_a_skewed_mean_and_leans_with_the_skew() -> None:
     """Exponential data (mean 1): the BCa interval of the mean covers 1 in about 95% of samples of 20
     and reaches further above the sample mean than below it (the skew of the mean's distribution)."""

@@ -56,11 +56,14 @@ def test_fashion_mnist_domain_classifier_accuracy(shared_cache, monkeypatch) -> 
 @needs_fashion
 @pytest.mark.xdist_group("fashion")
 def test_quickstart_makes_clothes(shared_cache, monkeypatch) -> None:
-    """`make train`'s experiment: every class of clothing appears and the domain classifier's FID
-    is far below that of noise (measured 8-9 with 10k samples; noise is in the hundreds)."""
+    """`make train`'s experiment at half its length (2,500 of 5,000 G steps, to keep the suite short):
+    every class of clothing appears and the domain classifier's FID is far below that of noise
+    (noise is in the hundreds). Measured at 2,500 steps, seed 0, 10k samples: raw G 10.7, EMA G
+    15.3 (the EMA, decay 0.999, still carries early weights); at 5,000 steps 7.6 and 8.4."""
     monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(shared_cache))
-    result = run("exp=quickstart", "out=qs", "log.progress=false", "metrics.every=0", tiny=False)
+    result = run("exp=quickstart", "steps=2500", "out=qs", "log.progress=false", "metrics.every=0", tiny=False)
     final = result.summary["final"]
-    assert result.status == "completed" and result.summary["steps_done"] == 5000
-    assert final["classes/covered"] == 10 and final["fid"] < 15, final
+    assert result.status == "completed" and result.summary["steps_done"] == 2500
+    assert final["classes/covered"] == 10 and final["raw/classes/covered"] == 10, final
+    assert final["raw/fid"] < 14 and final["fid"] < 20, final
     assert result.summary["metrics"]["classifier"]["test_accuracy"] >= 0.91
