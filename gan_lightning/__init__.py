@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "known_experiments": "gan_lightning.config",
     # models
     "build_model": "gan_lightning.models",
-    "MODELS": "gan_lightning.registry",
+    "MODELS": "gan_lightning.models",  # importing the models fills the registry
     "GANModule": "gan_lightning.models.base",
     "GAN": "gan_lightning.models.gan",
     "DCGAN": "gan_lightning.models.gan",
@@ -74,12 +74,11 @@ if TYPE_CHECKING:
     from gan_lightning.data.toy import ToyDataModule
     from gan_lightning.data.translation import FashionEdgesDataModule, PairedFolderDataModule, UnpairedFolderDataModule
     from gan_lightning.metrics.evaluator import Evaluator
-    from gan_lightning.models import build_model
+    from gan_lightning.models import MODELS, build_model
     from gan_lightning.models.base import GANModule
     from gan_lightning.models.conditional import ACGAN, CGAN, InfoGAN
     from gan_lightning.models.gan import DCGAN, DRAGAN, GAN, LSGAN, SNGAN, WGAN, WGANGP
     from gan_lightning.models.translation import CycleGAN, Pix2Pix
-    from gan_lightning.registry import MODELS
     from gan_lightning.train import metrics_callback
 
 

@@ -138,16 +138,13 @@ def _compare(args: argparse.Namespace) -> int:
         )
     if args.out:
         write_json(Path(args.out), r)
-    from gan_lightning.plots import plot_comparison
+    target = Path(args.plot) if args.plot else Path(args.out).with_suffix(".png") if args.out else None
+    if target is not None:  # nothing is written where the user did not ask for a file
+        from gan_lightning.plots import plot_comparison
 
-    default = (
-        Path(args.out).with_suffix(".png")
-        if args.out
-        else Path(f"compare_{Path(args.a).name}_vs_{Path(args.b).name}.png")
-    )
-    plot = plot_comparison(r["values"], (str(args.a), str(args.b)), Path(args.plot) if args.plot else default)
-    if plot is not None:
-        print(f"plot: {plot}")
+        plot = plot_comparison(r["values"], (str(args.a), str(args.b)), target)
+        if plot is not None:
+            print(f"plot: {plot}")
     return 0
 
 
@@ -298,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--plot",
         default=None,
-        help="the plot of both studies' final values (default: beside --out, else ./compare_A_vs_B.png)",
+        help="write a plot of both studies' final values here (default: beside --out, as .png)",
     )
     c.set_defaults(func=_compare)
 

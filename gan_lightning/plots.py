@@ -29,13 +29,12 @@ def read_curves(run_dir: Path) -> Curves:
     return curves
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(rows: int, cols: int, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure outside pyplot (so drawing here never changes a notebook's backend) and its axes."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def run_panels(curves: Curves, metric_keys: Sequence[str], limit: int = 8) -> list[list[str]]:
@@ -55,10 +54,9 @@ def plot_run_curves(run_dir: Path, metric_keys: Sequence[str], title: str = "") 
     panels = run_panels(curves, metric_keys)
     if not panels:
         return None
-    plt = _pyplot()
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.1 * rows), squeeze=False)
+    fig, axes = _figure(rows, cols, (4 * cols, 3.1 * rows))
     for ax, keys in zip(axes.flat, panels):
         for key in keys:
             xs, ys = curves[key]
@@ -77,7 +75,6 @@ def plot_run_curves(run_dir: Path, metric_keys: Sequence[str], title: str = "") 
     fig.tight_layout()
     out = run_dir / "curves.png"
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 
@@ -86,8 +83,7 @@ def plot_comparison(values: dict[str, list[list[float]]], names: tuple[str, str]
     keys = [k for k, (a, b) in values.items() if a or b]
     if not keys:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(2.8 * len(keys), 3.4), squeeze=False)
+    fig, axes = _figure(1, len(keys), (2.8 * len(keys), 3.4))
     for ax, key in zip(axes[0], keys):
         groups = values[key]
         ax.boxplot([g if g else [math.nan] for g in groups], widths=0.5)
@@ -98,7 +94,6 @@ def plot_comparison(values: dict[str, list[list[float]]], names: tuple[str, str]
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 
@@ -107,17 +102,16 @@ def plot_sweep(trials: list[dict[str, Any]], metric: str, out: Path) -> Path | N
     value (rows as the sweep's results.json: ``params`` and ``metric``); log x for a positive
     parameter spanning more than a decade."""
     params = sorted({k for t in trials for k in t.get("params", {})})
-    numeric = [
+    numeric = [  # parameters with a number in every trial (lists such as betas are not plotted)
         p
         for p in params
-        if len({t["params"].get(p) for t in trials}) > 1
-        and all(isinstance(t["params"].get(p), (int, float)) for t in trials if p in t["params"])
+        if all(isinstance(t["params"].get(p), (int, float)) for t in trials if p in t["params"])
+        and len({t["params"].get(p) for t in trials}) > 1
     ]
     scored = [t for t in trials if isinstance(t.get("metric"), (int, float)) and math.isfinite(t["metric"])]
     if not numeric or not scored:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(numeric), figsize=(3.6 * len(numeric), 3.2), squeeze=False)
+    fig, axes = _figure(1, len(numeric), (3.6 * len(numeric), 3.2))
     for ax, p in zip(axes[0], numeric):
         pts = [(float(t["params"][p]), float(t["metric"])) for t in scored if p in t["params"]]
         ax.scatter([x for x, _ in pts], [y for _, y in pts], s=18)
@@ -130,5 +124,4 @@ def plot_sweep(trials: list[dict[str, Any]], metric: str, out: Path) -> Path | N
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out

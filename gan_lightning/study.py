@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import queue
 import sys
 import time
@@ -84,7 +85,7 @@ def is_done(run_dir: Path) -> bool:
 
 
 def run_one(
-    overrides: list[str], seed: int, out: Path, group: str, log: Path, jobs: int = 1, gpu: int | None = None
+    overrides: list[str], seed: int, out: Path, group: str, log: Path, jobs: int = 1, gpu: str | None = None
 ) -> int:
     """One seed's run as a subprocess; with ``jobs`` runs in parallel each gets cores / jobs threads,
     and ``gpu`` (when given) is the one GPU it sees."""
@@ -94,20 +95,32 @@ def run_one(
     return run_train([*overrides, f"seed={seed}"], out, log, env)
 
 
-def visible_gpus() -> list[int]:
-    """The GPUs this process may hand out (none on a CPU machine)."""
+def visible_gpus() -> list[str]:
+    """The GPUs this process may hand out, as its children must name them: the entries of its own
+    ``CUDA_VISIBLE_DEVICES`` when set (ids or UUIDs), else 0..n-1; none on a CPU machine."""
     import torch
 
-    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    if not torch.cuda.is_available():
+        return []
+    mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if mask:
+        return [entry.strip() for entry in mask.split(",") if entry.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def gpu_slots(jobs: int, gpus: list[int]) -> queue.Queue[int | None]:
+def gpu_slots(jobs: int, gpus: list[str]) -> queue.Queue[str | None]:
     """One slot per parallel job, dealt round-robin over the GPUs: with 4 GPUs and jobs=4 each run
     has a GPU of its own; with jobs=8 two runs share each GPU. No GPUs: slots of None."""
-    slots: queue.Queue[int | None] = queue.Queue()
+    slots: queue.Queue[str | None] = queue.Queue()
     for i in range(jobs):
         slots.put(gpus[i % len(gpus)] if gpus else None)
     return slots
+
+
+def one_device_per_run(cfg: Any) -> bool:
+    """Whether each seed's run trains on one device (then a local study pins it to one GPU)."""
+    devices = cfg.trainer.get("devices", 1)
+    return str(devices) in ("1", "auto") and int(cfg.trainer.get("num_nodes", 1)) == 1
 
 
 def train_seed_job(overrides: list[str], seed: int, sdir: str, threads_jobs: int = 1) -> int:
@@ -191,7 +204,7 @@ def _run_seeds_and_report(
 
     errors: dict[int, str] = {}  # e.g. a seed's run directory locked by another study's run
     bar = progress(total=len(todo), desc=f"study {sdir.name}", unit="seed", verbose=echo)
-    slots = gpu_slots(jobs, visible_gpus())
+    slots = gpu_slots(jobs, visible_gpus() if one_device_per_run(cfg) else [])
 
     def finished(seed: int, code: int, t0: float, why: str = "") -> None:
         if code != 0:

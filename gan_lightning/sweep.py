@@ -76,7 +76,8 @@ def check_goal(cfg: dict[str, Any]) -> None:
     minimizes. A metric without a direction (``kid_std``) has no best value: no sweep signal."""
     from gan_lightning.metrics.evaluator import METRICS, full_key
 
-    name, goal = (cfg.get("metric") or {}).get("name"), (cfg.get("metric") or {}).get("goal")
+    name = (cfg.get("metric") or {}).get("name")
+    goal = (cfg.get("metric") or {}).get("goal") or "minimize"  # wandb's default goal
     if not name:
         return
     directions = {full_key(n, k): d for n in METRICS for k, d in METRICS[n].directions.items()}

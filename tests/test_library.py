@@ -105,3 +105,12 @@ def test_early_stopping_acts_on_a_logged_metric() -> None:
     stop = EarlyStopping(monitor="modes/covered", mode="max", stopping_threshold=-1.0, check_on_train_epoch_end=True)
     model, trainer = _fit(overrides, limit_train_batches=10, callbacks=[metrics, stop])
     assert model.g_step == 10 and stop.stopped_epoch == 0 and trainer.should_stop
+
+
+def test_exported_models_registry_is_filled_in_a_fresh_interpreter() -> None:
+    import subprocess
+    import sys
+
+    code = "from gan_lightning import MODELS; print(sorted(MODELS.names()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "cyclegan" in out and "wgan_gp" in out

@@ -115,3 +115,23 @@ def test_small_images_are_enlarged_by_whole_pixels_in_grids(tmp_path: Path) -> N
         assert im.size == (grid.shape[-1], grid.shape[-2])
     big = torch.rand(2, 3, 64, 64)
     assert save_grid(big, tmp_path / "b.png").shape[-1] == 2 * 64 + 3 * 2  # large enough: unchanged
+
+
+def test_sweep_plot_takes_list_valued_parameters(tmp_path: Path) -> None:
+    from gan_lightning.plots import plot_sweep
+
+    trials = [
+        {"params": {"optim.betas": [0.5, 0.999], "optim.lr_d": 1e-4}, "metric": 0.5},
+        {"params": {"optim.betas": [0.0, 0.9], "optim.lr_d": 1e-3}, "metric": 0.7},
+    ]
+    out = plot_sweep(trials, "modes/covered", tmp_path / "s.png")
+    assert out is not None and out.is_file()  # the numeric parameter is plotted, the list one skipped
+
+
+def test_a_sweep_metric_without_a_goal_means_minimize() -> None:
+    from gan_lightning.registry import ConfigError
+    from gan_lightning.sweep import check_goal
+
+    check_goal({"metric": {"name": "fid"}})  # wandb's default goal is minimize
+    with pytest.raises(ConfigError):
+        check_goal({"metric": {"name": "modes/covered"}})  # higher is better: minimize is wrong

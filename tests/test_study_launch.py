@@ -71,3 +71,29 @@ def test_unknown_launcher_is_refused_before_anything_runs(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r"launcher.*local, submitit"):
         study.run_study([*QUICK, "seeds=0", "launcher=slurmm", f"out={tmp_path / 's'}"], echo=False)
     assert not (tmp_path / "s").exists()
+
+
+def test_gpus_handed_out_are_the_parents_visible_ones(monkeypatch) -> None:
+    """A parent restricted to GPUs 2,3 must hand its seeds 2 and 3, not positions 0 and 1."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert study.visible_gpus() == ["2", "3"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert study.visible_gpus() == ["0", "1"]
+
+
+def test_seeds_that_ask_for_several_devices_are_not_pinned_to_one(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(study, "visible_gpus", lambda: ["0", "1"])
+    envs = []
+
+    def fake_run_train(overrides, out, log, env):
+        envs.append(env)
+        return 0
+
+    monkeypatch.setattr(study, "run_train", fake_run_train)
+    monkeypatch.setattr(study, "write_report", lambda *a, **k: None)
+    study.run_study([*QUICK, "seeds=0", "trainer.devices=2", f"out={tmp_path / 's'}"], echo=False)
+    assert "CUDA_VISIBLE_DEVICES" not in envs[0]  # the run's own DDP takes both GPUs
