@@ -40,7 +40,24 @@ def closed_form(name: str, real: list[float], fake: list[float], real_label: flo
     if name == "least_squares":
         d = 0.5 * mean((r - real_label) ** 2 for r in real) + 0.5 * mean(f**2 for f in fake)
         return d, 0.5 * mean((f - 1) ** 2 for f in fake)
+    if name.startswith("fgan_"):
+        # Nowozin et al. 2016, Table 2, as printed: activation g_f and conjugate f*, unsimplified;
+        # D loss -(E_P[g_f(v)] - E_Q[f*(g_f(v))]), G loss -E_Q[g_f(v)]
+        g_f, conjugate = FGAN_TABLE[name[len("fgan_") :]]
+        d = mean(conjugate(g_f(f)) for f in fake) - mean(g_f(r) for r in real)
+        return d, -mean(g_f(f) for f in fake)
     raise KeyError(name)
+
+
+FGAN_TABLE = {
+    "kl": (lambda v: v, lambda t: math.exp(t - 1)),
+    "reverse_kl": (lambda v: -math.exp(-v), lambda t: -1 - math.log(-t)),
+    "pearson": (lambda v: v, lambda t: t * t / 4 + t),
+    "neyman": (lambda v: 1 - math.exp(-v), lambda t: 2 - 2 * math.sqrt(1 - t)),
+    "hellinger": (lambda v: 1 - math.exp(-v), lambda t: t / (1 - t)),
+    "js": (lambda v: math.log(2) - math.log(1 + math.exp(-v)), lambda t: -math.log(2 - math.exp(t))),
+    "gan": (lambda v: -math.log(1 + math.exp(-v)), lambda t: -math.log(1 - math.exp(t))),
+}
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
