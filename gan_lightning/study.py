@@ -284,23 +284,23 @@ def bootstrap_ci(
     x = np.asarray(values, dtype=np.float64)
     if len(x) < 2 or float(x.min()) == float(x.max()):
         return float(x.mean()), float(x.mean())
-    method = "BCa" if len(x) >= 3 else "percentile"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # BCa's "degenerate distribution" warning falls back below
-        res = stats.bootstrap(
-            (x,), np.mean, confidence_level=level, n_resamples=resamples, method=method, rng=np.random.default_rng(seed)
-        )
-    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+    def interval(method: str) -> tuple[float, float]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BCa's "degenerate distribution" warning: handled below
+            res = stats.bootstrap(
+                (x,),
+                np.mean,
+                confidence_level=level,
+                n_resamples=resamples,
+                method=method,
+                rng=np.random.default_rng(seed),
+            )
+        return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+    lo, hi = interval("BCa" if len(x) >= 3 else "percentile")
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        res = stats.bootstrap(
-            (x,),
-            np.mean,
-            confidence_level=level,
-            n_resamples=resamples,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        )
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        lo, hi = interval("percentile")
     return lo, hi
 
 
