@@ -37,6 +37,8 @@ class AdversarialLoss:
     # both functions are ``scale`` times the plain expectations (least squares: 1/2, Mao et al.
     # 2017); models whose paper weighs the plain expectation (CycleGAN) divide by it
     scale: float = 1.0
+    # outputs are energies of an autoencoder critic (EBGAN, BEGAN), not scores of a plain critic
+    energy: bool = False
 
 
 LOSSES: Registry[AdversarialLoss] = Registry("loss")
@@ -93,6 +95,20 @@ LOSSES.register("hinge")(AdversarialLoss(hinge_d_loss, wasserstein_g_loss, smoot
 LOSSES.register("least_squares")(
     AdversarialLoss(least_squares_d_loss, least_squares_g_loss, smoothable=True, scale=0.5)
 )
+
+
+def energy_d_loss(real_out: Tensor, fake_out: Tensor, real_label: float = 1.0) -> Tensor:
+    """E[e(x)]: the real data's energy (reconstruction error of an autoencoder critic). EBGAN's
+    margin and BEGAN's k_t term on the fakes are the models' own D terms."""
+    return real_out.mean()
+
+
+def energy_g_loss(fake_out: Tensor) -> Tensor:
+    """E[e(G(z))] (Zhao et al. 2017; Berthelot et al. 2017)."""
+    return fake_out.mean()
+
+
+LOSSES.register("energy")(AdversarialLoss(energy_d_loss, energy_g_loss, smoothable=False, energy=True))
 
 
 # ----------------------------------------------------------------------------- f-GAN

@@ -39,8 +39,9 @@ class NetsConfig:
     d: str = "dcgan"
     g_width: int = 64  # base channels of conv nets
     d_width: int = 64
-    g_norm: str = "batch"  # batch | instance | layer | none
+    g_norm: str = "batch"  # batch | instance | layer | virtual_batch | none
     d_norm: str = "auto"  # auto: none with a per-sample penalty or spectral norm, else batch
+    d_minibatch: str = "none"  # none | discrimination (Salimans et al. 2016) | stddev (Karras et al. 2018)
     mlp_hidden: int = 256
     mlp_layers: int = 3
     init: str = "dcgan"  # dcgan (N(0, 0.02)) | default (PyTorch's)

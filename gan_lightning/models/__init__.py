@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 
 from gan_lightning.data.base import DataInfo
 from gan_lightning.models import conditional as _conditional  # noqa: F401  (registers cgan, acgan, infogan)
+from gan_lightning.models import energy as _energy  # noqa: F401  (registers ebgan, began)
 from gan_lightning.models import translation as _translation  # noqa: F401  (registers pix2pix, cyclegan)
 from gan_lightning.models.base import GANModule
 from gan_lightning.registry import MODELS

@@ -69,6 +69,7 @@ class ConditionalMixin:
     info: Any
     fixed_z: Tensor
     class_conditional = True  # metrics check that samples show the class they were asked for
+    plain_critic = False  # D reads the label too
 
     @property
     def num_classes(self) -> int:
@@ -188,6 +189,7 @@ class InfoGAN(GAN):
 
     Config = InfoGANConfig
     D: Critic
+    plain_critic = False  # Q reads D's features of each sample
     defaults: ClassVar[dict[str, Any]] = {"nets": {"g": "dcgan", "d": "dcgan"}}
 
     @property

@@ -8,23 +8,29 @@ through four hooks and nothing else:
 - ``discriminate(x, y)``: D's adversarial output and whatever extra heads the variant reads;
 - ``d_terms(real, fake)`` and ``g_terms(fake)``: extra loss terms (and stats) of each step.
 
+The mode-collapse remedies are axes of the same loop: ``model.pack`` (PacGAN: D judges packs of
+m samples), ``model.unroll`` (G's loss through k differentiable D updates), ``model.feature_matching``
+(G matches D's mean features on real data), and the nets' ``d_minibatch`` and ``g_norm=virtual_batch``.
+
 GAN, DCGAN, WGAN, WGAN-GP, LSGAN, SNGAN and DRAGAN only set their papers' defaults.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from gan_lightning.data.base import Batch
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
 from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
-from gan_lightning.nets.layers import add_spectral_norm
+from gan_lightning.nets.layers import Critic, add_spectral_norm
 from gan_lightning.penalties import PENALTIES, clip_weights_
 from gan_lightning.registry import MODELS, ConfigError
 from gan_lightning.schema import EMAConfig, ModelConfig, PenaltyConfig
@@ -41,6 +47,9 @@ class GANConfig(ModelConfig):
     sn_d: bool = False  # spectral norm on every D layer (heads and class embeddings included)
     sn_g: bool = False
     ema: EMAConfig = field(default_factory=EMAConfig)
+    pack: int = 1  # PacGAN (Lin et al. 2018): D judges m samples concatenated; a D step takes m batches
+    unroll: int = 0  # unrolled GAN (Metz et al. 2017): G's loss through k differentiable D updates
+    feature_matching: bool = False  # G's loss: ||E f(x) - E f(G(z))||^2 on D's features (Salimans et al. 2016)
 
 
 @dataclass
@@ -95,6 +104,11 @@ class GAN(GANModule):
     Config = GANConfig
     defaults: ClassVar[dict[str, Any]] = {"nets": {"g": "mlp", "d": "mlp"}}
     fast_path = True  # every variant runs the shared steps below, which perf.fast replays
+    # D judges samples alone through a trunk and a head (a Critic): what packing, unrolling and
+    # feature matching need. Models whose D also reads labels or codes say False.
+    plain_critic: ClassVar[bool] = True
+    # D's outputs are energies (an autoencoder critic): only losses marked ``energy`` fit it
+    energy_critic: ClassVar[bool] = False
 
     def __init__(self, cfg: DictConfig | dict, info: Any):
         super().__init__(cfg, info)
@@ -110,10 +124,11 @@ class GAN(GANModule):
         self._fast: tuple[Any, Any] | None = None
 
     def build_nets(self) -> tuple[nn.Module, nn.Module]:
-        """(G, D) without spectral norm (applied by ``__init__``)."""
-        nets = self.cfg.nets
-        g = build_generator(nets, self.info.shape, self.z_dim)
-        d = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg))
+        """(G, D) without spectral norm (applied by ``__init__``); D's input is a pack of samples."""
+        nets, shape = self.cfg.nets, tuple(self.info.shape)
+        g = build_generator(nets, shape, self.z_dim)
+        packed = (shape[0] * int(self.mcfg.pack), *shape[1:])
+        d = build_discriminator(nets, packed, resolve_d_norm(self.cfg))
         return g, d
 
     @classmethod
@@ -131,14 +146,29 @@ class GAN(GANModule):
             (m.clip >= 0, "model.clip", f"must be >= 0 (0 turns clipping off), got {m.clip}"),
             (0 <= m.label_smoothing < 0.5, "model.label_smoothing", f"in [0, 0.5), got {m.label_smoothing}"),
             (
+                loss.energy == cls.energy_critic,
+                "model.loss",
+                f"'{m.loss}' "
+                + (
+                    "is for the autoencoder critics of ebgan/began"
+                    if loss.energy
+                    else f"does not fit model '{m.name}', whose D gives energies: use model.loss=energy"
+                ),
+            ),
+            (
                 m.label_smoothing == 0 or loss.smoothable,
                 "model.label_smoothing",
                 f"label smoothing has no meaning for the '{m.loss}' loss (no labels)",
             ),
         ]
+        checks += [
+            (m.pack >= 1, "model.pack", f"must be >= 1 samples per pack (1: no packing), got {m.pack}"),
+            (m.unroll >= 0, "model.unroll", f"must be >= 0 unrolled D steps (0: none), got {m.unroll}"),
+        ]
         for ok, name, msg in checks:
             if not ok:
                 raise ConfigError(f"bad value for '{name}': {msg}")
+        cls.validate_remedies(cfg)
         if m.penalty.name != "none" and str(cfg.trainer.get("precision", "32-true")).startswith("16"):
             raise ConfigError(
                 "bad value for 'trainer.precision': the gradient penalty's double backward is not loss-scaled "
@@ -146,9 +176,37 @@ class GAN(GANModule):
             )
         resolve_d_norm(cfg)
 
+    @classmethod
+    def validate_remedies(cls, cfg: DictConfig) -> None:
+        """Packing, unrolling and feature matching need a plain critic; unrolling differentiates
+        plain D updates, so it refuses what those updates would not carry."""
+        m = cfg.model
+        remedies = (("pack", m.pack > 1), ("unroll", m.unroll > 0), ("feature_matching", m.feature_matching))
+        used = [key for key, on in remedies if on]
+        if used and not cls.plain_critic:
+            raise ConfigError(
+                f"bad value for 'model.{used[0]}': model '{m.name}' has a D that also reads labels or codes, "
+                "which packing, unrolling and feature matching do not cover; use a model of the GAN family"
+            )
+        if m.unroll == 0:
+            return
+        refusals = [
+            (m.penalty.name != "none", "model.penalty.name", "a penalty (its double backward would be nested in G's)"),
+            (m.clip > 0, "model.clip", "weight clipping (a projection the unrolled steps do not make)"),
+            (m.sn_d, "model.sn_d", "spectral norm (its power iteration updates buffers in place)"),
+            (resolve_d_norm(cfg) == "batch", "nets.d_norm", "BatchNorm in D (running statistics change in place)"),
+            (m.feature_matching, "model.feature_matching", "feature matching (it replaces the unrolled loss)"),
+            (cfg.optim.name not in ("adam", "sgd"), "optim.name", f"optim.name={cfg.optim.name} (adam and sgd unroll)"),
+            (bool(cfg.perf.fast), "perf.fast", "the fast path (its replay of the unrolled graph is not verified)"),
+        ]
+        for bad, key, what in refusals:
+            if bad:
+                raise ConfigError(f"bad value for '{key}': model.unroll={m.unroll} does not combine with {what}")
+
     @property
     def real_batches_per_step(self) -> int:
-        return int(self.mcfg.n_critic)
+        """n_critic D steps, each on ``pack`` batches (its packs of real samples)."""
+        return int(self.mcfg.n_critic) * int(self.mcfg.pack)
 
     def generator_for_sampling(self) -> nn.Module:
         return self.G_ema if self.G_ema is not None else self.G
@@ -170,7 +228,16 @@ class GAN(GANModule):
 
     def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
         """(D's adversarial output, extra heads for ``d_terms``/``g_terms``)."""
-        return self.D(x), None
+        return self.D(self.pack(x)), None
+
+    def pack(self, x: Tensor) -> Tensor:
+        """PacGAN: m consecutive samples as one, concatenated along dim 1 (channels / coordinates)."""
+        m = int(self.mcfg.pack)
+        return x if m == 1 else x.reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
+
+    def unpack(self, x: Tensor) -> Tensor:
+        m = int(self.mcfg.pack)
+        return x if m == 1 else x.reshape(x.shape[0] * m, x.shape[1] // m, *x.shape[2:])
 
     def d_terms(self, real: Judged, fake: Judged) -> Terms:
         return Terms()
@@ -188,12 +255,14 @@ class GAN(GANModule):
 
     # ------------------------------------------------------------------ the loop
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
-        """n_critic D steps, each on its own real batch, then one G step."""
+        """n_critic D steps, each on its own real batches (``pack`` of them), then one G step."""
         opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]  # two optimizers: Lightning returns a list
         d_step, g_step = self.fast_steps(opt_d, opt_g) if self.cfg.perf.fast else (None, None)
-        for real, y_real in zip(batch.x.unbind(0), batch.y.unbind(0)):
+        n_d = int(self.mcfg.n_critic)
+        xs, ys = batch.x.reshape(n_d, -1, *batch.x.shape[2:]), batch.y.reshape(n_d, -1, *batch.y.shape[2:])
+        for real, y_real in zip(xs.unbind(0), ys.unbind(0)):
             d_stats = d_step(real, y_real) if d_step else self.critic_step(real, y_real, opt_d)
-        g_stats = g_step() if g_step else self.generator_step(real.shape[0], opt_g)
+        g_stats = g_step(real) if g_step else self.generator_step(real, opt_g)
         self.update_ema(self.G_ema, self.G, self.mcfg.ema)
         stats = {**d_stats, **g_stats}
         self.finish_step(stats)
@@ -209,9 +278,10 @@ class GAN(GANModule):
         extra = self.d_terms(real_j, fake_j)
         loss = adv + extra.loss
         stats = {"d/adv": adv.detach(), "d/real": real_j.out.detach().mean(), "d/fake": fake_j.out.detach().mean()}
-        if self.penalty is not None:
+        if self.penalty is not None:  # per pack: a pack is one sample of D
             assert self.noise is not None  # set up in on_fit_start
-            penalty = self.penalty(lambda x: self.critic(x, y_real), real, fake.x, self.noise.uniform)
+            critic = lambda packed: self.critic(self.unpack(packed), y_real)  # noqa: E731
+            penalty = self.penalty(critic, self.pack(real), self.pack(fake.x), self.noise.uniform)
             loss = loss + m.penalty.weight * penalty
             stats["d/penalty"] = penalty.detach()
         self.backward_step(opt, loss)
@@ -219,16 +289,50 @@ class GAN(GANModule):
             clip_weights_(self.D, m.clip)
         return {"loss/d": loss.detach(), **stats, **extra.stats}
 
-    def generator_step(self, n: int, opt: Any) -> dict[str, Tensor]:
-        """One G step: adversarial loss + the variant's terms, D frozen."""
+    def generator_step(self, real: Tensor, opt: Any) -> dict[str, Tensor]:
+        """One G step on as many samples as the last D step's ``real``: adversarial loss (or
+        feature matching against ``real``) + the variant's terms, D frozen."""
         with self.frozen(self.D):
-            fake = self.make_fake(n)
+            fake = self.make_fake(real.shape[0])
             judged = self.judge(fake.x, fake.y, fake.codes)
-            adv = self.loss.g_loss(judged.out)
+            if self.mcfg.unroll > 0:
+                opt_d = self.optimizers()[1].optimizer  # type: ignore[index]
+                judged.out = self.unrolled_critic(real, fake.x, opt_d)(fake.x)
+            if self.mcfg.feature_matching:
+                adv = self.feature_matching_loss(real, fake.x)
+            else:
+                adv = self.loss.g_loss(judged.out)
             extra = self.g_terms(judged)
             loss = adv + extra.loss
             self.backward_step(opt, loss)
         return {"loss/g": loss.detach(), "g/adv": adv.detach(), **extra.stats}
+
+    def feature_matching_loss(self, real: Tensor, fake: Tensor) -> Tensor:
+        """||E f(x) - E f(G(z))||^2 with f D's features before its head (Salimans et al. 2016, 3.1)."""
+        features = cast(Critic, self.D).features  # validate: feature matching needs a plain critic
+        with torch.no_grad():
+            f_real = features(self.pack(real)).mean(0)
+        return (f_real - features(self.pack(fake)).mean(0)).pow(2).sum()
+
+    def unrolled_critic(self, real: Tensor, fake: Tensor, opt_d: torch.optim.Optimizer) -> Callable[[Tensor], Tensor]:
+        """D after ``model.unroll`` differentiable updates on the D loss of (real, fake), as a
+        function (Metz et al. 2017, eq. 3-4). The updates follow D's optimizer (Adam from its
+        current moments, or SGD) through ``torch.func.functional_call`` on copies of D's
+        parameters, so G's gradient flows through every step and D itself is left unchanged."""
+        m = self.mcfg
+        names, originals = zip(*self.D.named_parameters())
+        params = [p.detach().requires_grad_(True) for p in originals]
+
+        def d_out(ps: list[Tensor], x: Tensor) -> Tensor:
+            return functional_call(self.D, dict(zip(names, ps)), (self.pack(x),))
+
+        state = unrolled_state(opt_d, list(originals))
+        for _ in range(int(m.unroll)):
+            loss = self.loss.d_loss(d_out(params, real), d_out(params, fake), real_label=1.0 - m.label_smoothing)
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            params, state = unrolled_update(opt_d, params, grads, state)
+        final = params
+        return lambda x: d_out(final, x)
 
     def fast_steps(self, opt_d: Any, opt_g: Any) -> tuple[Any, Any]:
         """perf.fast: the same D and G steps as replayable units (see gan_lightning/fast.py)."""
@@ -245,15 +349,64 @@ class GAN(GANModule):
                 with self.noise_from(tape):
                     return self.critic_step(real, y_real, raw_d)
 
-            def g_fn(tape: Any) -> dict[str, Tensor]:
+            def g_fn(tape: Any, real: Tensor) -> dict[str, Tensor]:
                 with self.noise_from(tape):
-                    return self.generator_step(int(self.cfg.data.batch_size), raw_g)
+                    return self.generator_step(real, raw_g)
 
             self._fast = (
                 ReplayableStep(d_fn, self.noise, self.device, autocast),
                 ReplayableStep(g_fn, self.noise, self.device, autocast),
             )
         return self._fast
+
+
+UnrolledState = list[tuple[Tensor, Tensor, float]]
+
+
+def unrolled_state(opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> UnrolledState:
+    """(first moment or momentum buffer, second moment, step) per parameter from D's optimizer
+    (zeros and step 0 before its first step), detached: the unrolling starts from them as constants."""
+    out = []
+    for p in params:
+        st = opt.state.get(p, {})
+        first = st.get("exp_avg", st.get("momentum_buffer"))
+        second = st.get("exp_avg_sq")
+        out.append(
+            (
+                torch.zeros_like(p) if first is None else first.detach(),
+                torch.zeros_like(p) if second is None else second.detach(),
+                float(st.get("step", 1.0 if first is not None else 0.0)),
+            )
+        )
+    return out
+
+
+def unrolled_update(
+    opt: torch.optim.Optimizer, params: list[Tensor], grads: tuple[Tensor, ...], state: UnrolledState
+) -> tuple[list[Tensor], UnrolledState]:
+    """One differentiable step of D's optimizer at its current hyperparameters, as out-of-place
+    tensor maths: torch.optim.Adam's rule (bias-corrected, L2 weight decay) or SGD with momentum."""
+    group = opt.param_groups[0]
+    lr, wd = float(group["lr"]), float(group["weight_decay"])
+    new_params, new_state = [], []
+    for p, g, (m1, m2, t) in zip(params, grads, state):
+        g = g + wd * p
+        if isinstance(opt, torch.optim.SGD):
+            mom = float(group["momentum"])
+            m1 = g if t == 0 or mom == 0 else mom * m1 + g
+            new_params.append(p - lr * m1)
+            new_state.append((m1, m2, t + 1.0))
+            continue
+        b1, b2 = (float(b) for b in group["betas"])
+        t += 1.0
+        m1 = b1 * m1 + (1 - b1) * g
+        m2 = b2 * m2 + (1 - b2) * g * g
+        # the clamp keeps sqrt's derivative finite where a gradient is exactly 0 (the clamped
+        # entries get no gradient); Adam's value there is unchanged (m1 = 0: no update)
+        denom = (m2 / (1 - b2**t)).clamp_min(1e-30).sqrt() + float(group["eps"])
+        new_params.append(p - lr * (m1 / (1 - b1**t)) / denom)
+        new_state.append((m1, m2, t))
+    return new_params, new_state
 
 
 # ---------------------------------------------------------------------- named variants

@@ -82,6 +82,11 @@ class TranslationModule(GANModule):
         TRANSLATORS.get(cfg.nets.g, "nets.g")
         if cfg.nets.d != "patchgan":
             raise ConfigError(f"bad value for 'nets.d': image-to-image models use 'patchgan', got '{cfg.nets.d}'")
+        if cfg.nets.g_norm == "virtual_batch" or cfg.nets.d_minibatch != "none":
+            raise ConfigError(
+                "bad value in 'nets': virtual batch norm and minibatch layers belong to the z -> image nets of "
+                "the GAN family; image-to-image nets take nets.g_norm=batch|instance|none, nets.d_minibatch=none"
+            )
         if cfg.nets.patch_layers < 1 or cfg.nets.resnet_blocks < 1:
             raise ConfigError("bad value in 'nets': patch_layers and resnet_blocks must be >= 1")
         if not issubclass(DATAMODULES.get(cfg.data.name, "data.name"), PairedDataModule):

@@ -9,7 +9,9 @@ from torch import nn
 
 from gan_lightning.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan_lightning.nets.layers import Critic, add_spectral_norm, dcgan_init_
+from gan_lightning.nets.minibatch import MINIBATCH_LAYERS, MinibatchCritic
 from gan_lightning.nets.mlp import MLPDiscriminator, MLPGenerator
+from gan_lightning.nets.vbn import VirtualBatchGenerator
 from gan_lightning.registry import ConfigError, Registry
 
 Shape = tuple[int, ...]
@@ -44,14 +46,23 @@ def _dcgan_d(nets: Any, shape: Shape, norm: str) -> Critic:
 
 
 def build_generator(nets: Any, shape: Shape, z_dim: int, spectral_norm: bool = False) -> nn.Module:
+    """G by name; with ``nets.g_norm=virtual_batch`` wrapped to pass its reference batch first."""
     g = GENERATORS.get(nets.g, "nets.g")(nets, tuple(shape), z_dim)
     if nets.init == "dcgan":
         dcgan_init_(g)
-    return add_spectral_norm(g) if spectral_norm else g
+    if spectral_norm:
+        add_spectral_norm(g)
+    return VirtualBatchGenerator(g, z_dim) if nets.g_norm == "virtual_batch" else g
 
 
 def build_discriminator(nets: Any, shape: Shape, norm: str, spectral_norm: bool = False) -> Critic:
+    """D by name; ``nets.d_minibatch`` adds a minibatch layer before its head."""
     d = DISCRIMINATORS.get(nets.d, "nets.d")(nets, tuple(shape), norm)
+    kind = nets.get("d_minibatch", "none")
+    if kind not in MINIBATCH_LAYERS:
+        raise ConfigError(f"bad value for 'nets.d_minibatch': one of {', '.join(MINIBATCH_LAYERS)}, got '{kind}'")
+    if kind != "none":
+        d = MinibatchCritic(d, kind)
     if nets.init == "dcgan":
         dcgan_init_(d)
     return add_spectral_norm(d) if spectral_norm else d

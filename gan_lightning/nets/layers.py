@@ -7,9 +7,10 @@ from typing import TypeVar
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from gan_lightning.nets.vbn import VirtualBatchNorm
 from gan_lightning.registry import ConfigError
 
-NORMS = ("batch", "instance", "layer", "none")
+NORMS = ("batch", "instance", "layer", "virtual_batch", "none")
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
@@ -32,6 +33,8 @@ def norm2d(kind: str, channels: int) -> nn.Module:
         return nn.InstanceNorm2d(channels, affine=True)
     if kind == "layer":
         return nn.GroupNorm(1, channels)
+    if kind == "virtual_batch":
+        return VirtualBatchNorm(channels)
     if kind == "none":
         return nn.Identity()
     raise ConfigError(f"unknown normalisation '{kind}'; choose one of {', '.join(NORMS)}")
@@ -42,9 +45,11 @@ def norm1d(kind: str, features: int) -> nn.Module:
         return nn.BatchNorm1d(features)
     if kind == "layer":
         return nn.LayerNorm(features)
+    if kind == "virtual_batch":
+        return VirtualBatchNorm(features)
     if kind == "none":
         return nn.Identity()
-    raise ConfigError(f"normalisation '{kind}' is not available for MLP layers; use batch, layer or none")
+    raise ConfigError(f"normalisation '{kind}' is not available for MLP layers; use batch, layer, virtual_batch, none")
 
 
 def add_spectral_norm(module: ModuleT) -> ModuleT:
@@ -65,6 +70,8 @@ def dcgan_init_(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.InstanceNorm2d)) and m.affine:
+        elif isinstance(m, VirtualBatchNorm) or (
+            isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.InstanceNorm2d)) and m.affine
+        ):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
