@@ -9,13 +9,14 @@ SWEEP   ?= experiments/sweeps/gmm_ring_lr.yaml
 COUNT   ?= 10
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-fast lint train study sweep bench clean
+.PHONY: help install test test-fast lint train study lab sweep bench clean
 
 help:
 	@echo "make install                 create $(VENV) and install the package with the pinned dependency set"
 	@echo "make test                    the whole test suite (offline, CPU)"
 	@echo "make train [EXP=name] [ARGS='k=v ...']   train an experiment (default: the Fashion-MNIST quickstart)"
 	@echo "make study EXP=name SEEDS=0-4 [ARGS=...]  one run per seed and an aggregate report"
+	@echo "make lab [SEEDS=0-9] [ARGS='mixtures=grid methods=gan,pacgan4']  the mode-collapse lab: a study per remedy, one table"
 	@echo "make sweep SWEEP=file.yaml [COUNT=n]      a wandb sweep (add ARGS=--offline to run it locally)"
 	@echo "make bench                   framework loop vs a plain PyTorch loop, FID vs torchmetrics; JSON in benchmarks/results/"
 	@echo "make lint                    ruff check, ruff format --check, mypy"
@@ -56,6 +57,9 @@ train: install
 
 study: install
 	$(BIN)/gan-lightning study exp=$(EXP) seeds=$(SEEDS) $(ARGS)
+
+lab: install
+	$(BIN)/gan-lightning lab seeds=$(SEEDS) $(ARGS)
 
 sweep: install
 	$(BIN)/gan-lightning sweep $(SWEEP) --count $(COUNT) $(ARGS)

@@ -100,6 +100,16 @@ def _train_evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab(args: argparse.Namespace) -> int:
+    from gan_lightning.lab import run_lab
+
+    out = run_lab(args.overrides)
+    print((out / "lab.md").read_text())
+    print(f"lab directory: {out}")
+    rows = json.loads((out / "lab.json").read_text())["rows"]
+    return 0 if all(r["seeds"] > 0 for r in rows) else 1
+
+
 def _study(args: argparse.Namespace) -> int:
     from gan_lightning.study import run_study
 
@@ -282,6 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="seeds=..., jobs=K, reproducible=true, out=DIR and key=value overrides"
     )
     st.set_defaults(func=_study)
+
+    lab = sub.add_parser(
+        "lab",
+        help="the mode-collapse lab: a study per mixture and remedy on the PacGAN/VEEGAN 2-D protocol, one table",
+    )
+    lab.add_argument(
+        "overrides",
+        nargs="*",
+        help="mixtures=grid,ring methods=gan,pacgan4,... seeds=0-9 out=DIR jobs=K and key=value overrides",
+    )
+    lab.set_defaults(func=_lab)
 
     c = sub.add_parser(
         "compare",

@@ -253,6 +253,70 @@ if model.info.kind == "image":
     ]
 )
 
-for name, n in (("01_quickstart.ipynb", quick), ("02_study_report.ipynb", study), ("03_latent_space.ipynb", latent)):
+lab = nb(
+    [
+        (
+            "md",
+            "# The mode-collapse lab\n\nOne seeded study per remedy on the PacGAN/VEEGAN 2-D protocol (`gmm_grid_pacgan_protocol`: 4x400 MLPs, z in R^2, Adam 1e-4, batch 100), scored on 2,500 samples: modes covered, share of high-quality samples (within 3 std of a mode) and reverse KL of the mode histogram. `make lab` (or `gan-lightning lab`) runs the whole lab; this notebook shows a finished one from `runs/lab` (or `$LAB_DIR`), else runs a small one.",
+        ),
+        ("code", SETUP),
+        (
+            "code",
+            """from gan_lightning.lab import run_lab
+
+LAB = Path(os.environ.get("LAB_DIR", "runs/lab"))
+if SMALL or not (LAB / "lab.json").is_file():
+    methods = "gan,pacgan4" if SMALL else "gan,pacgan4,minibatch_stddev"
+    LAB = run_lab(["mixtures=grid", f"methods={methods}", "seeds=0" if SMALL else "seeds=0-4",
+                   f"steps={60 if SMALL else 5000}", f"out={OUT / 'lab'}", "log.progress=false"], echo=False)
+result = json.loads((LAB / "lab.json").read_text())
+print((LAB / "lab.md").read_text())""",
+        ),
+        ("md", "Each method's modes and high-quality share per seed: collapse shows as fewer modes or a low share."),
+        (
+            "code",
+            """import matplotlib.pyplot as plt
+import numpy as np
+
+rows = [r for r in result["rows"] if r["seeds"] > 0]
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+for ax, key, label in zip(axes, ["modes/covered", "modes/high_quality"], ["modes covered", "high-quality share"]):
+    for i, r in enumerate(rows):
+        report = json.loads((LAB / r["mixture"] / r["method"] / "report.json").read_text())
+        vals = [s["final"].get(key) for s in report["per_seed"] if s["status"] == "completed"]
+        vals = [np.nan if v is None else v for v in vals]
+        ax.scatter(np.full(len(vals), i), vals, alpha=0.7)
+        ax.plot([i - 0.25, i + 0.25], [np.nanmean(vals)] * 2, color="k")
+    ax.set_xticks(range(len(rows)), [f"{r['mixture']}\\n{r['method']}" for r in rows], fontsize=7)
+    ax.set_ylabel(label)
+plt.tight_layout()
+plt.show()""",
+        ),
+        (
+            "md",
+            "Samples of seed 0 of each method at the end of training (the scatter plot each run writes), collapse beside recovery:",
+        ),
+        (
+            "code",
+            """import matplotlib.image as mpimg
+
+fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), squeeze=False)
+for ax, r in zip(axes[0], rows):
+    pngs = sorted((LAB / r["mixture"] / r["method"]).glob("seed_*/samples/step_*.png"))
+    if pngs:
+        ax.imshow(mpimg.imread(pngs[-1]))
+    ax.set_title(f"{r['mixture']}: {r['method']}", fontsize=8)
+    ax.axis("off")
+plt.show()""",
+        ),
+    ]
+)
+
+for name, n in (
+    ("01_quickstart.ipynb", quick),
+    ("02_study_report.ipynb", study),
+    ("03_latent_space.ipynb", latent),
+    ("04_mode_collapse_lab.ipynb", lab),
+):
     nbf.write(n, Path(__file__).resolve().parent / name)
 print("ok")
