@@ -16,7 +16,7 @@ help:
 	@echo "make test                    the whole test suite (offline, CPU)"
 	@echo "make train [EXP=name] [ARGS='k=v ...']   train an experiment (default: the Fashion-MNIST quickstart)"
 	@echo "make study EXP=name SEEDS=0-4 [ARGS=...]  one run per seed and an aggregate report"
-	@echo "make lab [SEEDS=0-4] [ARGS='mixtures=grid methods=gan,pacgan4']  the mode-collapse lab: a study per remedy, one table"
+	@echo "make lab [SEEDS=0-4] [ARGS='benchmarks=grid methods=gan,pacgan4']  the mode-collapse lab: a study per remedy, one table"
 	@echo "make sweep SWEEP=file.yaml [COUNT=n]      a wandb sweep (add ARGS=--offline to run it locally)"
 	@echo "make bench                   framework loop vs a plain PyTorch loop, FID vs torchmetrics; JSON in benchmarks/results/"
 	@echo "make lint                    ruff check, ruff format --check, mypy"

@@ -295,12 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser(
         "lab",
-        help="the mode-collapse lab: a study per mixture and remedy on the PacGAN/VEEGAN 2-D protocol, one table",
+        help="the mode-collapse lab: a study per benchmark (2-D mixtures, stacked Fashion-MNIST) and remedy, one table",
     )
     lab.add_argument(
         "overrides",
         nargs="*",
-        help="mixtures=grid,ring methods=gan,pacgan4,... seeds=0-9 out=DIR jobs=K and key=value overrides",
+        help="benchmarks=grid,ring,stacked_fashion methods=gan,pacgan4,... seeds=0-9 out=DIR jobs=K, key=value",
     )
     lab.set_defaults(func=_lab)
 

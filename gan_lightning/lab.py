@@ -1,9 +1,11 @@
-"""The mode-collapse lab: one seeded study per (mixture, method) on the PacGAN/VEEGAN 2-D
-protocol (experiments ``gmm_<mixture>_pacgan_protocol``), and one table of modes covered, share
-of high-quality samples and reverse KL of the mode histogram, beside the published rows.
+"""The mode-collapse lab: one seeded study per (benchmark, method), and one table of modes
+covered, share of high-quality samples (2-D mixtures) and reverse KL of the mode histogram, beside
+the published rows. Benchmarks: the PacGAN/VEEGAN 2-D protocol on the grid and the ring
+(``gmm_<mixture>_pacgan_protocol``) and stacked Fashion-MNIST (``stacked_fashion``, 1,000 modes).
 
-``gan-lightning lab [mixtures=grid,ring] [methods=gan,pacgan4,...] [seeds=0-9] [out=DIR] [k=v ...]``
-Every study resumes: a second call runs only the seeds that are missing.
+``gan-lightning lab [benchmarks=grid,ring] [methods=gan,pacgan4,...] [seeds=0-9] [out=DIR] [k=v ...]``
+Every study resumes: a second call runs only the seeds that are missing. A method that a
+benchmark's model refuses (e.g. unrolling a BatchNorm critic) gets a row saying why.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from gan_lightning.config import load_config
 from gan_lightning.files import write_json
-from gan_lightning.registry import ConfigError
+from gan_lightning.registry import ConfigError, first_line
 from gan_lightning.study import run_study
 
 # each remedy is a few overrides of the protocol's plain GAN
@@ -28,7 +31,12 @@ METHODS: dict[str, list[str]] = {
     "feature_matching": ["model.feature_matching=true"],
     "virtual_batch_norm": ["nets.g_norm=virtual_batch"],
 }
-MIXTURES = ("grid", "ring")
+# benchmark -> (experiment, its metric keys for modes, high quality (None: no such measure), KL)
+BENCHMARKS: dict[str, tuple[str, tuple[str, str | None, str]]] = {
+    "grid": ("gmm_grid_pacgan_protocol", ("modes/covered", "modes/high_quality", "modes/kl")),
+    "ring": ("gmm_ring_pacgan_protocol", ("modes/covered", "modes/high_quality", "modes/kl")),
+    "stacked_fashion": ("stacked_fashion", ("stacked/modes", None, "stacked/kl")),
+}
 
 # (modes, high-quality %, reverse KL) as published: Lin et al. 2018 (PacGAN), Table 1, which also
 # carries VEEGAN's row; only the rows quoted by our issue tracker are copied here
@@ -38,7 +46,7 @@ PUBLISHED: dict[tuple[str, str], tuple[float, float | None, float | None]] = {
     ("grid", "PacGAN4 (PacGAN Table 1)"): (24.8, 93.6, 0.04),
     ("grid", "VEEGAN (PacGAN Table 1)"): (24.6, 40.0, 0.11),
 }
-KEYS = ("modes/covered", "modes/high_quality", "modes/kl")
+COLUMNS = ("modes", "high_quality", "kl")
 
 
 def _names(text: str, known: tuple[str, ...] | list[str], what: str) -> list[str]:
@@ -51,7 +59,7 @@ def _names(text: str, known: tuple[str, ...] | list[str], what: str) -> list[str
 
 def run_lab(args: list[str], echo: bool = True) -> Path:
     """Run (or resume) every study of the lab and write lab.json and lab.md; returns the lab's directory."""
-    opts = {"mixtures": "grid,ring", "methods": ",".join(METHODS), "seeds": "0-9", "out": "runs/lab"}
+    opts = {"benchmarks": "grid,ring", "methods": ",".join(METHODS), "seeds": "0-9", "out": "runs/lab"}
     overrides = []
     for arg in args:
         key, sep, value = arg.partition("=")
@@ -59,30 +67,35 @@ def run_lab(args: list[str], echo: bool = True) -> Path:
             opts[key] = value
         else:
             overrides.append(arg)
-    mixtures = _names(opts["mixtures"], MIXTURES, "mixtures")
+    benchmarks = _names(opts["benchmarks"], list(BENCHMARKS), "benchmarks")
     methods = _names(opts["methods"], list(METHODS), "methods")
     out = Path(opts["out"])
     rows = []
-    for mixture in mixtures:
+    for bench in benchmarks:
         for method in methods:
-            sdir = out / mixture / method
-            study_args = [f"exp=gmm_{mixture}_pacgan_protocol", *METHODS[method], *overrides]
+            sdir = out / bench / method
+            study_args = [f"exp={BENCHMARKS[bench][0]}", *METHODS[method], *overrides]
+            try:
+                load_config(study_args)
+            except ConfigError as e:  # this benchmark's model refuses the method: say why, go on
+                rows.append({"benchmark": bench, "method": method, "seeds": 0, "refused": first_line(e)})
+                continue
             run_study([*study_args, f"seeds={opts['seeds']}", f"out={sdir}"], echo=echo)
-            rows.append(lab_row(mixture, method, sdir))
-    result = {"rows": rows, "published": published_rows(mixtures), "overrides": overrides, "device": _device()}
+            rows.append(lab_row(bench, method, sdir))
+    result = {"rows": rows, "published": published_rows(benchmarks), "overrides": overrides, "device": _device()}
     write_json(out / "lab.json", result)
     (out / "lab.md").write_text(lab_markdown(result))
     return out
 
 
-def lab_row(mixture: str, method: str, sdir: Path) -> dict[str, Any]:
+def lab_row(bench: str, method: str, sdir: Path) -> dict[str, Any]:
     """One table row from a study's report: mean and std over the completed seeds."""
     report = json.loads((sdir / "report.json").read_text())
     final = report["final"]
-    row: dict[str, Any] = {"mixture": mixture, "method": method, "seeds": len(report["completed"])}
-    for key in KEYS:
-        agg = final.get(key, {})
-        row[key] = {"mean": agg.get("mean"), "std": agg.get("std")}
+    row: dict[str, Any] = {"benchmark": bench, "method": method, "seeds": len(report["completed"])}
+    for column, key in zip(COLUMNS, BENCHMARKS[bench][1]):
+        agg = final.get(key, {}) if key else {}
+        row[column] = {"mean": agg.get("mean"), "std": agg.get("std")}
     wall = report.get("wall_s", {})
     row["wall_s_per_seed"] = wall.get("mean")
     steps = {s.get("steps_done") for s in report["per_seed"] if s.get("status") == "completed"}
@@ -90,11 +103,11 @@ def lab_row(mixture: str, method: str, sdir: Path) -> dict[str, Any]:
     return row
 
 
-def published_rows(mixtures: list[str]) -> list[dict[str, Any]]:
+def published_rows(benchmarks: list[str]) -> list[dict[str, Any]]:
     return [
-        {"mixture": mix, "method": name, "modes": v[0], "high_quality_pct": v[1], "kl": v[2]}
-        for (mix, name), v in PUBLISHED.items()
-        if mix in mixtures
+        {"benchmark": bench, "method": name, "modes": v[0], "high_quality_pct": v[1], "kl": v[2]}
+        for (bench, name), v in PUBLISHED.items()
+        if bench in benchmarks
     ]
 
 
@@ -114,21 +127,24 @@ def _pm(cell: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
 
 def lab_markdown(result: dict[str, Any]) -> str:
     lines = [
-        "| mixture | method | seeds | steps | modes | high quality % | reverse KL | wall s / seed |",
+        "| benchmark | method | seeds | steps | modes | high quality % | reverse KL | wall s / seed |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["rows"]:
+        if "refused" in r:
+            lines.append(f"| {r['benchmark']} | {r['method']} | 0 | refused: {r['refused']} | | | | |")
+            continue
         wall = r.get("wall_s_per_seed")
         steps = ",".join(str(s) for s in r["steps"])
         lines.append(
-            f"| {r['mixture']} | {r['method']} | {r['seeds']} | {steps} | {_pm(r['modes/covered'])} | "
-            f"{_pm(r['modes/high_quality'], 100.0)} | {_pm(r['modes/kl'], digits=2)} | "
+            f"| {r['benchmark']} | {r['method']} | {r['seeds']} | {steps} | {_pm(r['modes'])} | "
+            f"{_pm(r['high_quality'], 100.0)} | {_pm(r['kl'], digits=2)} | "
             f"{'–' if wall is None else f'{wall:.0f}'} |"
         )
     for p in result["published"]:
         hq = "–" if p["high_quality_pct"] is None else f"{p['high_quality_pct']:.1f}"
         kl = "–" if p["kl"] is None else f"{p['kl']:.2f}"
-        lines.append(f"| {p['mixture']} | {p['method']} | published | – | {p['modes']:.1f} | {hq} | {kl} | – |")
+        lines.append(f"| {p['benchmark']} | {p['method']} | published | – | {p['modes']:.1f} | {hq} | {kl} | – |")
     lines.append("")
     lines.append(f"Device: {result['device']}. Overrides: {' '.join(result['overrides']) or 'none'}.")
     return "\n".join(lines) + "\n"

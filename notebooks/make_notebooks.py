@@ -267,7 +267,7 @@ lab = nb(
 LAB = Path(os.environ.get("LAB_DIR", "runs/lab"))
 if SMALL or not (LAB / "lab.json").is_file():
     methods = "gan,pacgan4" if SMALL else "gan,pacgan4,minibatch_stddev"
-    LAB = run_lab(["mixtures=grid", f"methods={methods}", "seeds=0" if SMALL else "seeds=0-4",
+    LAB = run_lab(["benchmarks=grid", f"methods={methods}", "seeds=0" if SMALL else "seeds=0-4",
                    f"steps={60 if SMALL else 5000}", f"out={OUT / 'lab'}", "log.progress=false"], echo=False)
 result = json.loads((LAB / "lab.json").read_text())
 print((LAB / "lab.md").read_text())""",
@@ -282,7 +282,7 @@ rows = [r for r in result["rows"] if r["seeds"] > 0]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
 for ax, key, label in zip(axes, ["modes/covered", "modes/high_quality"], ["modes covered", "high-quality share"]):
     for i, r in enumerate(rows):
-        report = json.loads((LAB / r["mixture"] / r["method"] / "report.json").read_text())
+        report = json.loads((LAB / r["benchmark"] / r["method"] / "report.json").read_text())
         vals = [s["final"].get(key) for s in report["per_seed"] if s["status"] == "completed"]
         vals = [np.nan if v is None else v for v in vals]
         ax.scatter(np.full(len(vals), i), vals, alpha=0.7)
@@ -302,7 +302,7 @@ plt.show()""",
 
 fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), squeeze=False)
 for ax, r in zip(axes[0], rows):
-    pngs = sorted((LAB / r["mixture"] / r["method"]).glob("seed_*/samples/step_*.png"))
+    pngs = sorted((LAB / r["benchmark"] / r["method"]).glob("seed_*/samples/step_*.png"))
     if pngs:
         ax.imshow(mpimg.imread(pngs[-1]))
     ax.set_title(f"{r['mixture']}: {r['method']}", fontsize=8)

@@ -1,4 +1,4 @@
-"""The mode-collapse lab: a study per (mixture, method) and one table beside the published rows."""
+"""The mode-collapse lab: a study per (benchmark, method) and one table beside the published rows."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_every_lab_method_is_a_valid_override_of_both_protocols() -> None:
 def test_lab_runs_a_study_per_method_and_tabulates_them(tmp_path: Path) -> None:
     out = run_lab(
         [
-            "mixtures=grid",
+            "benchmarks=grid",
             "methods=gan,pacgan2",
             "seeds=0",
             "steps=30",
@@ -33,7 +33,7 @@ def test_lab_runs_a_study_per_method_and_tabulates_them(tmp_path: Path) -> None:
         echo=False,
     )
     result = json.loads((out / "lab.json").read_text())
-    assert [(r["mixture"], r["method"], r["seeds"], r["steps"]) for r in result["rows"]] == [
+    assert [(r["benchmark"], r["method"], r["seeds"], r["steps"]) for r in result["rows"]] == [
         ("grid", "gan", 1, [30]),
         ("grid", "pacgan2", 1, [30]),
     ]
@@ -42,7 +42,8 @@ def test_lab_runs_a_study_per_method_and_tabulates_them(tmp_path: Path) -> None:
     assert pack["status"] == "completed" and "pack: 2" in config
     for row in result["rows"]:
         report = json.loads((out / "grid" / row["method"] / "report.json").read_text())
-        assert row["modes/covered"]["mean"] == report["final"]["modes/covered"]["mean"]
+        assert row["modes"]["mean"] == report["final"]["modes/covered"]["mean"]
+        assert row["high_quality"]["mean"] == report["final"]["modes/high_quality"]["mean"]
     table = (out / "lab.md").read_text()
     assert table == lab_markdown(result) and "PacGAN4 (PacGAN Table 1) | published | – | 24.8 | 93.6 | 0.04" in table
 
@@ -52,3 +53,11 @@ def test_lab_refuses_an_unknown_method_with_exit_2(tmp_path: Path) -> None:
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert p.returncode == 2 and "pacgan9" in p.stderr and "pacgan4" in p.stderr
     assert not any(tmp_path.iterdir())  # nothing was run or written
+
+
+def test_a_method_the_benchmarks_model_refuses_gets_a_row_saying_why(tmp_path: Path) -> None:
+    out = run_lab(["benchmarks=stacked_fashion", "methods=unrolled5", "seeds=0", f"out={tmp_path}"], echo=False)
+    (row,) = json.loads((out / "lab.json").read_text())["rows"]
+    assert row["seeds"] == 0 and "BatchNorm" in row["refused"]  # DCGAN's critic has BatchNorm
+    assert "refused: bad value for 'nets.d_norm'" in (out / "lab.md").read_text()
+    assert not (tmp_path / "stacked_fashion").exists()  # no run was started

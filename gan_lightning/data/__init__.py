@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 from gan_lightning.data.base import Batch, DataInfo, GANDataModule
 from gan_lightning.data.celeba import CelebADataModule
 from gan_lightning.data.mnist import FashionMNISTDataModule, MissingDataError, MNISTDataModule
+from gan_lightning.data.stacked import StackedDataModule, StackedMNISTDataModule
 from gan_lightning.data.synthetic import SyntheticDataModule
 from gan_lightning.data.toy import ToyDataModule
 from gan_lightning.data.translation import FashionEdgesDataModule, PairedFolderDataModule, UnpairedFolderDataModule
@@ -17,6 +18,8 @@ DATAMODULES.register("toy")(ToyDataModule)
 DATAMODULES.register("mnist")(MNISTDataModule)
 DATAMODULES.register("fashion_mnist")(FashionMNISTDataModule)
 DATAMODULES.register("celeba")(CelebADataModule)
+DATAMODULES.register("stacked_fashion")(StackedDataModule)
+DATAMODULES.register("stacked_mnist")(StackedMNISTDataModule)
 DATAMODULES.register("synthetic")(SyntheticDataModule)
 DATAMODULES.register("fashion_edges")(FashionEdgesDataModule)
 DATAMODULES.register("paired_folder")(PairedFolderDataModule)

@@ -108,6 +108,20 @@ class ClassifierFeatures(nn.Module):
         return feats.float(), self.net.head(feats).softmax(dim=1).float()
 
 
+class PerChannelClassifier(nn.Module):
+    """Each channel of [0, 1] images read by a one-channel domain classifier (stacked data):
+    (no features, probabilities (N, channels, classes))."""
+
+    def __init__(self, inner: ClassifierFeatures):
+        super().__init__()
+        self.inner, self.meta = inner, inner.meta
+
+    @torch.no_grad()
+    def forward(self, images01: Tensor) -> tuple[Tensor, Tensor]:
+        probs = [self.inner(images01[:, c : c + 1])[1] for c in range(images01.shape[1])]
+        return images01.new_zeros(len(images01), 0), torch.stack(probs, dim=1)
+
+
 def classifier_key(fp: str, fmt: int = CLASSIFIER_FORMAT) -> str:
     """The classifier trained (by this format's recipe) on the data with fingerprint ``fp``."""
     return f"classifier-v{fmt}-{fp}"

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_lightning.metrics.frechet import feature_stats, frechet_distance, kid
-from gan_lightning.metrics.modes import class_statistics, inception_score, mode_statistics
+from gan_lightning.metrics.modes import class_statistics, inception_score, mode_statistics, stacked_mode_statistics
 from gan_lightning.metrics.precision_recall import prdc
 from gan_lightning.metrics.reference import Reference
 from gan_lightning.progress import progress
@@ -124,6 +124,13 @@ def _modes(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     return mode_statistics(data["points"], torch.tensor(ctx.info.modes), ctx.info.mode_std)
 
 
+@metric("stacked", {"modes": True, "kl": False}, "modes", "channel_probs")
+def _stacked(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
+    """Stacked data: modes among the samples and KL to the data's mode distribution."""
+    _, labels = ctx.datamodule.channel_datamodule.split(train=True)
+    return stacked_mode_statistics(data["channel_probs"], torch.bincount(labels, minlength=10))
+
+
 def full_key(name: str, key: str) -> str:
     """Logged name: 'fid', 'kid', 'is' stand alone; others are 'metric/key'."""
     return key if key == name or key.startswith(name + "_") else f"{name}/{key}"
@@ -184,7 +191,17 @@ class Evaluator:
             from gan_lightning.metrics.features import InceptionFeatures, InceptionLogits
 
             ex: nn.Module
-            if role == "feats" and self.features == "inception":
+            if role == "channel_probs":
+                from gan_lightning.metrics.classifier import PerChannelClassifier
+
+                source = getattr(self.datamodule, "channel_datamodule", None)
+                if source is None:
+                    raise ConfigError(
+                        f"metric 'stacked' reads stacked images; '{self.info.name}' is not stacked data "
+                        "(use data=stacked_fashion or stacked_mnist)"
+                    )
+                ex = PerChannelClassifier(get_classifier(source, verbose=self.verbose))
+            elif role == "feats" and self.features == "inception":
                 ex = InceptionFeatures(self.resize)
             elif role == "is_probs" and self.is_weights:
                 ex = InceptionLogits(self.is_weights)
@@ -283,7 +300,15 @@ class Evaluator:
         d: dict[str, Any] = {"metrics": self.names, "features": self.features}
         if self.needs & {"feats"}:
             d["reference"] = self.reference.key
-        if "probs" in self.needs or ("is_probs" in self.needs and not self.is_weights) or self.features == "classifier":
+        needs = self.needs
+        if (
+            "probs" in needs
+            or ("is_probs" in needs and not self.is_weights)
+            or ("feats" in needs and self.features == "classifier")
+        ):
             meta = self.extractor("probs").meta
             d["classifier"] = {k: meta[k] for k in ("dataset", "fingerprint", "test_accuracy")}
+        if "channel_probs" in needs:
+            meta = self.extractor("channel_probs").meta
+            d["channel_classifier"] = {k: meta[k] for k in ("dataset", "fingerprint", "test_accuracy")}
         return d

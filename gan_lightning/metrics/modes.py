@@ -55,3 +55,17 @@ def inception_score(probs: Tensor, splits: int = 10) -> tuple[float, float]:
         scores.append(float(kl.exp()))
     t = torch.tensor(scores, dtype=torch.float64)
     return float(t.mean()), float(t.std(unbiased=False)) if len(scores) > 1 else 0.0
+
+
+def stacked_mode_statistics(channel_probs: Tensor, class_hist: Tensor) -> dict[str, float]:
+    """Modes (class triples) among the samples, each channel read by the base classifier: how
+    many of the 1,000 appear at least once, and KL(generated mode histogram || data's), the data's
+    being the product of the base class frequencies (Srivastava et al. 2017; Lin et al. 2018)."""
+    pred = channel_probs.argmax(2)  # (N, 3)
+    modes = pred[:, 0] * 100 + pred[:, 1] * 10 + pred[:, 2]
+    counts = torch.bincount(modes, minlength=1000).double()
+    p = counts / counts.sum()
+    q1 = class_hist.double() / class_hist.double().sum()
+    q = (q1[:, None, None] * q1[None, :, None] * q1[None, None, :]).flatten()
+    nz = p > 0
+    return {"modes": float(nz.sum()), "kl": float((p[nz] * (p[nz] / q[nz]).log()).sum())}
