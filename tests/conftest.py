@@ -135,7 +135,7 @@ def data_overrides(exp: str, mnist_root: Path, tmp_path: Path) -> list[str]:
     text = (experiments_dir() / f"{exp}.yaml").read_text()
     if "name: toy" in text:
         return []
-    if FASHION_ON_MACHINE and ("name: fashion_mnist" in text or "name: fashion_edges" in text):
+    if FASHION_ON_MACHINE and any(f"name: {d}" in text for d in ("fashion_mnist", "fashion_edges", "stacked_fashion")):
         return ["metrics.names=[]", "log.neighbours=false"]
     if "unpaired_folder" in text:
         return [f"data.root={make_folder_tree(tmp_path / 'folders')}", "data.image_size=32"]

@@ -184,7 +184,7 @@ def test_every_experiment_not_named_for_absent_data_uses_data_on_the_machine() -
         if exp.endswith(("_mnist", "_celeba", "_folder")):
             continue
         data = load_config([f"exp={exp}"]).data.name
-        assert data in ("toy", "fashion_mnist", "fashion_edges"), f"{exp} trains on {data}"
+        assert data in ("toy", "fashion_mnist", "fashion_edges", "stacked_fashion"), f"{exp} trains on {data}"
     assert {"cgan_fashion", "infogan_fashion"} <= set(known_experiments())
     assert load_config(["exp=wgan_gp", "data=mnist"]).data.name == "mnist"  # MNIST one override away
 

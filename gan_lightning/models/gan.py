@@ -294,10 +294,11 @@ class GAN(GANModule):
         feature matching against ``real``) + the variant's terms, D frozen."""
         with self.frozen(self.D):
             fake = self.make_fake(real.shape[0])
-            judged = self.judge(fake.x, fake.y, fake.codes)
-            if self.mcfg.unroll > 0:
+            if self.mcfg.unroll > 0:  # G faces D after k more updates (plain critics only: validate)
                 opt_d = self.optimizers()[1].optimizer  # type: ignore[index]
-                judged.out = self.unrolled_critic(real, fake.x, opt_d)(fake.x)
+                judged = Judged(fake.x, fake.y, self.unrolled_critic(real, fake.x, opt_d)(fake.x), None, fake.codes)
+            else:
+                judged = self.judge(fake.x, fake.y, fake.codes)
             if self.mcfg.feature_matching:
                 adv = self.feature_matching_loss(real, fake.x)
             else:
