@@ -18,7 +18,7 @@ from typing import Any
 from gan_lightning.config import load_config
 from gan_lightning.files import write_json
 from gan_lightning.registry import ConfigError, first_line
-from gan_lightning.study import run_study
+from gan_lightning.study import STUDY_KEYS, run_study
 
 # each remedy is a few overrides of the protocol's plain GAN
 METHODS: dict[str, list[str]] = {
@@ -60,17 +60,21 @@ def _names(text: str, known: tuple[str, ...] | list[str], what: str) -> list[str
 def run_lab(args: list[str], echo: bool = True) -> Path:
     """Run (or resume) every study of the lab and write lab.json and lab.md; returns the lab's directory."""
     opts = {"benchmarks": "grid,ring", "methods": ",".join(METHODS), "seeds": "0-9", "out": "runs/lab"}
-    overrides = []
+    overrides, study_keys = [], []
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and key in opts:
             opts[key] = value
+        elif sep and key in STUDY_KEYS:  # jobs=, launcher=, ...: for the study runner
+            study_keys.append(arg)
         else:
             overrides.append(arg)
     benchmarks = _names(opts["benchmarks"], list(BENCHMARKS), "benchmarks")
     methods = _names(opts["methods"], list(METHODS), "methods")
     out = Path(opts["out"])
     rows = []
+    for bench in benchmarks:  # the user's own overrides must hold for every benchmark: errors stop here
+        load_config([f"exp={BENCHMARKS[bench][0]}", *overrides])
     for bench in benchmarks:
         for method in methods:
             sdir = out / bench / method
@@ -80,7 +84,7 @@ def run_lab(args: list[str], echo: bool = True) -> Path:
             except ConfigError as e:  # this benchmark's model refuses the method: say why, go on
                 rows.append({"benchmark": bench, "method": method, "seeds": 0, "refused": first_line(e)})
                 continue
-            run_study([*study_args, f"seeds={opts['seeds']}", f"out={sdir}"], echo=echo)
+            run_study([*study_args, *study_keys, f"seeds={opts['seeds']}", f"out={sdir}"], echo=echo)
             rows.append(lab_row(bench, method, sdir))
     result = {"rows": rows, "published": published_rows(benchmarks), "overrides": overrides, "device": _device()}
     write_json(out / "lab.json", result)

@@ -65,6 +65,7 @@ def test_began_k_follows_its_proportional_control_and_m_global_its_formula(tmp_p
     k = 0.0
     for row in rows:
         e_real, e_fake = float(row["began/real_energy"]), float(row["g/adv"])
+        assert e_real == pytest.approx(float(row["d/real"]), rel=1e-6)  # e(x) of the D step, before its update
         k = min(1.0, max(0.0, k + lam * (gamma * e_real - e_fake)))
         assert float(row["began/k"]) == pytest.approx(k, abs=1e-5)
         assert float(row["began/m_global"]) == pytest.approx(e_real + abs(gamma * e_real - e_fake), rel=1e-5)
@@ -96,8 +97,10 @@ def test_energy_models_train_and_resume_bitwise(args: list[str], tmp_path: Path)
         (["model.loss=energy"], "model.loss"),  # a plain critic with the energy loss
         (["model=began", "model.clip=0.01"], "model.clip"),
         (["model=ebgan", "model.pack=2"], "model.pack"),
-        (["model=began", "model.gamma=0"], "model"),
-        (["model=ebgan", "model.margin=-1"], "model"),
+        (["model=began", "model.gamma=0"], "0 < gamma <= 1"),
+        (["model=ebgan", "model.margin=-1"], "margin > 0"),
+        (["model=ebgan", "nets.d_minibatch=stddev"], "nets.d_minibatch"),  # energy of one sample from others'
+        (["model=began", "nets.d_norm=virtual_batch"], "nets.d_norm"),
     ],
 )
 def test_energy_combinations_that_do_not_hold_are_refused(args: list[str], key: str) -> None:

@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gan_lightning.config import load_config
 from gan_lightning.lab import METHODS, lab_markdown, run_lab
+from gan_lightning.registry import ConfigError
 from tests.conftest import REPO
 
 
@@ -23,6 +26,7 @@ def test_every_lab_method_is_a_valid_override_of_both_protocols() -> None:
 def test_lab_runs_a_study_per_method_and_tabulates_them(tmp_path: Path) -> None:
     out = run_lab(
         [
+            "jobs=1",  # a study key: it reaches the study runner, not the config
             "benchmarks=grid",
             "methods=gan,pacgan2",
             "seeds=0",
@@ -40,10 +44,10 @@ def test_lab_runs_a_study_per_method_and_tabulates_them(tmp_path: Path) -> None:
     pack = json.loads((out / "grid" / "pacgan2" / "seed_0" / "summary.json").read_text())
     config = (out / "grid" / "pacgan2" / "seed_0" / "config.yaml").read_text()
     assert pack["status"] == "completed" and "pack: 2" in config
-    for row in result["rows"]:
-        report = json.loads((out / "grid" / row["method"] / "report.json").read_text())
-        assert row["modes"]["mean"] == report["final"]["modes/covered"]["mean"]
-        assert row["high_quality"]["mean"] == report["final"]["modes/high_quality"]["mean"]
+    for row in result["rows"]:  # the row holds the seed's own final values (one seed: std 0)
+        summary = json.loads((out / "grid" / row["method"] / "seed_0" / "summary.json").read_text())
+        assert row["modes"] == {"mean": summary["final"]["modes/covered"], "std": 0.0}
+        assert row["high_quality"]["mean"] == summary["final"]["modes/high_quality"]
     table = (out / "lab.md").read_text()
     assert table == lab_markdown(result) and "PacGAN4 (PacGAN Table 1) | published | – | 24.8 | 93.6 | 0.04" in table
 
@@ -61,3 +65,8 @@ def test_a_method_the_benchmarks_model_refuses_gets_a_row_saying_why(tmp_path: P
     assert row["seeds"] == 0 and "BatchNorm" in row["refused"]  # DCGAN's critic has BatchNorm
     assert "refused: bad value for 'nets.d_norm'" in (out / "lab.md").read_text()
     assert not (tmp_path / "stacked_fashion").exists()  # no run was started
+
+
+def test_a_bad_override_fails_the_lab_instead_of_refusing_every_method(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model\.n_critc"):
+        run_lab(["benchmarks=grid", "methods=gan", "seeds=0", "model.n_critc=2", f"out={tmp_path}"], echo=False)

@@ -130,8 +130,10 @@ def test_unrolled_gradient_matches_the_hand_computed_case(k: int) -> None:
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd"])
-def test_unrolled_update_is_the_optimizers_own_step(name: str) -> None:
-    """From a state with history, one differentiable update equals torch.optim's step."""
+@pytest.mark.parametrize(("history", "steps"), [(0, 1), (0, 3), (3, 1), (3, 2)])
+def test_unrolled_updates_are_the_optimizers_own_steps(name: str, history: int, steps: int) -> None:
+    """From a fresh state or one with history, k differentiable updates (state carried from one to
+    the next) equal k steps of torch.optim, each on the gradient at the current parameters."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
     if name == "adam":
@@ -139,21 +141,49 @@ def test_unrolled_update_is_the_optimizers_own_step(name: str) -> None:
     else:
         opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.5, weight_decay=0.01)
     x = torch.randn(10, 3)
-    for _ in range(3):
+
+    def torch_step() -> None:
         opt.zero_grad()
         net(x).pow(2).mean().backward()
         opt.step()
-    params = [p.detach().clone().requires_grad_(True) for p in net.parameters()]
+
+    for _ in range(history):
+        torch_step()
     names = [n for n, _ in net.named_parameters()]
-    loss = torch.func.functional_call(net, dict(zip(names, params)), (x,)).pow(2).mean()
-    grads = torch.autograd.grad(loss, params)
+    params = [p.detach().clone().requires_grad_(True) for p in net.parameters()]
     state = unrolled_state(opt, list(net.parameters()))
-    unrolled, _ = unrolled_update(opt, params, grads, state)
-    opt.zero_grad()
-    net(x).pow(2).mean().backward()
-    opt.step()
-    for u, p in zip(unrolled, net.parameters()):
+    for _ in range(steps):
+        loss = torch.func.functional_call(net, dict(zip(names, params)), (x,)).pow(2).mean()
+        params, state = unrolled_update(opt, params, torch.autograd.grad(loss, params), state)
+    for _ in range(steps):
+        torch_step()
+    for u, p in zip(params, net.parameters()):
         assert torch.allclose(u, p, atol=1e-6, rtol=1e-5)
+
+
+def test_gradient_through_an_adam_unroll_matches_finite_differences() -> None:
+    """float64: G's gradient through 3 unrolled Adam steps of a small MLP critic equals central
+    differences of the same loss."""
+    model = toy_model("model.unroll=3").double()
+    torch.manual_seed(1)
+    opt = torch.optim.Adam(model.D.parameters(), lr=0.05, betas=(0.5, 0.999))
+    real, z = torch.randn(12, 2, dtype=torch.float64) + 1.0, torch.randn(12, 2, dtype=torch.float64)
+
+    def loss(c: Tensor) -> Tensor:
+        fake = c + z
+        return model.loss.g_loss(model.unrolled_critic(real, fake, opt)(fake))
+
+    c = torch.tensor([0.2, -0.4], dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(loss(c), c)
+    h = 1e-6
+    numeric = torch.stack(
+        [(loss(c.detach() + h * e) - loss(c.detach() - h * e)) / (2 * h) for e in torch.eye(2, dtype=torch.float64)]
+    )
+    assert torch.allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+    k0 = toy_model().double()
+    k0.D.load_state_dict(model.D.state_dict())
+    (plain,) = torch.autograd.grad(k0.loss.g_loss(k0.D(c + z)), c)
+    assert not torch.allclose(grad, plain, rtol=1e-3)  # unrolling changes G's gradient
 
 
 # ---------------------------------------------------------------------- feature matching
@@ -181,7 +211,7 @@ def test_minibatch_discrimination_matches_its_definition() -> None:
     torch.manual_seed(0)
     layer = MinibatchDiscrimination(4, kernels=3, kernel_dim=2).double()
     f = torch.randn(5, 4, dtype=torch.float64)
-    m = (f @ layer.T).view(5, 3, 2)
+    m = (f @ layer.T.weight.T).view(5, 3, 2)
     expected = torch.zeros(5, 3, dtype=torch.float64)
     for i in range(5):
         for j in range(5):
@@ -237,8 +267,13 @@ def test_virtual_batch_norm_matches_its_formula_in_float64() -> None:
         (["exp=gmm_ring", "model.unroll=3"], "model.penalty.name"),  # gmm_ring has R1
         (["exp=gmm_ring", "model=wgan", "nets.d=mlp", "nets.g=mlp", "model.unroll=1"], "model.clip"),
         (["exp=gmm_ring", "model.penalty.name=none", "model.unroll=1", "optim.name=rmsprop"], "optim.name"),
-        (["exp=cyclegan_edges", "nets.g_norm=virtual_batch"], "nets"),
+        (["exp=cyclegan_edges", "nets.g_norm=virtual_batch"], "virtual batch norm"),
         (["exp=gmm_ring", "nets.d_minibatch=many"], "nets.d_minibatch"),
+        (["exp=gmm_ring", "nets.d_norm=virtual_batch"], "nets.d_norm"),  # VBN is a G option
+        (["exp=cgan_fashion", "nets.g_norm=virtual_batch"], "nets.g_norm"),  # G(z, y): no z-only reference
+        (["exp=gmm_ring", "model.penalty.name=none", "model.unroll=2", "trainer.precision=16-mixed"], "precision"),
+        (["exp=gmm_ring", "model.unroll=2", "model.penalty.name=none", "trainer.devices=2"], "trainer.devices"),
+        (["exp=gmm_ring", "model.feature_matching=true", "trainer.devices=2"], "trainer.devices"),
         (["exp=gmm_ring", "model.pack=0"], "model.pack"),
     ],
 )

@@ -126,8 +126,8 @@ def _modes(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
 
 @metric("stacked", {"modes": True, "kl": False}, "modes", "channel_probs")
 def _stacked(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
-    """Stacked data: modes among the samples and KL to the data's mode distribution."""
-    _, labels = ctx.datamodule.channel_datamodule.split(train=True)
+    """Stacked data: modes among the samples and KL to the mode distribution of the training data."""
+    _, labels = ctx.datamodule.channel_datamodule.training_split()
     return stacked_mode_statistics(data["channel_probs"], torch.bincount(labels, minlength=10))
 
 

@@ -70,6 +70,7 @@ class ConditionalMixin:
     fixed_z: Tensor
     class_conditional = True  # metrics check that samples show the class they were asked for
     plain_critic = False  # D reads the label too
+    z_only_generator = False  # G(z, y)
 
     @property
     def num_classes(self) -> int:
@@ -190,6 +191,7 @@ class InfoGAN(GAN):
     Config = InfoGANConfig
     D: Critic
     plain_critic = False  # Q reads D's features of each sample
+    z_only_generator = False  # G(z, c)
     defaults: ClassVar[dict[str, Any]] = {"nets": {"g": "dcgan", "d": "dcgan"}}
 
     @property

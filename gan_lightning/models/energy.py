@@ -50,6 +50,11 @@ class EnergyGAN(GAN):
         m = cfg.model
         if m.code_dim < 1:
             raise ConfigError(f"bad value for 'model.code_dim': must be >= 1, got {m.code_dim}")
+        if cfg.nets.d_minibatch != "none":
+            raise ConfigError(
+                f"bad value for 'nets.d_minibatch': model '{m.name}' has an autoencoder critic, whose energy of a "
+                "sample must not depend on the rest of its batch; use nets.d_minibatch=none"
+            )
         if m.clip > 0:
             raise ConfigError(
                 f"bad value for 'model.clip': weight clipping bounds a WGAN critic; model '{m.name}' has an "
@@ -116,8 +121,8 @@ class BEGAN(EnergyGAN):
     """Berthelot et al. 2017: L1 reconstruction energy e, L_D = e(x) - k_t e(G(z)), L_G = e(G(z)),
     k_{t+1} = clip(k_t + lambda_k (gamma e(x) - e(G(z))), 0, 1), M_global = e(x) + |gamma e(x) - e(G(z))|.
     No BatchNorm; Adam lr 1e-4, betas (0.5, 0.999), gamma 0.5, lambda_k 0.001, k_0 0 as in the
-    paper. Both energies of the k_t update are measured in the G step, with the D that G faces:
-    e(x) on the last D step's real batch, e(G(z)) on G's samples (before G's update)."""
+    paper. The k_t update reads e(x) of the last D step (before D's update) and e(G(z)) of the G
+    step (before G's update), as the paper's simultaneous updates do."""
 
     Config = BEGANConfig
     distance = "l1"
@@ -125,11 +130,14 @@ class BEGAN(EnergyGAN):
         "nets": {**DCGAN_NETS, "g_norm": "none", "d_norm": "none"},
         "optim": {"name": "adam", "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.999]},
     }
-    k: Tensor  # a buffer
+    k: Tensor  # buffers
+    real_energy: Tensor
 
     def __init__(self, cfg: DictConfig | dict, info: Any):
         super().__init__(cfg, info)
         self.register_buffer("k", torch.tensor(float(self.mcfg.k_init)))
+        # e(x) of the last D step, before D's update, for k_t's update after the G step
+        self.register_buffer("real_energy", torch.zeros(()), persistent=False)
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -139,14 +147,16 @@ class BEGAN(EnergyGAN):
             raise ConfigError("bad value in 'model': began needs 0 < gamma <= 1, lambda_k >= 0, 0 <= k_init <= 1")
 
     def d_terms(self, real: Judged, fake: Judged) -> Terms:
+        with torch.no_grad():  # into a buffer: nothing leaves the device (the fast path replays it)
+            self.real_energy.copy_(real.out.mean())
         return Terms(-self.k * fake.out.mean())
 
     def generator_step(self, real: Tensor, opt: Any) -> dict[str, Tensor]:
-        """G's step, then k_t's update (tensor ops on a buffer: nothing leaves the device)."""
-        with torch.no_grad():
-            real_e = self.D(real)[0].mean()
+        """G's step, then k_t's update; under DDP both energies are averaged over the ranks first."""
         stats = super().generator_step(real, opt)
-        fake_e, m = stats["g/adv"], self.mcfg
+        real_e, fake_e, m = self.real_energy.clone(), stats["g/adv"], self.mcfg
+        if self._trainer is not None and self.trainer.world_size > 1:
+            real_e, fake_e = (self.trainer.strategy.reduce(e, reduce_op="mean") for e in (real_e, fake_e))
         balance = float(m.gamma) * real_e - fake_e
         with torch.no_grad():
             self.k.copy_((self.k + float(m.lambda_k) * balance).clamp(0.0, 1.0))

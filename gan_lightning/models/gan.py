@@ -88,6 +88,11 @@ def resolve_d_norm(cfg: DictConfig) -> str:
     per_sample = m.penalty.name != "none" and PENALTIES.get(m.penalty.name, "model.penalty.name").per_sample
     if norm == "auto":
         return "none" if per_sample or m.sn_d or cfg.nets.d == "mlp" else "batch"
+    if norm == "virtual_batch":
+        raise ConfigError(
+            "bad value for 'nets.d_norm': virtual batch norm is a generator option (nets.g_norm); "
+            "use nets.d_norm=batch, layer or none"
+        )
     if norm == "batch" and per_sample:
         raise ConfigError(
             f"bad value for 'nets.d_norm': BatchNorm in the critic couples the samples of the per-sample "
@@ -107,6 +112,8 @@ class GAN(GANModule):
     # D judges samples alone through a trunk and a head (a Critic): what packing, unrolling and
     # feature matching need. Models whose D also reads labels or codes say False.
     plain_critic: ClassVar[bool] = True
+    # G takes z alone, so virtual batch norm can draw its reference batch of inputs as N(0, I)
+    z_only_generator: ClassVar[bool] = True
     # D's outputs are energies (an autoencoder critic): only losses marked ``energy`` fit it
     energy_critic: ClassVar[bool] = False
 
@@ -181,12 +188,25 @@ class GAN(GANModule):
         """Packing, unrolling and feature matching need a plain critic; unrolling differentiates
         plain D updates, so it refuses what those updates would not carry."""
         m = cfg.model
+        if cfg.nets.g_norm == "virtual_batch" and not cls.z_only_generator:
+            raise ConfigError(
+                f"bad value for 'nets.g_norm': model '{m.name}' feeds G labels or codes beside z, which virtual "
+                "batch norm's reference batch of N(0, I) inputs does not cover; use nets.g_norm=batch or none"
+            )
         remedies = (("pack", m.pack > 1), ("unroll", m.unroll > 0), ("feature_matching", m.feature_matching))
         used = [key for key, on in remedies if on]
         if used and not cls.plain_critic:
             raise ConfigError(
                 f"bad value for 'model.{used[0]}': model '{m.name}' has a D that also reads labels or codes, "
                 "which packing, unrolling and feature matching do not cover; use a model of the GAN family"
+            )
+        devices = cfg.trainer.get("devices", 1)
+        if (m.unroll > 0 or m.feature_matching) and (
+            str(devices) not in ("1", "auto") or int(cfg.trainer.get("num_nodes", 1)) > 1
+        ):
+            raise ConfigError(
+                f"bad value for 'trainer.devices': model.{'unroll' if m.unroll else 'feature_matching'} runs on one "
+                "device for now (its D gradients / feature means would be one rank's, not the global batch's)"
             )
         if m.unroll == 0:
             return
@@ -198,10 +218,20 @@ class GAN(GANModule):
             (m.feature_matching, "model.feature_matching", "feature matching (it replaces the unrolled loss)"),
             (cfg.optim.name not in ("adam", "sgd"), "optim.name", f"optim.name={cfg.optim.name} (adam and sgd unroll)"),
             (bool(cfg.perf.fast), "perf.fast", "the fast path (its replay of the unrolled graph is not verified)"),
+            (
+                str(cfg.trainer.get("precision", "32-true")).startswith("16"),
+                "trainer.precision",
+                "16-bit mixed precision (the unrolled D gradients are not loss-scaled); use 32-true or bf16-mixed",
+            ),
         ]
         for bad, key, what in refusals:
             if bad:
                 raise ConfigError(f"bad value for '{key}': model.unroll={m.unroll} does not combine with {what}")
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.trainer.world_size > 1 and (self.mcfg.unroll > 0 or self.mcfg.feature_matching):
+            raise ConfigError("model.unroll and model.feature_matching run on one device for now; drop trainer.devices")
 
     @property
     def real_batches_per_step(self) -> int:

@@ -19,10 +19,11 @@ class MinibatchDiscrimination(nn.Module):
     def __init__(self, in_features: int, kernels: int = 100, kernel_dim: int = 5):
         super().__init__()
         self.kernels, self.kernel_dim = kernels, kernel_dim
-        self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.1)
+        self.T = nn.Linear(in_features, kernels * kernel_dim, bias=False)  # a Linear: spectral norm covers it
+        nn.init.normal_(self.T.weight, 0.0, 0.1)
 
     def forward(self, f: Tensor) -> Tensor:
-        m = (f @ self.T).view(-1, self.kernels, self.kernel_dim)
+        m = self.T(f).view(-1, self.kernels, self.kernel_dim)
         l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(3)  # (N, N, kernels)
         return torch.exp(-l1).sum(1) - 1.0  # minus the j = i term, exp(0) = 1
 
