@@ -287,7 +287,7 @@ for ax, key, label in zip(axes, ["modes/covered", "modes/high_quality"], ["modes
         vals = [np.nan if v is None else v for v in vals]
         ax.scatter(np.full(len(vals), i), vals, alpha=0.7)
         ax.plot([i - 0.25, i + 0.25], [np.nanmean(vals)] * 2, color="k")
-    ax.set_xticks(range(len(rows)), [f"{r['mixture']}\\n{r['method']}" for r in rows], fontsize=7)
+    ax.set_xticks(range(len(rows)), [f"{r['benchmark']}\\n{r['method']}" for r in rows], fontsize=7)
     ax.set_ylabel(label)
 plt.tight_layout()
 plt.show()""",
@@ -305,7 +305,7 @@ for ax, r in zip(axes[0], rows):
     pngs = sorted((LAB / r["benchmark"] / r["method"]).glob("seed_*/samples/step_*.png"))
     if pngs:
         ax.imshow(mpimg.imread(pngs[-1]))
-    ax.set_title(f"{r['mixture']}: {r['method']}", fontsize=8)
+    ax.set_title(f"{r['benchmark']}: {r['method']}", fontsize=8)
     ax.axis("off")
 plt.show()""",
         ),

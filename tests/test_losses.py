@@ -40,6 +40,8 @@ def closed_form(name: str, real: list[float], fake: list[float], real_label: flo
     if name == "least_squares":
         d = 0.5 * mean((r - real_label) ** 2 for r in real) + 0.5 * mean(f**2 for f in fake)
         return d, 0.5 * mean((f - 1) ** 2 for f in fake)
+    if name == "energy":  # E[e(x)] for D (EBGAN's margin, BEGAN's k_t term are the models'), E[e(G(z))] for G
+        return mean(real), mean(fake)
     if name.startswith("fgan_"):
         # Nowozin et al. 2016, Table 2, as printed: activation g_f and conjugate f*, unsimplified;
         # D loss -(E_P[g_f(v)] - E_Q[f*(g_f(v))]), G loss -E_Q[g_f(v)]
@@ -74,7 +76,16 @@ def test_one_sided_label_smoothing(name: str) -> None:
     assert LOSSES[name].d_loss(REAL, FAKE, real_label=0.9).item() == pytest.approx(d_expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("name", LOSSES.names())
+def test_energy_loss_lowers_the_energy_of_data_for_d_and_of_samples_for_g() -> None:
+    real = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64, requires_grad=True)
+    fake = torch.tensor([0.4, 0.2, 0.5], dtype=torch.float64, requires_grad=True)
+    LOSSES["energy"].d_loss(real, fake).backward()
+    assert (real.grad > 0).all()  # descending lowers e(x)
+    LOSSES["energy"].g_loss(fake).backward()
+    assert (fake.grad > 0).all()  # descending lowers e(G(z))
+
+
+@pytest.mark.parametrize("name", [n for n in LOSSES.names() if not LOSSES[n].energy])
 def test_gradient_signs(name: str) -> None:
     """D is pushed to raise real scores and lower fake ones; G to raise its fake scores
     (within the region where each loss is active: logits in (-1, 1))."""
