@@ -127,7 +127,9 @@ def _modes(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
 @metric("stacked", {"modes": True, "kl": False}, "modes", "channel_probs")
 def _stacked(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     """Stacked data: modes among the samples and KL to the mode distribution of the training data."""
-    _, labels = ctx.datamodule.channel_datamodule.training_split()
+    base = ctx.datamodule.channel_datamodule
+    base.prepare()  # the training split, loaded once and kept (not read from the files each evaluation)
+    labels = base._train[1].cpu()
     return stacked_mode_statistics(data["channel_probs"], torch.bincount(labels, minlength=10))
 
 

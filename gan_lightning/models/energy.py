@@ -63,8 +63,7 @@ class EnergyGAN(GAN):
 
     def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
         """(energy per sample, the encoder's codes)."""
-        energy, code = self.D(x)
-        return energy, code
+        return self.D(x)
 
 
 @dataclass
