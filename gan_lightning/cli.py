@@ -86,6 +86,23 @@ def _fid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measures(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gan_lightning.config import load_config
+    from gan_lightning.metrics.degradations import all_set_measures, run_measures
+
+    cfg = load_config(args.overrides, exp="quickstart")
+    names = [m.strip() for m in args.metrics.split(",")] if args.metrics else all_set_measures()
+    out = Path(args.out or f"runs/measures/{cfg.data.name}-{args.features}-n{args.n}")
+    result = run_measures(cfg, names, args.n, args.features, out, seed=args.seed)
+    from gan_lightning.metrics.degradations import table_markdown
+
+    print(table_markdown(result))
+    print(f"written to {out}/measures.json and measures.md ({result['wall_s']} s)")
+    return 0
+
+
 def _train_evaluator(args: argparse.Namespace) -> int:
     from gan_lightning.config import load_config
     from gan_lightning.data import build_datamodule
@@ -111,6 +128,10 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
+    if any(a.startswith("protocol=") for a in args.overrides):  # a named protocol of studies: protocol.py
+        from gan_lightning.protocol import protocol_command
+
+        return protocol_command(args.overrides)
     from gan_lightning.study import run_study
 
     sdir = run_study(args.overrides)
@@ -256,7 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="metrics of a checkpoint, printed and written as JSON")
     ev.add_argument("ckpt")
     ev.add_argument(
-        "--metrics", default="", help="comma list of fid,kid,prdc,is,classes,modes (default: all that apply)"
+        "--metrics",
+        default="",
+        help="comma list of metrics.names (fid,kid,prdc,is,classes,... `gan-lightning measures --help`; "
+        "default fid,kid,prdc,is,classes)",
     )
     ev.add_argument("--n", type=int, default=10000, help="generated samples (and reference images)")
     ev.add_argument("--features", default="classifier", choices=["classifier", "inception"])
@@ -281,6 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--classifier-data", default=None, help="dataset whose classifier gives the features")
     f.set_defaults(func=_fid)
 
+    me = sub.add_parser(
+        "measures",
+        help="the metric of metrics: every measure on held-out real images and on known degradations "
+        "(dropped classes, collapse, noise, blur, memorised training images), one table",
+    )
+    me.add_argument("overrides", nargs="*", help="data=NAME and data.* overrides (default: Fashion-MNIST)")
+    me.add_argument("--metrics", default="", help="comma list (default: every measure a set of images can take)")
+    me.add_argument("--n", type=int, default=2000, help="images per row and reference images")
+    me.add_argument("--features", default="classifier", choices=["classifier", "inception"])
+    me.add_argument("--seed", type=int, default=0)
+    me.add_argument("--out", default=None, help="directory (default runs/measures/<data>-<features>-n<N>)")
+    me.set_defaults(func=_measures)
+
     te = sub.add_parser("train-evaluator", help="train and cache the domain classifier: data=mnist|fashion_mnist")
     te.add_argument("overrides", nargs="*", help="data=NAME and data.* overrides")
     te.add_argument("--epochs", type=int, default=6)
@@ -289,7 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("study", help="one run per seed and aggregates: study exp=NAME seeds=0-9 [jobs=K] [k=v ...]")
     st.add_argument(
-        "overrides", nargs="*", help="seeds=..., jobs=K, reproducible=true, out=DIR and key=value overrides"
+        "overrides",
+        nargs="*",
+        help="seeds=..., jobs=K, reproducible=true, out=DIR and key=value overrides; or protocol=lucic "
+        "[models=mm,ns,lsgan,wgan,wgan_gp,dragan,began] [budget=K] [seeds=0] [steps=N] [out=DIR] [jobs=J] "
+        "[search_seed=0] [batch_sizes=64] [k=v ...]: Lucic et al. 2018's random search per loss (protocol.py)",
     )
     st.set_defaults(func=_study)
 

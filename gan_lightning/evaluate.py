@@ -60,7 +60,10 @@ def evaluate_checkpoint(
         is_weights=is_weights,
         device=device,
         verbose=True,
-    ).prepare()
+    )
+    path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
+    evaluator.artifacts_dir = str(path.parent)  # pictures of measures that draw one (birthday pairs)
+    evaluator.prepare()
     values = compute_metrics(evaluator, model, n, None, raw_too, seed)
     result = {
         "checkpoint": str(ckpt),
@@ -70,7 +73,6 @@ def evaluate_checkpoint(
         **evaluator.describe(),
         "values": values,
     }
-    path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result)  # strict JSON: a non-finite value (e.g. an infinite mode KL) is null
     result["written_to"] = str(path)

@@ -87,7 +87,7 @@ class LogConfig:
 
 @dataclass
 class MetricsConfig:
-    names: list[str] = field(default_factory=list)  # fid | kid | prdc | is | classes | modes
+    names: list[str] = field(default_factory=list)  # fid | kid | prdc | is | classes | modes | mmd | ... (README)
     every: int = 0  # every N generator steps (0: only at the end)
     n: int = 2500  # generated samples per evaluation
     primary: str = ""  # key that picks best.ckpt ('' = fid if computed, else the first metric's own)
@@ -97,6 +97,9 @@ class MetricsConfig:
     resize: str = "tf1_bilinear"  # resize to 299 for inception: tf1_bilinear | bilinear | bicubic | nearest
     is_weights: str = ""  # torch-fidelity's Inception weights (path) for IS on ImageNet logits
     raw_too: bool = True  # with an EMA of G, also evaluate the raw generator (keys raw/...)
+    ndb_bins: int = 50  # k-means bins of the 'ndb' measure
+    recon_n: int = 100  # reference images inverted by the 'recon' measure
+    recon_steps: int = 200  # Adam steps per inversion of 'recon'
 
 
 @dataclass

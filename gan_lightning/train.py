@@ -112,6 +112,9 @@ def build_evaluator(cfg: DictConfig, datamodule: Any, verbose: bool = True) -> E
         ref_split=str(m.ref_split),
         resize=str(m.resize),
         is_weights=str(m.is_weights) or None,
+        ndb_bins=int(m.ndb_bins),
+        recon_n=int(m.recon_n),
+        recon_steps=int(m.recon_steps),
         device=metrics_device(cfg),
         verbose=verbose,
     )

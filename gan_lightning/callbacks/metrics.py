@@ -103,5 +103,5 @@ def compute_metrics(
         if y is not None and getattr(model, "class_conditional", False):
             local["requested"] = y.cpu()
         data = {k: gather_rows(trainer, v) for k, v in local.items()}
-        values.update({prefix + k: v for k, v in evaluator.compute(data).items()})
+        values.update({prefix + k: v for k, v in evaluator.compute(data, (model, net), prefix).items()})
     return values

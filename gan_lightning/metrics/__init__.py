@@ -1,4 +1,6 @@
-"""Metrics of generated samples, by name (``metrics.names``): fid, kid, prdc, is, classes, modes.
+"""Metrics of generated samples, by name (``metrics.names``): fid, kid, prdc, is, classes, cond,
+modes, stacked, and the rest of the evaluation table in ``measures`` (mis, mode_score, am, mmd,
+nn1, c2st, wcritic, birthday, ndb, cas, recon, spectrum, parzen; ssim and psnr for translation).
 
 The math (float64) lives in ``frechet``, ``precision_recall`` and ``modes``; feature spaces in
 ``features`` (Inception) and ``classifier`` (the project's domain classifier); reference
@@ -6,10 +8,13 @@ statistics in ``reference``; the name -> metric registry and the two-stage evalu
 ``evaluator``.
 """
 
+from gan_lightning.metrics import measures as _measures  # noqa: F401  (registers the table's measures)
+from gan_lightning.metrics.bins import ndb
 from gan_lightning.metrics.evaluator import METRICS, Evaluator, MetricSpec
 from gan_lightning.metrics.frechet import StreamingStats, fid_from_features, frechet_distance, kid
 from gan_lightning.metrics.modes import class_statistics, inception_score, mode_statistics
 from gan_lightning.metrics.precision_recall import prdc
+from gan_lightning.metrics.two_sample import mmd, one_nn_accuracy
 
 __all__ = [
     "METRICS",
@@ -21,6 +26,9 @@ __all__ = [
     "frechet_distance",
     "inception_score",
     "kid",
+    "mmd",
     "mode_statistics",
+    "ndb",
+    "one_nn_accuracy",
     "prdc",
 ]

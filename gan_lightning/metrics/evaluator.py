@@ -27,7 +27,7 @@ class MetricSpec:
     fn: Callable[[Any, dict[str, Tensor]], dict[str, float]]
     directions: dict[str, bool | None]  # key -> higher is better (None: no direction, e.g. a std)
     primary: str
-    needs: tuple[str, ...]  # what it reads: feats, probs, is_probs, points, requested (asked-for labels)
+    needs: tuple[str, ...]  # what it reads: feats, probs, is_probs, points, pixels, requested (asked-for labels)
     kinds: tuple[str, ...] = ("image",)
 
 
@@ -157,8 +157,15 @@ class Evaluator:
     batch_size: int = 250
     use_cache: bool = True
     verbose: bool = False
+    ndb_bins: int = 50
+    recon_n: int = 100
+    recon_steps: int = 200
+    artifacts_dir: str | None = None  # where measures with a picture (birthday) draw it; None: no picture
     _extractors: dict[str, Any] = field(default_factory=dict)
     _reference: Reference | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)  # per-evaluator reference quantities
+    generator: Any = None  # during ``compute``: (model, net) of the generator being measured
+    prefix: str = ""  # during ``compute``: that generator's key prefix
 
     def __post_init__(self) -> None:
         self.specs = {n: METRICS.get(n, "metrics.names") for n in self.names}
@@ -173,8 +180,9 @@ class Evaluator:
     # ------------------------------------------------------------------ what is needed
     @property
     def needs(self) -> set[str]:
-        """Per-sample quantities extracted from images ('requested' comes from the sampler)."""
-        return {n for s in self.specs.values() for n in s.needs} - {"requested"}
+        """Per-sample quantities extracted from images ('requested' comes from the sampler,
+        'generator' is the net itself)."""
+        return {n for s in self.specs.values() for n in s.needs} - {"requested", "generator"}
 
     @property
     def directions(self) -> dict[str, bool | None]:
@@ -217,7 +225,7 @@ class Evaluator:
         """Load the extractors and the reference statistics now: a missing network fails early,
         and the domain classifier is trained (once) before any GPU or DDP work starts."""
         if self.info.kind != "toy":
-            for role in sorted(self.needs):
+            for role in sorted(self.needs - {"pixels"}):
                 self.extractor(role)
             if "feats" in self.needs:
                 _ = self.reference
@@ -237,7 +245,9 @@ class Evaluator:
             return {"points": samples.detach().float().cpu()}
         images01 = samples.detach().float().add(1).div(2).clamp(0, 1)
         out: dict[str, list[Tensor]] = {}
-        roles = sorted(self.needs)
+        roles = sorted(self.needs - {"pixels"})
+        if "pixels" in self.needs:  # the [0, 1] images themselves, for pixel-space measures
+            out["pixels"] = [images01.cpu()]
         with progress(total=len(images01), desc="features of samples", unit="img", verbose=self.verbose) as bar:
             for i in range(0, len(images01), self.batch_size):
                 batch = images01[i : i + self.batch_size].to(self.device)
@@ -288,11 +298,44 @@ class Evaluator:
         _, labels = self.datamodule.split(train=self.ref_split == "train")
         return torch.bincount(labels.long()).double()
 
-    def compute(self, data: dict[str, Tensor]) -> dict[str, float]:
+    def reference_pixels(self, n: int | None = None) -> Tensor:
+        """[0, 1] float images of the reference split (the first ``n`` of ``reference_images``)."""
+        from gan_lightning.metrics.reference import choose
+
+        key = "reference_pixels"
+        if key not in self._cache:
+            images, _ = self.datamodule.split(train=self.ref_split == "train")
+            self._cache[key] = images[choose(len(images), self.n_ref)]  # the order of reference.feats' rows
+        return self._cache[key][:n].float() / 255.0
+
+    def reference_marginal(self, role: str = "is_probs") -> Tensor:
+        """p*(y): the mean class probabilities of an extractor (the domain classifier, or the
+        Inception logits' softmax) over the reference images, computed once per evaluator."""
+        key = f"marginal:{role}"
+        if key not in self._cache:
+            ex, total, count = self.extractor(role), None, 0
+            images = self.reference_pixels()
+            with torch.no_grad():
+                for i in range(0, len(images), self.batch_size):
+                    probs = ex(images[i : i + self.batch_size].to(self.device))[1].double().cpu()
+                    total = probs.sum(0) if total is None else total + probs.sum(0)
+                    count += len(probs)
+            assert total is not None
+            self._cache[key] = total / count
+        return self._cache[key]
+
+    def compute(self, data: dict[str, Tensor], generator: Any = None, prefix: str = "") -> dict[str, float]:
+        """Every metric's values from the gathered per-sample quantities; ``generator`` is
+        (model, net) for measures that use the generator itself (reconstruction error), ``prefix``
+        the key prefix of the generator ('' or 'raw/'), for the names of pictures."""
         values: dict[str, float] = {}
-        for name, spec in self.specs.items():
-            for key, value in spec.fn(self, data).items():
-                values[full_key(name, key)] = float(value)
+        self.generator, self.prefix = generator, prefix
+        try:
+            for name, spec in self.specs.items():
+                for key, value in spec.fn(self, data).items():
+                    values[full_key(name, key)] = float(value)
+        finally:
+            self.generator = None
         return values
 
     def describe(self) -> dict[str, Any]:

@@ -6,8 +6,11 @@ nearest neighbour in its own set (itself excluded), and B(x, r) the closed ball:
   recall    = 1/N  sum_i 1[exists j: X_i in B(Y_j, r_k(Y_j))]
   density   = 1/(kM) sum_j sum_i 1[Y_j in B(X_i, r_k(X_i))]
   coverage  = 1/N  sum_i 1[exists j: Y_j in B(X_i, r_k(X_i))]
-The papers use k = 3 for precision/recall and k = 5 for density/coverage. Distances are exact
-(no matrix-product shortcut) and taken in chunks, so 10k x 10k sets fit in memory.
+The papers use k = 3 for precision/recall and k = 5 for density/coverage. Distances come from
+``metrics.distances``: every pair is screened by the float64 matrix-product (BLAS) form, and the
+pairs a rigorous rounding-error band leaves undecided (near a k-th neighbour or a ball's radius) are
+recomputed exactly, so the results equal those of exact distances on every pair; chunks keep
+10k x 10k sets in memory.
 """
 
 from __future__ import annotations
@@ -15,34 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gan_lightning.metrics.distances import ball_counts, kth_neighbour_radii, nearest_other
 
-def _pairwise(a: Tensor, b: Tensor) -> Tensor:
-    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
-
-
-def kth_neighbour_radii(x: Tensor, k: int, chunk: int = 1024) -> Tensor:
-    """Distance from each row of x to its k-th nearest other row."""
-    if x.shape[0] <= k:
-        raise ValueError(f"need more than k={k} samples, got {x.shape[0]}")
-    out = []
-    for start in range(0, x.shape[0], chunk):
-        d = _pairwise(x[start : start + chunk], x)
-        rows = torch.arange(d.shape[0])
-        d[rows, rows + start] = float("inf")  # exclude the point itself
-        out.append(d.kthvalue(k, dim=1).values)
-    return torch.cat(out)
-
-
-def _in_balls(points: Tensor, centres: Tensor, radii: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
-    """(len(points), ) counts of balls B(centre_i, radius_i) containing each point, and the
-    (len(centres), ) indicator of balls containing at least one point."""
-    counts = torch.zeros(points.shape[0], dtype=torch.long)
-    hit = torch.zeros(centres.shape[0], dtype=torch.bool)
-    for start in range(0, points.shape[0], chunk):
-        inside = _pairwise(points[start : start + chunk], centres) <= radii[None, :]
-        counts[start : start + chunk] = inside.sum(1)
-        hit |= inside.any(0)
-    return counts, hit
+__all__ = ["kth_neighbour_radii", "prdc"]
 
 
 def prdc(
@@ -54,15 +32,18 @@ def prdc(
         k_pr = k_dc = k
     x = torch.as_tensor(real).to(dtype).cpu().flatten(1)
     y = torch.as_tensor(fake).to(dtype).cpu().flatten(1)
-    out: dict[str, float] = {}
-    r_x = kth_neighbour_radii(x, k_pr)
-    r_y = kth_neighbour_radii(y, k_pr)
-    counts, _ = _in_balls(y, x, r_x)
-    out["precision"] = float((counts > 0).double().mean())
-    counts_r, _ = _in_balls(x, y, r_y)
-    out["recall"] = float((counts_r > 0).double().mean())
-    r_x5 = r_x if k_dc == k_pr else kth_neighbour_radii(x, k_dc)
-    counts5, covered = _in_balls(y, x, r_x5)
-    out["density"] = float(counts5.double().sum() / (k_dc * y.shape[0]))
-    out["coverage"] = float(covered.double().mean())
-    return out
+    for n, kk in ((x.shape[0], k_pr), (y.shape[0], k_pr), (x.shape[0], k_dc)):
+        if n <= kk:  # as kth_neighbour_radii says it
+            raise ValueError(f"need more than k={kk} samples, got {n}")
+    k_max = max(k_pr, k_dc)
+    d_x, _ = nearest_other(x, k_max)  # sorted: the k-th radius for every k <= k_max
+    r_x, r_x5 = d_x[:, k_pr - 1], d_x[:, k_dc - 1]
+    r_y = nearest_other(y, k_pr)[0][:, k_pr - 1]
+    counts, covered = ball_counts(y, x, torch.stack([r_x, r_x5]))
+    counts_r, _ = ball_counts(x, y, r_y)
+    return {
+        "precision": float((counts[0] > 0).double().mean()),
+        "recall": float((counts_r > 0).double().mean()),
+        "density": float(counts[1].double().sum() / (k_dc * y.shape[0])),
+        "coverage": float(covered[1].double().mean()),
+    }

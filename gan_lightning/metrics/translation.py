@@ -1,5 +1,5 @@
 """Image-to-image metrics on the test split, in each direction a model translates:
-L1 to the true translation (where the task has one), FID of the translations against real
+L1, SSIM and PSNR against the true translation (where the task has one), FID of the translations against real
 target-domain images, and label agreement: the target domain's classifier labels the
 translation as the class of the input (fashion_edges has labels; folders do not), beside its
 ceiling (the classifier's agreement on the true targets) and the share of the ceiling reached."""
@@ -13,8 +13,17 @@ from torch import Tensor
 
 from gan_lightning.data.base import to_model_space
 from gan_lightning.metrics.frechet import fid_from_features
+from gan_lightning.metrics.image_measures import psnr, ssim
 
-DIRECTIONS = {"l1": False, "fid": False, "agreement": True, "agreement_ceiling": True, "agreement_share": True}
+DIRECTIONS = {
+    "l1": False,
+    "ssim": True,
+    "psnr": True,
+    "fid": False,
+    "agreement": True,
+    "agreement_ceiling": True,
+    "agreement_share": True,
+}
 
 
 class EdgeView:
@@ -55,6 +64,8 @@ def translation_metrics(
         tgt01 = tgt.float() / 255
         if truth:
             out[f"{direction}/l1"] = float((pred01 - tgt01).abs().mean())
+            out[f"{direction}/ssim"] = ssim(pred01, tgt01)  # Wang et al. 2004: 11x11 Gaussian window
+            out[f"{direction}/psnr"] = psnr(pred01, tgt01)  # mean of per-image PSNRs, [0, 1] range
         clf = classifiers.get(target_domain)
         if clf is not None:
             device = next(clf.parameters()).device

@@ -1,0 +1,67 @@
+"""The evaluation table's measures through the evaluator, and the metric of metrics: each
+measure against known degradations of real (synthetic) data, where the right answer is known."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from gan_lightning.cli import main
+from gan_lightning.config import load_config
+from gan_lightning.metrics.bins import ndb, nearest_centroid
+from gan_lightning.metrics.degradations import DEGRADATIONS, degraded_sets, run_measures
+from gan_lightning.metrics.evaluator import Evaluator
+
+N = 240
+
+
+def test_the_table_detects_what_each_degradation_breaks(mnist_root, tmp_path) -> None:
+    data = ["data=fashion_mnist", f"data.data_dir={mnist_root}", "data.download=false"]
+    cfg = load_config(["exp=quickstart", *data, "metrics.ndb_bins=10"])
+    names = ["nn1", "mmd", "ndb", "spectrum", "classes", "fid"]
+    table = run_measures(cfg, names, N, "classifier", tmp_path / "measures", verbose=False)
+    rows, worse = table["rows"], table["worse"]
+    assert set(rows) == {"real", *DEGRADATIONS}
+    # held-out real images: the 1-NN two-sample test near its ideal 0.5 (Xu et al. 2018)
+    assert abs(rows["real"]["nn1/accuracy"] - 0.5) < 0.12
+    # memorised training images: every point's nearest other point is its twin in the other set,
+    # so every point is misclassified: accuracy exactly 0 (the gap 0.5 flags memorisation)
+    assert rows["memorised"]["nn1/accuracy"] == 0.0 and worse["memorised"]["nn1"] is True
+    assert abs(rows["memorised"]["fid"]) < 1e-6 and worse["memorised"]["fid"] is False  # FID cannot see it
+    assert rows["collapse"]["nn1/accuracy"] > 0.9  # two images per class: nearly separable
+    for row in ("drop_classes", "collapse", "noise", "blur"):
+        assert worse[row]["mmd"] and worse[row]["fid"], row
+    assert rows["drop_classes"]["classes/covered"] <= 6  # half of the 10 classes kept
+    assert rows["blur"]["spectrum"] > 5 * rows["real"]["spectrum"]
+    md = (tmp_path / "measures" / "measures.md").read_text()
+    assert "| nn1 (`nn1/gap`) |" in md and "✓" in md
+    saved = json.loads((tmp_path / "measures" / "measures.json").read_text())
+    assert saved["rows"]["real"]["mmd"] == rows["real"]["mmd"] and saved["n"] == N
+
+    # NDB through the evaluator (bins fitted on one half of the reference, the other half
+    # compared): every bin whose held-out members all belong to dropped classes is flagged
+    from gan_lightning.data import build_datamodule
+
+    dm = build_datamodule(cfg)
+    dm.prepare()
+    ev = Evaluator(["ndb"], dm.info, dm, n_ref=N, prdc_n=N, ndb_bins=10, verbose=False).prepare()
+    sets = degraded_sets(dm.split(train=False), dm.split(train=True), N)
+    fake = ev.extract(sets["drop_classes"][0] * 2 - 1)["feats"]
+    value = ev.compute({"feats": fake})["ndb"]
+    ref = ev.reference
+    half = len(ref.feats) // 2
+    centroids = next(v for k, v in ev._cache.items() if k.startswith("ndb_centroids"))
+    out = ndb(ref.feats[half:], fake, 10, centroids=centroids)
+    assert value == out["ndb"] > 0
+    dropped = torch.tensor(sorted(set(sets["real"][1].tolist()) - set(sets["drop_classes"][1].tolist())))
+    bins, labels = nearest_centroid(ref.feats[half:], centroids)[0], ref.labels[half:]
+    flagged = set(torch.as_tensor(out["bins_different"]).tolist())
+    only_dropped = [b for b in range(10) if (bins == b).sum() >= 5 and torch.isin(labels[bins == b], dropped).all()]
+    assert only_dropped and set(only_dropped) <= flagged
+
+
+def test_measures_refuses_what_a_set_of_images_cannot_take(mnist_root, capsys) -> None:
+    data = ["data=fashion_mnist", f"data.data_dir={mnist_root}", "data.download=false"]
+    assert main(["measures", *data, "--metrics", "recon"]) == 2
+    assert "needs a generator" in capsys.readouterr().err
