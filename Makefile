@@ -67,6 +67,8 @@ sweep: install
 bench: install
 	$(BIN)/python benchmarks/bench_loop.py $(ARGS)
 	$(BIN)/python benchmarks/bench_fid.py
+	$(BIN)/python benchmarks/bench_measures.py
+	$(BIN)/python benchmarks/bench_distances.py
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

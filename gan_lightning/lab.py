@@ -11,7 +11,6 @@ benchmark's model refuses (e.g. unrolling a BatchNorm critic) gets a row saying 
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +71,7 @@ def run_lab(args: list[str], echo: bool = True) -> Path:
     benchmarks = _names(opts["benchmarks"], list(BENCHMARKS), "benchmarks")
     methods = _names(opts["methods"], list(METHODS), "methods")
     out = Path(opts["out"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for bench in benchmarks:  # the user's own overrides must hold for every benchmark: errors stop here
         load_config([f"exp={BENCHMARKS[bench][0]}", *overrides])
     for bench in benchmarks:
@@ -86,7 +85,13 @@ def run_lab(args: list[str], echo: bool = True) -> Path:
                 continue
             run_study([*study_args, *study_keys, f"seeds={opts['seeds']}", f"out={sdir}"], echo=echo)
             rows.append(lab_row(bench, method, sdir))
-    result = {"rows": rows, "published": published_rows(benchmarks), "overrides": overrides, "device": _device()}
+    devices = sorted({d for r in rows for d in r.get("devices") or []})  # where the seeds ran, not this process
+    result = {
+        "rows": rows,
+        "published": published_rows(benchmarks),
+        "overrides": overrides,
+        "device": ", ".join(devices),
+    }
     write_json(out / "lab.json", result)
     (out / "lab.md").write_text(lab_markdown(result))
     return out
@@ -104,6 +109,9 @@ def lab_row(bench: str, method: str, sdir: Path) -> dict[str, Any]:
     row["wall_s_per_seed"] = wall.get("mean")
     steps = {s.get("steps_done") for s in report["per_seed"] if s.get("status") == "completed"}
     row["steps"] = sorted(x for x in steps if x is not None)
+    row["devices"] = sorted(
+        {s["device"] for s in report["per_seed"] if s.get("status") == "completed" and s.get("device")}
+    )
     return row
 
 
@@ -113,14 +121,6 @@ def published_rows(benchmarks: list[str]) -> list[dict[str, Any]]:
         for (bench, name), v in PUBLISHED.items()
         if bench in benchmarks
     ]
-
-
-def _device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}"
 
 
 def _pm(cell: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:

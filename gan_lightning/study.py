@@ -350,6 +350,7 @@ def write_report(
                 "best": s.get("best", {}),
                 "wall_s": s.get("wall_s"),
                 "g_iters_per_s": s.get("g_iters_per_s"),
+                "device": s.get("device"),
                 "weights_sha1": s.get("weights_sha1"),
                 **({"error": errors[r["seed"]]} if errors and r["seed"] in errors else {}),
             }

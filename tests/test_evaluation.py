@@ -184,8 +184,10 @@ def test_evaluate_command_writes_json(mnist_root, tmp_path) -> None:
     assert "fid" in out.stdout
 
 
-def test_fid_command_on_arrays_folders_and_splits(mnist_root, tmp_path) -> None:
+def test_fid_command_on_arrays_folders_and_splits(mnist_root, tmp_path, capsys) -> None:
     from PIL import Image
+
+    from gan_lightning.cli import main
 
     rng = np.random.default_rng(0)
     a = rng.random((60, 1, 28, 28)).astype(np.float32)
@@ -195,23 +197,17 @@ def test_fid_command_on_arrays_folders_and_splits(mnist_root, tmp_path) -> None:
     for i, img in enumerate(a):
         Image.fromarray((img[0] * 255 + 0.5).clip(0, 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
 
-    def fid(*args: str) -> float:
-        out = subprocess.run(
-            [sys.executable, "-m", "gan_lightning", "fid", *args, "--device", "cpu", "--data-dir", str(mnist_root)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=tmp_path,
-        )
-        assert out.returncode == 0, out.stderr
-        return float(out.stdout.split()[1])
+    def fid(*args: str) -> float:  # the command in this process (a subprocess per call costs its start-up)
+        capsys.readouterr()
+        assert main(["fid", *args, "--device", "cpu", "--data-dir", str(mnist_root)]) == 0
+        return float(capsys.readouterr().out.split()[1])
 
     same = fid(str(tmp_path / "a.npy"), str(folder), "--features", "classifier", "--classifier-data", "fashion_mnist")
     assert abs(same) < 1e-6  # the PNGs hold exactly the quantised array
     split = fid("fashion_mnist:train", "fashion_mnist:test", "--features", "classifier", "--n", "400")
     noise = fid("fashion_mnist:test", str(tmp_path / "a.npy"), "--features", "classifier")
     assert 0 < split < noise
-    bad = subprocess.run(
+    bad = subprocess.run(  # the exit code of the real program
         [sys.executable, "-m", "gan_lightning", "fid", "nothing_here", "x.npy"],
         capture_output=True,
         text=True,

@@ -48,6 +48,7 @@ def test_lab_runs_a_study_per_method_and_tabulates_them(tmp_path: Path) -> None:
         summary = json.loads((out / "grid" / row["method"] / "seed_0" / "summary.json").read_text())
         assert row["modes"] == {"mean": summary["final"]["modes/covered"], "std": 0.0}
         assert row["high_quality"]["mean"] == summary["final"]["modes/high_quality"]
+        assert row["devices"] == [summary["device"]] and result["device"] == summary["device"]  # where seeds ran
     table = (out / "lab.md").read_text()
     assert table == lab_markdown(result) and "PacGAN4 (PacGAN Table 1) | published | – | 24.8 | 93.6 | 0.04" in table
 

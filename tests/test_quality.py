@@ -15,9 +15,13 @@ from tests.helpers import run
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("exp", "min_modes", "min_hq"), [("gmm_ring", 8, 0.90), ("gmm_grid", 24, 0.80)])
-def test_toy_experiment_covers_the_modes(exp: str, min_modes: int, min_hq: float) -> None:
-    result = run(f"exp={exp}", "out=q", "log.progress=false", tiny=False)
+# the ring at half its length (measured at 5,000 steps: 8 modes, 92.7 % high quality, EMA G); the
+# grid at its full 10,000 (at 5,000 its EMA G held 81.0 %, too near the bar)
+@pytest.mark.parametrize(
+    ("exp", "steps", "min_modes", "min_hq"), [("gmm_ring", 5000, 8, 0.90), ("gmm_grid", 10000, 24, 0.80)]
+)
+def test_toy_experiment_covers_the_modes(exp: str, steps: int, min_modes: int, min_hq: float) -> None:
+    result = run(f"exp={exp}", f"steps={steps}", "out=q", "log.progress=false", tiny=False)
     assert result.status == "completed"
     final = result.summary["final"]
     assert final["modes/covered"] >= min_modes and final["modes/high_quality"] >= min_hq, final
@@ -75,14 +79,16 @@ def test_real_stacked_fashion_covers_nearly_every_mode(shared_cache, monkeypatch
 @needs_fashion
 @pytest.mark.xdist_group("fashion")
 def test_quickstart_makes_clothes(shared_cache, monkeypatch) -> None:
-    """`make train`'s experiment at half its length (2,500 of 5,000 G steps, to keep the suite short):
-    every class of clothing appears and the domain classifier's FID is far below that of noise
-    (noise is in the hundreds). Measured at 2,500 steps, seed 0, 10k samples: raw G 10.7, EMA G
-    15.3 (the EMA, decay 0.999, still carries early weights); at 5,000 steps 7.6 and 8.4."""
+    """`make train`'s experiment at a quarter of its length (1,200 of 5,000 G steps, to keep the suite
+    short): every class of clothing appears and the domain classifier's FID is far below that of
+    noise (noise is in the hundreds). Measured at 1,200 steps, seed 0, 5k samples: raw G 13.8 with
+    10 classes, EMA G 28.4 with 9 (the EMA, decay 0.999, still carries early weights); at 2,500 steps
+    10.7 and 15.3, at 5,000 steps 7.6 and 8.4 (10k samples)."""
     monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(shared_cache))
-    result = run("exp=quickstart", "steps=2500", "out=qs", "log.progress=false", "metrics.every=0", tiny=False)
+    args = ("exp=quickstart", "steps=1200", "out=qs", "log.progress=false", "metrics.every=0", "metrics.n=5000")
+    result = run(*args, tiny=False)
     final = result.summary["final"]
-    assert result.status == "completed" and result.summary["steps_done"] == 2500
-    assert final["classes/covered"] == 10 and final["raw/classes/covered"] == 10, final
-    assert final["raw/fid"] < 14 and final["fid"] < 20, final
+    assert result.status == "completed" and result.summary["steps_done"] == 1200
+    assert final["raw/classes/covered"] == 10 and final["classes/covered"] >= 8, final
+    assert final["raw/fid"] < 20 and final["fid"] < 40, final
     assert result.summary["metrics"]["classifier"]["test_accuracy"] >= 0.91

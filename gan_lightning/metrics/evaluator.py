@@ -304,9 +304,16 @@ class Evaluator:
 
         key = "reference_pixels"
         if key not in self._cache:
-            images, _ = self.datamodule.split(train=self.ref_split == "train")
-            self._cache[key] = images[choose(len(images), self.n_ref)]  # the order of reference.feats' rows
+            images, labels = self.datamodule.split(train=self.ref_split == "train")
+            idx = choose(len(images), self.n_ref)  # the order of reference.feats' rows
+            self._cache[key] = images[idx]
+            self._cache["reference_labels"] = labels[idx]
         return self._cache[key][:n].float() / 255.0
+
+    def reference_labels(self, n: int | None = None) -> Tensor:
+        """The labels of ``reference_pixels`` (-1 where the data has none)."""
+        self.reference_pixels(0)
+        return self._cache["reference_labels"][:n]
 
     def reference_marginal(self, role: str = "is_probs") -> Tensor:
         """p*(y): the mean class probabilities of an extractor (the domain classifier, or the

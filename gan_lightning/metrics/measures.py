@@ -162,20 +162,26 @@ def _cas(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
 @metric("recon", {"recon": False, "recon_rmse": False}, "recon", ("generator",))
 def _recon(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     """Reconstruction error: the first ``recon_n`` reference images, each matched by the z that
-    minimises ||G(z) - x||^2 (``recon_steps`` Adam steps from a seeded start); the mean squared
-    error per pixel and its root, on the [0, 1] scale. The same on every DDP rank (seeded)."""
+    minimises ||G(z) - x||^2 (``recon_steps`` Adam steps from a seeded start; class-conditional
+    models generate with the image's own label); the mean squared error per pixel and its root, on
+    the [0, 1] scale. The same on every DDP rank (seeded)."""
     from gan_lightning.inversion import invert
 
     if ctx.generator is None:
         raise ConfigError("metric 'recon' needs the generator: use it in training or `evaluate`")
     model, net = ctx.generator
+    y = None
     if model.labels_for(1) is not None:
-        raise ConfigError("metric 'recon' inverts unconditional generators only (G(z), no labels)")
+        if not getattr(model, "class_conditional", False):
+            raise ConfigError("metric 'recon' inverts G(z) or G(z, class); this model's generator takes other codes")
+        y = ctx.reference_labels(ctx.recon_n).to(model.device)
+        if bool((y < 0).any()):
+            raise ConfigError("metric 'recon' of a class-conditional model needs labelled reference images")
     targets = ctx.reference_pixels(ctx.recon_n).to(model.device) * 2 - 1  # model space
     was_training = net.training
     net.eval()
     try:
-        _, err = invert(lambda z: model.generate(z, net), targets, model.z_dim, steps=ctx.recon_steps, seed=0)
+        _, err = invert(lambda z: model.generate(z, net, y), targets, model.z_dim, steps=ctx.recon_steps, seed=0)
     finally:
         net.train(was_training)
     mse01 = err.double().cpu() / 4  # [-1, 1] -> [0, 1] scale
