@@ -65,3 +65,20 @@ def test_measures_refuses_what_a_set_of_images_cannot_take(mnist_root, capsys) -
     data = ["data=fashion_mnist", f"data.data_dir={mnist_root}", "data.download=false"]
     assert main(["measures", *data, "--metrics", "recon"]) == 2
     assert "needs a generator" in capsys.readouterr().err
+
+
+def test_cas_of_the_real_training_images_equals_its_real_baseline(mnist_root) -> None:
+    """CAS trains the classifier recipe on the 'generated' images with their requested labels, and
+    beside it the same recipe on as many real training images (seeded draw): given exactly those
+    real images and labels, the two accuracies are the same number and the ratio is 1."""
+    from gan_lightning.data import build_datamodule
+    from gan_lightning.metrics.measures import _cas
+
+    dm = build_datamodule(load_config(["exp=cgan_mnist", f"data.data_dir={mnist_root}", "data.download=false"]))
+    dm.prepare()
+    ev = Evaluator(["cas"], dm.info, dm, verbose=False)
+    images, labels = dm.split(train=True, size=28)
+    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:300]
+    out = _cas(ev, {"pixels": images[idx].float() / 255, "requested": labels[idx]})
+    assert out["cas"] == out["cas_real"] and out["cas_ratio"] == 1.0
+    assert out["cas"] > 0.5  # the synthetic classes are learnable from 300 images
