@@ -62,8 +62,8 @@ def evaluate_checkpoint(
         verbose=True,
     )
     path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
-    evaluator.artifacts_dir = str(path.parent)  # pictures of measures that draw one (birthday pairs)
-    evaluator.prepare()
+    evaluator.artifacts_prefix = str(path.with_suffix(""))  # pictures some measures draw: <json stem>-*.png
+    evaluator.prepare().check_model(model)
     values = compute_metrics(evaluator, model, n, None, raw_too, seed)
     result = {
         "checkpoint": str(ckpt),

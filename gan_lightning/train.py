@@ -191,6 +191,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
     steps, log = int(cfg.steps), cfg.log
     kind = datamodule.info.kind
     metrics = metrics_callback(cfg, datamodule, state)
+    if isinstance(metrics, GenerativeMetrics):
+        metrics.evaluator.check_model(model)  # a metric the model cannot take fails now, not at the last step
     if metrics is not None:
         all_callbacks.append(metrics)
     if isinstance(metrics, GenerativeMetrics) and log.neighbours and kind == "image":

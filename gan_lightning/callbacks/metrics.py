@@ -70,6 +70,8 @@ class GenerativeMetrics(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = int(pl_module.g_step)
+        if pl_module.diverged_at is not None:  # agreed across ranks each step: no rank evaluates alone
+            return
         if step >= self.steps or (self.every and step % self.every == 0):
             self.evaluate(trainer, pl_module, step)
 

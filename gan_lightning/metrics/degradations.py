@@ -7,7 +7,8 @@ As Borji (2019) and Xu et al. (2018) do, held-out real images stand in for an id
   noise         Gaussian pixel noise (std 0.15 on the [0, 1] scale)
   blur          Gaussian blur (std 1 pixel)
   memorised     training images themselves (the reference set): memorisation
-Every measure is computed for every row against the same reference (the training split), and a
+Rows are made from one half of the test split (CAS, which trains a classifier on a row, is scored
+on the other half). Every measure is computed for every row against the same reference (the training split), and a
 cell says whether the measure's primary value moved from the ``real`` row in its worse
 direction. ``gan-lightning measures`` writes the table.
 """
@@ -158,7 +159,13 @@ def run_measures(
     from gan_lightning.metrics.reference import choose
 
     ref_idx = choose(len(train[0]), n)  # the reference's own images: 'memorised' copies them
-    sets = degraded_sets(dm.split(train=False), (train[0][ref_idx], train[1][ref_idx]), n, seed)
+    # one half of the test split makes the rows, the other is CAS's real test set (CAS trains on a row)
+    test_images, test_labels = dm.split(train=False)
+    rows_idx, held_idx = torch.randperm(len(test_images), generator=torch.Generator().manual_seed(seed)).chunk(2)
+    test28 = dm.split(train=False, size=28)
+    evaluator.cas_test = (test28[0][held_idx], test28[1][held_idx])
+    rows_test = (test_images[rows_idx], test_labels[rows_idx])
+    sets = degraded_sets(rows_test, (train[0][ref_idx], train[1][ref_idx]), n, seed)
     t0 = time.perf_counter()
     result = measure_table(evaluator, sets, echo=print if verbose else None)
     result.update(

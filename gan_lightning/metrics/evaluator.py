@@ -133,6 +133,14 @@ def _stacked(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     return stacked_mode_statistics(data["channel_probs"], torch.bincount(labels, minlength=10))
 
 
+def subset(total: int, n: int | None, seed: int = 0) -> Tensor:
+    """Indices of a seeded random n of ``total`` rows, in their order (all when n is None or >= total):
+    a subset of a reference stored in dataset order (class-sorted folders) is not a class-biased prefix."""
+    if n is None or n >= total:
+        return torch.arange(total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
 def full_key(name: str, key: str) -> str:
     """Logged name: 'fid', 'kid', 'is' stand alone; others are 'metric/key'."""
     return key if key == name or key.startswith(name + "_") else f"{name}/{key}"
@@ -160,7 +168,8 @@ class Evaluator:
     ndb_bins: int = 50
     recon_n: int = 100
     recon_steps: int = 200
-    artifacts_dir: str | None = None  # where measures with a picture (birthday) draw it; None: no picture
+    artifacts_prefix: str | None = None  # path prefix of pictures some measures draw (birthday); None: none
+    cas_test: tuple[Tensor, Tensor] | None = None  # CAS's real test set (default: the test split at 28x28)
     _extractors: dict[str, Any] = field(default_factory=dict)
     _reference: Reference | None = None
     _cache: dict[str, Any] = field(default_factory=dict)  # per-evaluator reference quantities
@@ -182,7 +191,10 @@ class Evaluator:
     def needs(self) -> set[str]:
         """Per-sample quantities extracted from images ('requested' comes from the sampler,
         'generator' is the net itself)."""
-        return {n for s in self.specs.values() for n in s.needs} - {"requested", "generator"}
+        needs = {n for s in self.specs.values() for n in s.needs} - {"requested", "generator"}
+        if self.artifacts_prefix and "birthday" in self.specs:
+            needs.add("pixels")  # the picture of the closest pairs
+        return needs
 
     @property
     def directions(self) -> dict[str, bool | None]:
@@ -230,6 +242,17 @@ class Evaluator:
             if "feats" in self.needs:
                 _ = self.reference
         return self
+
+    def check_model(self, model: Any) -> None:
+        """Refuse, before training, metrics the model cannot give their inputs: labelled samples
+        (``requested``) need a class-conditional model; inverting the generator needs G(z) or
+        G(z, class)."""
+        conditional = bool(getattr(model, "class_conditional", False))
+        for name, spec in self.specs.items():
+            if "requested" in spec.needs and not conditional:
+                raise ConfigError(f"metric '{name}' needs a class-conditional model (cgan, acgan)")
+            if "generator" in spec.needs and model.labels_for(1) is not None and not conditional:
+                raise ConfigError(f"metric '{name}' inverts G(z) or G(z, class); this generator takes other codes")
 
     def to(self, device: str | torch.device) -> Evaluator:
         self.device = device
@@ -305,15 +328,16 @@ class Evaluator:
         key = "reference_pixels"
         if key not in self._cache:
             images, labels = self.datamodule.split(train=self.ref_split == "train")
-            idx = choose(len(images), self.n_ref)  # the order of reference.feats' rows
+            idx = choose(len(images), self.n_ref)  # the images behind reference.feats' rows
             self._cache[key] = images[idx]
             self._cache["reference_labels"] = labels[idx]
-        return self._cache[key][:n].float() / 255.0
+        return self._cache[key][subset(len(self._cache[key]), n)].float() / 255.0
 
     def reference_labels(self, n: int | None = None) -> Tensor:
-        """The labels of ``reference_pixels`` (-1 where the data has none)."""
+        """The labels of ``reference_pixels(n)`` (-1 where the data has none)."""
         self.reference_pixels(0)
-        return self._cache["reference_labels"][:n]
+        labels = self._cache["reference_labels"]
+        return labels[subset(len(labels), n)]
 
     def reference_marginal(self, role: str = "is_probs") -> Tensor:
         """p*(y): the mean class probabilities of an extractor (the domain classifier, or the
@@ -336,6 +360,9 @@ class Evaluator:
         (model, net) for measures that use the generator itself (reconstruction error), ``prefix``
         the key prefix of the generator ('' or 'raw/'), for the names of pictures."""
         values: dict[str, float] = {}
+        if any(v.is_floating_point() and not bool(v.isfinite().all()) for v in data.values()):
+            # a generator that has just diverged: NaN for every value (the run ends 'diverged')
+            return {full_key(n, k): float("nan") for n, spec in self.specs.items() for k in spec.directions}
         self.generator, self.prefix = generator, prefix
         try:
             for name, spec in self.specs.items():

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from gan_lightning.metrics.bins import kmeans, ndb
 from gan_lightning.metrics.birthday import birthday_test, save_duplicate_pairs
-from gan_lightning.metrics.evaluator import metric
+from gan_lightning.metrics.evaluator import metric, subset
 from gan_lightning.metrics.image_measures import parzen_log_likelihood, spectrum_distance
 from gan_lightning.metrics.label_measures import am_score, mode_score, modified_inception_score
 from gan_lightning.metrics.two_sample import c2st, mmd, one_nn_accuracy, wasserstein_critic
@@ -30,10 +30,10 @@ from gan_lightning.registry import ConfigError
 
 
 def _equal_sets(ctx: Any, fake: Tensor) -> tuple[Tensor, Tensor]:
-    """(real, fake) features of equal size: the first n of each (n capped by ``prdc_n``)."""
+    """(real, fake) features of equal size n (capped by ``prdc_n``): a seeded subset of the reference."""
     real = ctx.reference.feats
     n = min(len(real), len(fake), ctx.prdc_n)
-    return real[:n], fake[:n]
+    return real[subset(len(real), n)], fake[:n]  # generated samples are i.i.d.: their first n will do
 
 
 # ----------------------------------------------------------------------------- label-based
@@ -84,21 +84,25 @@ def _wcritic(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- support and bins
-@metric("birthday", {"birthday_s": True, "support": True}, "birthday_s", ("feats", "pixels"))
+@metric("birthday", {"birthday_s": True, "support": True}, "birthday_s", "feats")
 def _birthday(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     """Birthday paradox test (Arora & Zhang 2017): the batch size with near-duplicates w.p. >= 1/2,
     near meaning closer than the 0.1 % quantile of the reference's nearest-neighbour distances.
-    With ``artifacts_dir`` set (``evaluate``), the closest pairs are drawn to birthday_pairs[_raw].png."""
+    With ``artifacts_prefix`` set (``evaluate``), the closest pairs are drawn to <prefix>-birthday_pairs[_raw].png."""
     real, fake = _equal_sets(ctx, data["feats"])
     out: dict[str, Any] = birthday_test(fake, real=real, seed=0)
-    if ctx.artifacts_dir:
-        save_duplicate_pairs(
-            data["pixels"][: len(fake)],
-            out["pairs"],
-            Path(ctx.artifacts_dir) / f"birthday_pairs{'_' + ctx.prefix.strip('/') if ctx.prefix else ''}.png",
-            distances=out["pair_distances"],
-        )
+    if ctx.artifacts_prefix and "pixels" in data:
+        suffix = "_" + ctx.prefix.strip("/") if ctx.prefix else ""
+        path = Path(f"{ctx.artifacts_prefix}-birthday_pairs{suffix}.png")
+        save_duplicate_pairs(data["pixels"][: len(fake)], out["pairs"], path, distances=out["pair_distances"])
     return {"birthday_s": float(out["birthday_s"]), "support": float(out["support"])}
+
+
+def ndb_halves(n: int) -> tuple[Tensor, Tensor]:
+    """(fit, held): a seeded split of n reference rows into the half the bins are fitted on and the
+    half compared with the samples."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    return perm[: n // 2], perm[n // 2 :]
 
 
 @metric("ndb", {"ndb": False, "ndb_share": False, "js": False}, "ndb_share", "feats")
@@ -107,12 +111,11 @@ def _ndb(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     half of the reference and its other half is compared: proportions of the points that made a
     centroid are biased towards it, which flags bins of a perfect generator in high dimension."""
     real = ctx.reference.feats
-    half = len(real) // 2
-    fit, held = real[:half], real[half:]
+    fit, held = ndb_halves(len(real))
     key = f"ndb_centroids:{ctx.ndb_bins}:{len(real)}"
     if key not in ctx._cache:
-        ctx._cache[key] = kmeans(fit, ctx.ndb_bins, seed=0, iters=50)[0]
-    out: dict[str, Any] = ndb(held, data["feats"], ctx.ndb_bins, centroids=ctx._cache[key])
+        ctx._cache[key] = kmeans(real[fit], ctx.ndb_bins, seed=0, iters=50)[0]
+    out: dict[str, Any] = ndb(real[held], data["feats"], ctx.ndb_bins, centroids=ctx._cache[key])
     return {"ndb": float(out["ndb"]), "ndb_share": float(out["ndb_share"]), "js": float(out["js"])}
 
 
@@ -146,16 +149,22 @@ def _cas(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     dm = ctx.datamodule
     if not getattr(dm, "domain_classifier", False):
         raise ConfigError(f"metric 'cas' trains the domain classifier's recipe, which '{ctx.info.name}' data lacks")
-    fake = (to_classifier_input(data["pixels"]).add(1).mul(127.5)).round().clamp(0, 255).to(torch.uint8)
+    resize = getattr(dm.dcfg, "resize", "pad")
+    fake = to_classifier_input(data["pixels"], resize).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
     labels = data["requested"].long()
-    test = dm.split(train=False, size=28)
-    _, meta_fake = train_classifier((fake, labels), test, f"{ctx.info.name}-generated", verbose=False)
+    test = ctx.cas_test if ctx.cas_test is not None else dm.split(train=False, size=28)
+
+    def train(images: Tensor, targets: Tensor, name: str) -> float:
+        with torch.random.fork_rng(devices=[]):  # seeded inside; the caller's random state is left as it was
+            return float(train_classifier((images, targets), test, name, verbose=False)[1]["test_accuracy"])
+
+    acc = train(fake, labels, f"{ctx.info.name}-generated")
     key = f"cas_real:{len(fake)}"
     if key not in ctx._cache:
         images, real_labels = dm.split(train=True, size=28)
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[: len(fake)]
-        ctx._cache[key] = train_classifier((images[idx], real_labels[idx]), test, ctx.info.name, verbose=False)[1]
-    acc, acc_real = meta_fake["test_accuracy"], ctx._cache[key]["test_accuracy"]
+        ctx._cache[key] = train(images[idx], real_labels[idx], ctx.info.name)
+    acc_real = ctx._cache[key]
     return {"cas": acc, "cas_real": acc_real, "cas_ratio": acc / acc_real if acc_real > 0 else float("nan")}
 
 
@@ -173,7 +182,7 @@ def _recon(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     y = None
     if model.labels_for(1) is not None:
         if not getattr(model, "class_conditional", False):
-            raise ConfigError("metric 'recon' inverts G(z) or G(z, class); this model's generator takes other codes")
+            raise ConfigError("metric 'recon' inverts G(z) or G(z, class); this generator takes other codes")
         y = ctx.reference_labels(ctx.recon_n).to(model.device)
         if bool((y < 0).any()):
             raise ConfigError("metric 'recon' of a class-conditional model needs labelled reference images")
