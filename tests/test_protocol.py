@@ -231,8 +231,8 @@ def test_the_report_of_settled_runs_without_training(tmp_path: Path) -> None:
     assert not result["comparable_to_paper"] and any("classifier" in d for d in result["differences"])
     assert result["missing"] == [] and result["devices"] == ["CPU"]
     table = (out / "protocol.md").read_text()
-    assert "| NS GAN | 3 / 3 | 0 | 30.0 ± 0.0 (config 1) | 30.0 | 40.0 [30.0, 50.0] | 26.5 |" in table
-    assert "| WGAN GP | 3 / 3 | 1 | 25.0 ± 0.0 (config 2) | 25.0 | ∞ (diverged) [25.0, ∞ (diverged)] | 24.5 |" in table
+    assert "| NS GAN | 3 / 3 | 0 | 30.0 (config 1) | 30.0 | 40.0 [30.0, 50.0] | 26.5 |" in table
+    assert "| WGAN GP | 3 / 3 | 1 | 25.0 (config 2) | 25.0 | ∞ (diverged) [25.0, ∞ (diverged)] | 24.5 |" in table
     assert "Not the paper's protocol" in table and "7 G steps per run" in table
     assert (out / "budget_curve.png").stat().st_size > 1000
     with pytest.raises(ConfigError, match="steps=7 \\(now 8\\)"):  # other settings never mix into the table
