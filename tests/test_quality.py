@@ -40,8 +40,14 @@ needs_fashion = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory):
-    """One cache for this module: the real-data classifier is trained once."""
-    return tmp_path_factory.mktemp("fashion_cache")
+    """One cache for the whole session, beside the xdist workers' own folders: the real-data
+    classifier is trained once even when the scheduler puts these tests on both workers (the
+    training takes a file lock; the other worker waits and then reads the cached classifier)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if base.name.startswith("popen-gw") else base
+    path = root / "fashion_cache"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @needs_fashion
