@@ -27,6 +27,7 @@ from torch import Tensor
 from gan_lightning.data.base import to_model_space
 from gan_lightning.files import write_json
 from gan_lightning.metrics.evaluator import METRICS, Evaluator, full_key
+from gan_lightning.metrics.image_measures import _filter_valid, gaussian_window
 from gan_lightning.registry import ConfigError
 
 # measures that need something a set of images does not have
@@ -35,13 +36,11 @@ DEGRADATIONS = ("drop_classes", "collapse", "noise", "blur", "memorised")
 
 
 def _blur(images01: Tensor, sigma: float = 1.0) -> Tensor:
+    """Gaussian blur of (N, C, H, W) images, borders replicated: SSIM's separable window filter."""
     radius = int(3 * sigma)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-(x**2) / (2 * sigma**2))
-    k = k / k.sum()
-    c = images01.shape[1]
-    out = F.conv2d(F.pad(images01, (radius,) * 4, mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(out, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    n, c, h, w = images01.shape
+    padded = F.pad(images01.reshape(n * c, 1, h, w), (radius,) * 4, mode="replicate").squeeze(1)
+    return _filter_valid(padded, gaussian_window(2 * radius + 1, sigma).float()).reshape(n, c, h, w)
 
 
 def degraded_sets(
