@@ -40,8 +40,20 @@ def _train(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from gan_lightning.sample import sample_to_file
 
-    path = sample_to_file(args.ckpt, args.n, args.out, seed=args.seed, device=args.device, raw=args.raw)
+    path = sample_to_file(
+        args.ckpt, args.n, args.out, seed=args.seed, device=args.device, raw=args.raw, truncation=args.truncation
+    )
     print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+def _style_mix(args: argparse.Namespace) -> int:
+    from gan_lightning.sample import style_mix_to_file
+
+    path = style_mix_to_file(
+        args.ckpt, args.out, args.rows, args.cols, args.seed, args.device, args.raw, args.truncation
+    )
+    print(f"wrote the style mixing grid (coarse, middle, fine) to {path}")
     return 0
 
 
@@ -83,6 +95,49 @@ def _fid(args: argparse.Namespace) -> int:
         classifier_data=args.classifier_data,
     )
     print(f"FID: {r['fid']:.4f}  ({r['n_a']} vs {r['n_b']} images, {r['features']} features)")
+    return 0
+
+
+def _invert(args: argparse.Namespace) -> int:
+    from gan_lightning.inversion import invert_checkpoint
+
+    r = invert_checkpoint(
+        args.ckpt,
+        args.images,
+        args.out,
+        steps=args.steps,
+        lr=args.lr,
+        restarts=args.restarts,
+        seed=args.seed,
+        labels=args.labels,
+        device=args.device,
+        data_dir=args.data_dir,
+    )
+    s = r["summary"]
+    print(
+        f"inverted {s['n']} images ({s['start']} start, {args.steps} Adam steps, {args.restarts} restart(s)): "
+        f"MSE {s['mse_mean']:.4g} (RMSE {s['rmse_mean']:.4g}), L1 {s['l1_mean']:.4g}, "
+        f"PSNR median {s['psnr_median']:.2f} dB; |z| {s['z_norm_mean']:.3g} (prior ~{s['prior_norm']:.3g})"
+    )
+    print(f"written to {r['written_to']}")
+    return 0
+
+
+def _directions(args: argparse.Namespace) -> int:
+    from gan_lightning.directions import directions_for_checkpoint
+
+    r = directions_for_checkpoint(
+        args.ckpt, args.n, args.classes, args.step, args.out, args.seed, args.device, args.data_dir
+    )
+    for d in r["directions"]:
+        head = d["attribute"] + (f" ({d['conditioned_on']} projected out)" if d["conditioned_on"] else "")
+        last = d["steps"][-1]
+        other = f", p({d['other']}) {last['other_change']:+.3f}" if d["other"] else ""
+        print(
+            f"{head}: boundary accuracy {d['boundary']['held_out_accuracy']:.3f} (held out); step "
+            f"+{last['step']:g}: {last['intended']:.0%} of the others become {d['attribute']}{other}"
+        )
+    print(f"written to {r['written_to']}")
     return 0
 
 
@@ -272,7 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     s.add_argument("--raw", action="store_true", help="sample the raw generator, not its EMA")
+    s.add_argument(
+        "--truncation", type=float, default=None, metavar="PSI", help="the truncation trick at strength PSI (stylegan)"
+    )
     s.set_defaults(func=_sample)
+
+    sm = sub.add_parser(
+        "style-mix",
+        help="style mixing grid of a style-based generator (.png): a row of sources B, then for coarse, middle "
+        "and fine layers one row per source A with that range's styles copied from each B",
+    )
+    sm.add_argument("ckpt")
+    sm.add_argument("--out", required=True, help="FILE.png")
+    sm.add_argument("--rows", type=int, default=3, help="sources A (rows of each block)")
+    sm.add_argument("--cols", type=int, default=4, help="sources B (columns)")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--device", default="cpu")
+    sm.add_argument("--raw", action="store_true", help="the raw generator, not its EMA")
+    sm.add_argument("--truncation", type=float, default=None, metavar="PSI", help="truncation trick at strength PSI")
+    sm.set_defaults(func=_style_mix)
 
     ev = sub.add_parser("evaluate", help="metrics of a checkpoint, printed and written as JSON")
     ev.add_argument("ckpt")
@@ -304,6 +377,44 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data-dir", default="data")
     f.add_argument("--classifier-data", default=None, help="dataset whose classifier gives the features")
     f.set_defaults(func=_fid)
+
+    inv = sub.add_parser(
+        "invert",
+        help="latent inversion: the z whose G(z) best matches each image, by Adam on the squared error; "
+        "per-image MSE/L1/PSNR, z.npy and a target/reconstruction grid",
+    )
+    inv.add_argument("ckpt")
+    inv.add_argument(
+        "images", help="a .npy (N, C, H, W) in [0, 1] as `sample` writes, an image folder, or NAME:split[:n]"
+    )
+    inv.add_argument("--steps", type=int, default=500, help="Adam steps per start")
+    inv.add_argument("--lr", type=float, default=0.05)
+    inv.add_argument("--restarts", type=int, default=1, help="random starts per image; the best is kept")
+    inv.add_argument("--seed", type=int, default=0)
+    inv.add_argument(
+        "--labels", default=None, help="class-conditional models: a .npy of one class per image, or one class K"
+    )
+    inv.add_argument("--out", default=None, help="directory (default <run>/invert-<images>)")
+    inv.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    inv.add_argument("--data-dir", default=None, help="where NAME:split data lies (default: the model's)")
+    inv.set_defaults(func=_invert)
+
+    di = sub.add_parser(
+        "directions",
+        help="learned latent directions (InterFaceGAN): a linear boundary per class in z, edits along its normal "
+        "(optionally with another class's normal projected out), measured with the domain classifier",
+    )
+    di.add_argument("ckpt")
+    di.add_argument("--n", type=int, default=4000, help="samples: boundaries fit on 80%%, edits measured on 20%%")
+    di.add_argument(
+        "--classes", default=None, help="one or two classes, a,b: indices or names (default: the two most made)"
+    )
+    di.add_argument("--step", type=float, default=3.0, help="largest step s of z + s n (measured at +-s/4 .. +-s)")
+    di.add_argument("--seed", type=int, default=0)
+    di.add_argument("--out", default=None, help="directory (default <run>/directions-<classes>)")
+    di.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    di.add_argument("--data-dir", default=None, help="where the classifier's training data lies (default: the model's)")
+    di.set_defaults(func=_directions)
 
     me = sub.add_parser(
         "measures",

@@ -318,7 +318,8 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
         o.schedule in ("constant", "linear_decay"), "optim.schedule", f"constant or linear_decay, got '{o.schedule}'"
     )
     _check(0 <= o.decay_start <= 1, "optim.decay_start", f"a fraction of steps in [0, 1], got {o.decay_start}")
-    _check(cfg.nets.init in ("dcgan", "default"), "nets.init", f"dcgan or default, got '{cfg.nets.init}'")
+    inits = ("dcgan", "orthogonal", "default")
+    _check(cfg.nets.init in inits, "nets.init", f"one of {', '.join(inits)}, got '{cfg.nets.init}'")
     for key in ("g_width", "d_width", "mlp_hidden", "mlp_layers"):
         _check(cfg.nets[key] >= 1, f"nets.{key}", f"must be >= 1, got {cfg.nets[key]}")
     _check(cfg.data.batch_size >= 1, "data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")

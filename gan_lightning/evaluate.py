@@ -102,19 +102,12 @@ def load_npy(path: Path) -> np.ndarray:
     return arr
 
 
-def load_images(source: str, n: int | None, data_dir: str = "data") -> tuple[Tensor, Any]:
+def load_images(source: str, n: int | None, data_dir: str = "data", as_uint8: bool = True) -> tuple[Tensor, Any]:
     """uint8 images (N, C, H, W) from a .npy file, an image folder, or a split like 'fashion_mnist:test';
-    also the DataModule for dataset sources (None otherwise)."""
+    also the DataModule for dataset sources (None otherwise). With ``as_uint8`` False a float .npy
+    keeps its values (float32 in [0, 1]) instead of being rounded to 256 levels."""
     if ":" in source and not Path(source).exists():
-        name, split = source.split(":", 1)
-        if split not in ("train", "test"):
-            raise ConfigError(f"'{source}': a dataset split is NAME:train or NAME:test")
-        from gan_lightning.config import load_config
-
-        cfg = load_config([f"data={name}", f"data.data_dir={data_dir}", "data.image_size=28"], exp="quickstart")
-        dm = datamodule_for(cfg)
-        images, _ = dm.split(train=split == "train")
-        images = images[choose(len(images), n)] if n else images
+        images, _, dm = load_split(source, n, data_dir)
         return images, dm
     path = Path(source)
     if path.suffix == ".npy":
@@ -129,7 +122,7 @@ def load_images(source: str, n: int | None, data_dir: str = "data") -> tuple[Ten
                 raise ConfigError(f"{path}: the images hold NaN or infinite values")
             if float(x.min()) < 0 or float(x.max()) > 1:
                 raise ConfigError(f"{path}: float images must lie in [0, 1] (got [{x.min():.3g}, {x.max():.3g}])")
-            x = x.float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+            x = x.float() if not as_uint8 else x.float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
         return (x[choose(len(x), n)] if n else x), None
     if path.is_dir():
         files = list_images(path)
@@ -147,6 +140,27 @@ def load_images(source: str, n: int | None, data_dir: str = "data") -> tuple[Ten
             raise ConfigError(f"images under {path} differ in size or channels ({sorted(shapes)[:3]}...)")
         return torch.from_numpy(np.stack(arrays)), None
     raise ConfigError(f"'{source}' is not a .npy file, an image folder, or a dataset split such as fashion_mnist:test")
+
+
+def load_split(
+    source: str, n: int | None, data_dir: str | None = "data", cfg: Any = None
+) -> tuple[Tensor, Tensor, Any]:
+    """uint8 images (N, C, H, W), labels and the DataModule of a split 'NAME:train' or 'NAME:test' (a seeded
+    subset of ``n``): at 28x28, or as the data section of ``cfg`` (e.g. a model's own) makes them."""
+    name, split = source.split(":", 1)
+    if split not in ("train", "test"):
+        raise ConfigError(f"'{source}': a dataset split is NAME:train or NAME:test")
+    if cfg is None:
+        from gan_lightning.config import load_config
+
+        cfg = load_config([f"data={name}", f"data.data_dir={data_dir}", "data.image_size=28"], exp="quickstart")
+        data_dir = None
+    dm = datamodule_for(cfg, data_dir)
+    images, labels = dm.split(train=split == "train")
+    if not n:
+        return images, labels, dm
+    idx = choose(len(images), n)
+    return images[idx], labels[idx], dm
 
 
 def fid_between(

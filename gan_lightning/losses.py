@@ -39,6 +39,9 @@ class AdversarialLoss:
     scale: float = 1.0
     # outputs are energies of an autoencoder critic (EBGAN, BEGAN), not scores of a plain critic
     energy: bool = False
+    # D's output on the real/fake boundary, where one exists (ADA's sign(D(x)) reads it); None
+    # where the output has no fixed origin (a Wasserstein critic is defined up to a constant)
+    decision: float | None = None
 
 
 LOSSES: Registry[AdversarialLoss] = Registry("loss")
@@ -88,12 +91,12 @@ def least_squares_g_loss(fake_out: Tensor) -> Tensor:
     return 0.5 * (fake_out - 1.0).pow(2).mean()
 
 
-LOSSES.register("minimax")(AdversarialLoss(bce_d_loss, minimax_g_loss, smoothable=True))
-LOSSES.register("nonsaturating")(AdversarialLoss(bce_d_loss, nonsaturating_g_loss, smoothable=True))
+LOSSES.register("minimax")(AdversarialLoss(bce_d_loss, minimax_g_loss, smoothable=True, decision=0.0))
+LOSSES.register("nonsaturating")(AdversarialLoss(bce_d_loss, nonsaturating_g_loss, smoothable=True, decision=0.0))
 LOSSES.register("wasserstein")(AdversarialLoss(wasserstein_d_loss, wasserstein_g_loss, smoothable=False))
-LOSSES.register("hinge")(AdversarialLoss(hinge_d_loss, wasserstein_g_loss, smoothable=False))
+LOSSES.register("hinge")(AdversarialLoss(hinge_d_loss, wasserstein_g_loss, smoothable=False, decision=0.0))
 LOSSES.register("least_squares")(
-    AdversarialLoss(least_squares_d_loss, least_squares_g_loss, smoothable=True, scale=0.5)
+    AdversarialLoss(least_squares_d_loss, least_squares_g_loss, smoothable=True, scale=0.5, decision=0.5)
 )
 
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 class PenaltyConfig:
     name: str = "none"  # none | gp | dragan | r1
     weight: float = 10.0
+    every: int = 1  # lazy regularisation: on every k-th D step only, with weight x k (Karras et al. 2020)
 
 
 @dataclass
@@ -44,9 +45,12 @@ class NetsConfig:
     d_minibatch: str = "none"  # none | discrimination (Salimans et al. 2016) | stddev (Karras et al. 2018)
     mlp_hidden: int = 256
     mlp_layers: int = 3
-    init: str = "dcgan"  # dcgan (N(0, 0.02)) | default (PyTorch's)
+    init: str = "dcgan"  # dcgan (N(0, 0.02)) | orthogonal (Saxe et al. 2014) | default (PyTorch's)
     resnet_blocks: int = 9  # image-to-image ResNet generator: 6 or 9 residual blocks
     patch_layers: int = 3  # PatchGAN: 3 stride-2 layers = a 70x70 receptive field
+    attention_res: int = 0  # biggan nets: self-attention (SAGAN) on the feature maps of this size (0: none)
+    style_mapping_layers: int = 8  # style G: layers of the mapping MLP z -> w (Karras et al. 2019: 8)
+    style_norm: str = "demod"  # style G: demod (modulated convs, StyleGAN2) | adain (StyleGAN)
 
 
 @dataclass

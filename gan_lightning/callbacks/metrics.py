@@ -96,7 +96,7 @@ def compute_metrics(
     rank = trainer.global_rank if trainer is not None else 0
     world = trainer.world_size if trainer is not None else 1
     part = shard(n, rank, world)
-    z = torch.randn(n, model.z_dim, generator=torch.Generator().manual_seed(seed))[part]
+    z = model.draw_z(n, torch.Generator().manual_seed(seed))[part]  # from the model's prior
     labels = model.labels_for(n)
     y = None if labels is None else labels[part]
     values: dict[str, float] = {}

@@ -19,7 +19,7 @@ from gan_lightning.metrics.modes import class_statistics, inception_score, mode_
 from gan_lightning.metrics.precision_recall import prdc
 from gan_lightning.metrics.reference import Reference
 from gan_lightning.progress import progress
-from gan_lightning.registry import ConfigError, Registry
+from gan_lightning.registry import MODELS, ConfigError, Registry
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,16 @@ def _stacked(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     return stacked_mode_statistics(data["channel_probs"], torch.bincount(labels, minlength=10))
 
 
+def require_encoder(model: Any, metric_name: str) -> None:
+    """ConfigError unless the model has an encoder (``has_encoder``), naming the models that do."""
+    if not getattr(model, "has_encoder", False):
+        with_one = ", ".join(n for n in MODELS if getattr(MODELS[n], "has_encoder", False))
+        raise ConfigError(
+            f"metric '{metric_name}' reads the codes of an encoder E(x); model '{model.cfg.model.name}' has none "
+            f"(models with one: {with_one})"
+        )
+
+
 def subset(total: int, n: int | None, seed: int = 0) -> Tensor:
     """Indices of a seeded random n of ``total`` rows, in their order (all when n is None or >= total):
     a subset of a reference stored in dataset order (class-sorted folders) is not a class-biased prefix."""
@@ -190,8 +200,8 @@ class Evaluator:
     @property
     def needs(self) -> set[str]:
         """Per-sample quantities extracted from images ('requested' comes from the sampler,
-        'generator' is the net itself)."""
-        needs = {n for s in self.specs.values() for n in s.needs} - {"requested", "generator"}
+        'generator' is the net itself, 'encoder' the model's E)."""
+        needs = {n for s in self.specs.values() for n in s.needs} - {"requested", "generator", "encoder"}
         if self.artifacts_prefix and "birthday" in self.specs:
             needs.add("pixels")  # the picture of the closest pairs
         return needs
@@ -246,9 +256,11 @@ class Evaluator:
     def check_model(self, model: Any) -> None:
         """Refuse, before training, metrics the model cannot give their inputs: labelled samples
         (``requested``) need a class-conditional model; inverting the generator needs G(z) or
-        G(z, class)."""
+        G(z, class); reading codes needs an encoder (``has_encoder``)."""
         conditional = bool(getattr(model, "class_conditional", False))
         for name, spec in self.specs.items():
+            if "encoder" in spec.needs:
+                require_encoder(model, name)
             if "requested" in spec.needs and not conditional:
                 raise ConfigError(f"metric '{name}' needs a class-conditional model (cgan, acgan)")
             if "generator" in spec.needs and model.labels_for(1) is not None and not conditional:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from gan_lightning.data.base import DataInfo
+from gan_lightning.models import biggan as _biggan  # noqa: F401  (registers biggan)
 from gan_lightning.models import conditional as _conditional  # noqa: F401  (registers cgan, acgan, infogan)
 from gan_lightning.models import energy as _energy  # noqa: F401  (registers ebgan, began)
+from gan_lightning.models import inference as _inference  # noqa: F401  (registers bigan, ali, aae)
+from gan_lightning.models import stylegan as _stylegan  # noqa: F401  (registers stylegan)
 from gan_lightning.models import translation as _translation  # noqa: F401  (registers pix2pix, cyclegan)
 from gan_lightning.models.base import GANModule
 from gan_lightning.registry import MODELS

@@ -39,6 +39,8 @@ class GANModule(L.LightningModule):
     defaults: ClassVar[dict[str, Any]] = {}
     # whether perf.fast (gan_lightning/fast.py) can replay this model's D and G steps
     fast_path: ClassVar[bool] = False
+    # whether ``encode`` maps images to z (BiGAN, ALI, AAE): latent inversion starts from its output
+    has_encoder: ClassVar[bool] = False
     fixed_z: Tensor  # a buffer (registered in ``__init__``)
 
     def __init__(self, cfg: DictConfig | dict, info: DataInfo | dict):
@@ -203,6 +205,10 @@ class GANModule(L.LightningModule):
         """Labels to sample ``n`` images with: None for unconditional models."""
         return None
 
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """z for model-space images ``x`` (B, C, H, W) (and labels ``y``): models with ``has_encoder``."""
+        raise NotImplementedError(f"{type(self).__name__} has no encoder (has_encoder is False)")
+
     @torch.no_grad()
     def generate_from(
         self, z: Tensor, net: nn.Module | None = None, y: Tensor | None = None, batch_size: int = 500
@@ -219,12 +225,34 @@ class GANModule(L.LightningModule):
         return torch.cat(out) if out else torch.empty(0)
 
     def sample(
-        self, n: int, generator: torch.Generator | None = None, net: nn.Module | None = None, y: Tensor | None = None
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        net: nn.Module | None = None,
+        y: Tensor | None = None,
+        truncation: float | None = None,
     ) -> Tensor:
         """``n`` samples in model space from the sampling generator (eval mode); conditional models
-        cycle through the classes unless ``y`` is given."""
-        z = torch.randn(n, self.z_dim, generator=generator)
+        cycle through the classes unless ``y`` is given; ``truncation``: the model's truncation
+        trick at that strength (``truncated``)."""
+        z = self.draw_z(n, generator)
+        if truncation is not None:
+            z, net = self.truncated(z, net or self.generator_for_sampling(), float(truncation), generator)
         return self.generate_from(z, net, y if y is not None else self.labels_for(n))
+
+    def truncated(
+        self, z: Tensor, net: nn.Module, psi: float, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, nn.Module]:
+        """(codes, net) that sample with the truncation trick at strength ``psi`` (``sample
+        --truncation``), from codes ``z`` of ``draw_z``: a model with a truncation trick overrides
+        it (StyleGAN: w' = w_avg + psi (w - w_avg) in the net; a truncated normal redraws z)."""
+        raise ConfigError(
+            f"bad value for '--truncation': model '{self.cfg.model.name}' has no truncation trick; drop --truncation"
+        )
+
+    def draw_z(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` codes from the prior G was trained on, on the CPU: N(0, I) (the AAE's mixture prior overrides)."""
+        return torch.randn(n, self.z_dim, generator=generator)
 
     def generators_to_evaluate(self, raw_too: bool = True) -> dict[str, nn.Module]:
         """{key prefix: net}: the sampling generator, and the raw one under 'raw/' when it differs."""

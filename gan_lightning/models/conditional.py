@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from gan_lightning.data import DATAMODULES
 from gan_lightning.models.gan import GAN, Fake, GANConfig, Judged, Terms, resolve_d_norm
-from gan_lightning.nets import build_discriminator, build_generator
+from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator, takes_labels
 from gan_lightning.nets.layers import Critic
 from gan_lightning.registry import MODELS, ConfigError
 
@@ -102,6 +102,7 @@ class CGAN(ConditionalMixin, GAN):
 
     Config = CGANConfig
     defaults: ClassVar[dict[str, Any]] = {"nets": {"g": "dcgan", "d": "dcgan"}}
+    labelled_nets = True  # class-conditional nets (nets.g/d=biggan) take y themselves: no wrapper
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -111,11 +112,22 @@ class CGAN(ConditionalMixin, GAN):
             raise ConfigError(
                 f"bad value for 'model.conditioning': projection or concat, got '{cfg.model.conditioning}'"
             )
+        if cfg.model.conditioning == "concat" and takes_labels(DISCRIMINATORS.get(cfg.nets.d, "nets.d")):
+            raise ConfigError(
+                f"bad value for 'model.conditioning': nets.d={cfg.nets.d} reads the label through its own "
+                "projection head; use model.conditioning=projection"
+            )
 
     def build_nets(self) -> tuple[nn.Module, nn.Module]:
-        m, nets, c = self.mcfg, self.cfg.nets, self.num_classes
-        g = LabelledGenerator(build_generator(nets, self.info.shape, self.z_dim + m.embed_dim), c, m.embed_dim)
-        shape = self.info.shape
+        """G(z, y) and D(x, y): class-conditional nets as they are, plain ones wrapped (a label
+        embedding beside z; a projection or concatenation critic)."""
+        m, nets, c, shape = self.mcfg, self.cfg.nets, self.num_classes, self.info.shape
+        if takes_labels(GENERATORS.get(nets.g, "nets.g")):
+            g: nn.Module = build_generator(nets, shape, self.z_dim, num_classes=c, embed_dim=m.embed_dim)
+        else:
+            g = LabelledGenerator(build_generator(nets, shape, self.z_dim + m.embed_dim), c, m.embed_dim)
+        if takes_labels(DISCRIMINATORS.get(nets.d, "nets.d")):
+            return g, build_discriminator(nets, shape, resolve_d_norm(self.cfg), num_classes=c)
         if m.conditioning == "concat":
             shape = (shape[0] + c, *shape[1:]) if len(shape) == 3 else (shape[0] + c,)
         d = build_discriminator(nets, shape, resolve_d_norm(self.cfg))

@@ -2,15 +2,20 @@
 
 Loss, penalty, n_critic, weight clipping, spectral norm, label smoothing, EMA and the nets are
 orthogonal config axes, each applied in exactly one place below. A variant changes what differs
-through four hooks and nothing else:
+through these hooks and nothing else:
 
 - ``make_fake(n)``: G's samples, with the labels D sees beside them and any codes G was given;
 - ``discriminate(x, y)``: D's adversarial output and whatever extra heads the variant reads;
-- ``d_terms(real, fake)`` and ``g_terms(fake)``: extra loss terms (and stats) of each step.
+- ``d_terms(real, fake)`` and ``g_terms(fake)``: extra loss terms (and stats) of each step;
+- ``make_real(x)`` and ``g_adversarial(fake, real)``: real data as D sees it and the G step's
+  adversarial loss (BiGAN/ALI: D judges (x, E(x)) and (G(z), z) pairs; G and E learn together).
 
 The mode-collapse remedies are axes of the same loop: ``model.pack`` (PacGAN: D judges packs of
 m samples), ``model.unroll`` (G's loss through k differentiable D updates), ``model.feature_matching``
 (G matches D's mean features on real data), and the nets' ``d_minibatch`` and ``g_norm=virtual_batch``.
+
+``model.augment`` (DiffAugment, ADA; gan_lightning/augment.py) changes what D sees, in one place:
+``judge`` augments every batch, real and fake, per sample before packing, in both steps.
 
 GAN, DCGAN, WGAN, WGAN-GP, LSGAN, SNGAN and DRAGAN only set their papers' defaults.
 """
@@ -26,10 +31,11 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from gan_lightning.augment import build_augment, validate_augment
 from gan_lightning.data.base import Batch
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
-from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
+from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator, takes_labels
 from gan_lightning.nets.layers import Critic, add_spectral_norm
 from gan_lightning.penalties import PENALTIES, clip_weights_
 from gan_lightning.registry import MODELS, ConfigError
@@ -50,6 +56,13 @@ class GANConfig(ModelConfig):
     pack: int = 1  # PacGAN (Lin et al. 2018): D judges m samples concatenated; a D step takes m batches
     unroll: int = 0  # unrolled GAN (Metz et al. 2017): G's loss through k differentiable D updates
     feature_matching: bool = False  # G's loss: ||E f(x) - E f(G(z))||^2 on D's features (Salimans et al. 2016)
+    # what D sees, real and fake, in both steps (gan_lightning/augment.py): none | diffaugment | ada
+    augment: str = "none"
+    augment_policy: str = "color,translation,cutout"  # diffaugment's ops (Zhao et al. 2020's low-data choice)
+    ada_target: float = 0.6  # ada: target of r_t = E[sign(D(x_real))] (Karras et al. 2020)
+    ada_interval: int = 4  # ada: D steps between updates of p
+    ada_kimg: float = 500.0  # ada: thousands of real images for p to go from 0 to 1
+    ada_p_init: float = 0.0  # ada: p at the start (the paper's 0)
 
 
 @dataclass
@@ -64,7 +77,8 @@ class Fake:
 
 @dataclass
 class Judged:
-    """A batch as D judged it: adversarial output ``out`` and the variant's ``extra`` heads."""
+    """A batch as D judged it: the images ``x`` as D saw them (augmented under ``model.augment``),
+    adversarial output ``out`` and the variant's ``extra`` heads."""
 
     x: Tensor
     y: Tensor | None
@@ -116,6 +130,9 @@ class GAN(GANModule):
     z_only_generator: ClassVar[bool] = True
     # D's outputs are energies (an autoencoder critic): only losses marked ``energy`` fit it
     energy_critic: ClassVar[bool] = False
+    # class-conditional nets (a net class's ``takes_labels``: G(z, y), D(x, y)) fit this model
+    labelled_nets: ClassVar[bool] = False
+    d_steps: Tensor  # D steps done, a buffer registered with a lazy penalty (model.penalty.every > 1)
 
     def __init__(self, cfg: DictConfig | dict, info: Any):
         super().__init__(cfg, info)
@@ -128,6 +145,14 @@ class GAN(GANModule):
         if m.sn_g:
             add_spectral_norm(self.G)
         self.G_ema = self.make_ema(self.G, m.ema)
+        if m.penalty.every > 1:  # a buffer: in the checkpoint, so a resumed run continues the cycle
+            self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
+        self.augment = build_augment(m, self.loss.decision)
+        if m.augment != "none" and (self.info.kind != "image" or len(self.info.shape) != 3):
+            raise ConfigError(f"bad value for 'model.augment': {m.augment} augments images, not {self.info.kind} data")
+        square = len(self.info.shape) == 3 and self.info.shape[1] == self.info.shape[2]
+        if not square and any(op.square_only for op in self.augment.ops):
+            raise ConfigError(f"bad value for 'model.augment': {m.augment} rotates by 90 degrees: square images only")
         self._fast: tuple[Any, Any] | None = None
 
     def build_nets(self) -> tuple[nn.Module, nn.Module]:
@@ -141,15 +166,27 @@ class GAN(GANModule):
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
-        GENERATORS.get(cfg.nets.g, "nets.g")
-        DISCRIMINATORS.get(cfg.nets.d, "nets.d")
         m = cfg.model
+        for key, registry in (("g", GENERATORS), ("d", DISCRIMINATORS)):
+            name = cfg.nets[key]
+            if takes_labels(registry.get(name, f"nets.{key}")) and not cls.labelled_nets:
+                raise ConfigError(
+                    f"bad value for 'nets.{key}': '{name}' is a class-conditional net (it takes labels y), which "
+                    f"model '{m.name}' does not feed; use model.name=cgan or biggan, or an unconditional net (dcgan)"
+                )
         loss = LOSSES.get(m.loss, "model.loss")
         if m.penalty.name != "none":
             PENALTIES.get(m.penalty.name, "model.penalty.name")
         checks = [
             (m.n_critic >= 1, "model.n_critic", f"must be >= 1 D steps per G step, got {m.n_critic}"),
             (m.penalty.weight >= 0, "model.penalty.weight", f"must be >= 0, got {m.penalty.weight}"),
+            (m.penalty.every >= 1, "model.penalty.every", f"must be >= 1 D steps (1: each), got {m.penalty.every}"),
+            (
+                m.penalty.every == 1 or not cfg.perf.fast,
+                "model.penalty.every",
+                "a lazy penalty applies on some D steps only, which perf.fast's replayed steps cannot; "
+                "set model.penalty.every=1 or drop perf.fast",
+            ),
             (m.clip >= 0, "model.clip", f"must be >= 0 (0 turns clipping off), got {m.clip}"),
             (0 <= m.label_smoothing < 0.5, "model.label_smoothing", f"in [0, 0.5), got {m.label_smoothing}"),
             (
@@ -176,6 +213,12 @@ class GAN(GANModule):
             if not ok:
                 raise ConfigError(f"bad value for '{name}': {msg}")
         cls.validate_remedies(cfg)
+        validate_augment(m, loss.decision, m.loss)
+        if m.augment != "none" and (m.unroll > 0 or m.feature_matching):
+            raise ConfigError(
+                f"bad value for 'model.{'unroll' if m.unroll else 'feature_matching'}': it reads D outside the "
+                f"loop's one augmented view, so it does not combine with model.augment={m.augment}; drop one of them"
+            )
         if m.penalty.name != "none" and str(cfg.trainer.get("precision", "32-true")).startswith("16"):
             raise ConfigError(
                 "bad value for 'trainer.precision': the gradient penalty's double backward is not loss-scaled "
@@ -256,6 +299,15 @@ class GAN(GANModule):
         assert self.noise is not None  # set up in on_fit_start
         return Fake(self.G(self.noise.normal(n, self.z_dim)))
 
+    def make_real(self, x: Tensor) -> Tensor:
+        """Real data as D judges it, in the D step (no gradient) and in ``g_adversarial``."""
+        return x
+
+    def g_adversarial(self, fake: Judged, real: Tensor) -> Tensor:
+        """The G step's adversarial loss, of D's judgement of G's batch (``real``: the last D
+        step's real batch, for variants whose G step also judges real data)."""
+        return self.loss.g_loss(fake.out)
+
     def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
         """(D's adversarial output, extra heads for ``d_terms``/``g_terms``)."""
         return self.D(self.pack(x)), None
@@ -280,6 +332,10 @@ class GAN(GANModule):
         return self.discriminate(x, y)[0]
 
     def judge(self, x: Tensor, y: Tensor | None = None, codes: Any = None) -> Judged:
+        """D on a batch, real or fake, in either step: the one place where ``model.augment``
+        applies (per sample, before ``discriminate`` packs; differentiable, so G's gradient
+        flows through it)."""
+        x = self.augment(x, self.noise)
         out, extra = self.discriminate(x, y)
         return Judged(x, y, out, extra, codes)
 
@@ -303,21 +359,35 @@ class GAN(GANModule):
         m = self.mcfg
         with torch.no_grad():
             fake = self.make_fake(real.shape[0])
+            real = self.make_real(real)
         real_j, fake_j = self.judge(real, y_real), self.judge(fake.x, fake.y, fake.codes)
         adv = self.loss.d_loss(real_j.out, fake_j.out, real_label=1.0 - m.label_smoothing)
         extra = self.d_terms(real_j, fake_j)
         loss = adv + extra.loss
         stats = {"d/adv": adv.detach(), "d/real": real_j.out.detach().mean(), "d/fake": fake_j.out.detach().mean()}
-        if self.penalty is not None:  # per pack: a pack is one sample of D
+        stats.update(self.augment.observe(real_j.out, real.shape[0]))  # ADA's p follows D's outputs on real data
+        if self.penalty is not None and self.penalty_due():  # per pack: a pack is one sample of D
             assert self.noise is not None  # set up in on_fit_start
+            # at the batches D saw (augmented, when model.augment is on): D's game is between the
+            # augmented distributions, so its gradient is constrained between and at their samples
             critic = lambda packed: self.critic(self.unpack(packed), y_real)  # noqa: E731
-            penalty = self.penalty(critic, self.pack(real), self.pack(fake.x), self.noise.uniform)
-            loss = loss + m.penalty.weight * penalty
+            penalty = self.penalty(critic, self.pack(real_j.x), self.pack(fake_j.x), self.noise.uniform)
+            loss = loss + m.penalty.weight * m.penalty.every * penalty
             stats["d/penalty"] = penalty.detach()
         self.backward_step(opt, loss)
         if m.clip > 0:
             clip_weights_(self.D, m.clip)
         return {"loss/d": loss.detach(), **stats, **extra.stats}
+
+    def penalty_due(self) -> bool:
+        """Lazy regularisation (Karras et al. 2020, sec. 4): with ``model.penalty.every`` = k > 1 the
+        penalty applies on D steps 0, k, 2k... only, with its weight multiplied by k (critic_step)."""
+        every = int(self.mcfg.penalty.every)
+        if every == 1:
+            return True
+        due = int(self.d_steps) % every == 0
+        self.d_steps += 1
+        return due
 
     def generator_step(self, real: Tensor, opt: Any) -> dict[str, Tensor]:
         """One G step on as many samples as the last D step's ``real``: adversarial loss (or
@@ -332,7 +402,7 @@ class GAN(GANModule):
             if self.mcfg.feature_matching:
                 adv = self.feature_matching_loss(real, fake.x)
             else:
-                adv = self.loss.g_loss(judged.out)
+                adv = self.g_adversarial(judged, real)
             extra = self.g_terms(judged)
             loss = adv + extra.loss
             self.backward_step(opt, loss)

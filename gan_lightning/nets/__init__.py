@@ -7,10 +7,12 @@ from typing import Any
 
 from torch import nn
 
+from gan_lightning.nets.biggan import BigGANDiscriminator, BigGANGenerator
 from gan_lightning.nets.dcgan import DCGANDiscriminator, DCGANGenerator
-from gan_lightning.nets.layers import Critic, add_spectral_norm, dcgan_init_
+from gan_lightning.nets.layers import Critic, add_spectral_norm, dcgan_init_, orthogonal_init_
 from gan_lightning.nets.minibatch import MINIBATCH_LAYERS, MinibatchCritic
 from gan_lightning.nets.mlp import MLPDiscriminator, MLPGenerator
+from gan_lightning.nets.style import StyleCritic, StyleGenerator
 from gan_lightning.nets.vbn import VirtualBatchGenerator
 from gan_lightning.registry import ConfigError, Registry
 
@@ -45,24 +47,67 @@ def _dcgan_d(nets: Any, shape: Shape, norm: str) -> Critic:
     return DCGANDiscriminator(_image_shape(shape, "dcgan"), nets.d_width, norm)
 
 
-def build_generator(nets: Any, shape: Shape, z_dim: int, spectral_norm: bool = False) -> nn.Module:
-    """G by name; with ``nets.g_norm=virtual_batch`` wrapped to pass its reference batch first."""
-    g = GENERATORS.get(nets.g, "nets.g")(nets, tuple(shape), z_dim)
-    if nets.init == "dcgan":
-        dcgan_init_(g)
+@GENERATORS.register("style")
+def _style_g(nets: Any, shape: Shape, z_dim: int) -> nn.Module:
+    return StyleGenerator(z_dim, _image_shape(shape, "style"), nets.g_width, nets.style_mapping_layers, nets.style_norm)
+
+
+@DISCRIMINATORS.register("style")
+def _style_d(nets: Any, shape: Shape, norm: str) -> Critic:
+    return StyleCritic(_image_shape(shape, "style"), nets.d_width, norm)
+
+
+GENERATORS.register("biggan")(BigGANGenerator)
+DISCRIMINATORS.register("biggan")(BigGANDiscriminator)
+INITS = {"dcgan": dcgan_init_, "orthogonal": orthogonal_init_}  # nets.init; 'default' keeps PyTorch's
+
+
+def takes_labels(net: Any) -> bool:
+    """Whether a registered net class is class-conditional: G(z, y) or D(x, y) (its ``takes_labels``)."""
+    return bool(getattr(net, "takes_labels", False))
+
+
+def build_generator(
+    nets: Any, shape: Shape, z_dim: int, spectral_norm: bool = False, num_classes: int = 0, embed_dim: int = 0
+) -> nn.Module:
+    """G by name; with ``nets.g_norm=virtual_batch`` wrapped to pass its reference batch first.
+    A class-conditional net (``takes_labels``) is also given ``num_classes`` and ``embed_dim``."""
+    factory = GENERATORS.get(nets.g, "nets.g")
+    if takes_labels(factory):
+        if num_classes < 1:
+            raise ConfigError(f"bad value for 'nets.g': '{nets.g}' takes class labels; use it with a conditional model")
+        g = factory(nets, tuple(shape), z_dim, num_classes=num_classes, embed_dim=embed_dim)
+    else:
+        g = factory(nets, tuple(shape), z_dim)
+    if nets.init in INITS:
+        INITS[nets.init](g)
     if spectral_norm:
         add_spectral_norm(g)
     return VirtualBatchGenerator(g, z_dim) if nets.g_norm == "virtual_batch" else g
 
 
-def build_discriminator(nets: Any, shape: Shape, norm: str, spectral_norm: bool = False) -> Critic:
-    """D by name; ``nets.d_minibatch`` adds a minibatch layer before its head."""
-    d = DISCRIMINATORS.get(nets.d, "nets.d")(nets, tuple(shape), norm)
+def build_discriminator(
+    nets: Any, shape: Shape, norm: str, spectral_norm: bool = False, num_classes: int = 0
+) -> Critic:
+    """D by name; ``nets.d_minibatch`` adds a minibatch layer before its head. A class-conditional
+    net (``takes_labels``: D(x, y)) is also given ``num_classes``."""
+    factory = DISCRIMINATORS.get(nets.d, "nets.d")
     kind = nets.get("d_minibatch", "none")
     if kind not in MINIBATCH_LAYERS:
         raise ConfigError(f"bad value for 'nets.d_minibatch': one of {', '.join(MINIBATCH_LAYERS)}, got '{kind}'")
+    if takes_labels(factory):
+        if num_classes < 1:
+            raise ConfigError(f"bad value for 'nets.d': '{nets.d}' takes class labels; use it with a conditional model")
+        if kind != "none":
+            raise ConfigError(
+                f"bad value for 'nets.d_minibatch': the minibatch layer replaces D's head, which in '{nets.d}' "
+                "also reads the label (projection); use nets.d_minibatch=none"
+            )
+        d = factory(nets, tuple(shape), norm, num_classes=num_classes)
+    else:
+        d = factory(nets, tuple(shape), norm)
     if kind != "none":
         d = MinibatchCritic(d, kind)
-    if nets.init == "dcgan":
-        dcgan_init_(d)
+    if nets.init in INITS:
+        INITS[nets.init](d)
     return add_spectral_norm(d) if spectral_norm else d

@@ -75,3 +75,14 @@ def dcgan_init_(module: nn.Module) -> None:
         ):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+def orthogonal_init_(module: nn.Module) -> None:
+    """Orthogonal weights (Saxe et al. 2014; BigGAN's init, Brock et al. 2019) for conv, linear and
+    embedding layers, biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            nn.init.orthogonal_(m.weight)
+            bias = getattr(m, "bias", None)
+            if bias is not None:
+                nn.init.zeros_(bias)
