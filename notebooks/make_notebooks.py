@@ -250,6 +250,49 @@ if model.info.kind == "image":
         _, p_walk = clf(images)
         print("classifier on the walk:", [names[int(i)] for i in p_walk.argmax(1)])""",
         ),
+        (
+            "md",
+            "Learned directions (InterFaceGAN, Shen et al. 2020): fit a linear boundary in z per class (the domain classifier labels the samples), step along its unit normal, and measure how many samples reach the class; the conditional direction projects the other class's normal out. `gan-lightning directions CKPT` does the same from the command line.",
+        ),
+        (
+            "code",
+            """if model.info.kind == "image":
+    from gan_lightning.directions import domain_classifier, latent_classifier, learn_directions, most_made
+    from gan_lightning.registry import ConfigError
+
+    classify = latent_classifier(model, domain_classifier(model))
+    zs = torch.randn(1000 if SMALL else 4000, model.z_dim, generator=g)
+    classes = most_made(classify(zs))  # the two classes this generator makes most (enough on each side)
+    try:
+        report = learn_directions(classify, zs, classes, steps=[1.0, 3.0], names=names)["report"]
+    except ConfigError as error:  # a generator of a few steps (NB_SMALL) makes too few clear samples of any class
+        print("no boundary:", error)
+        report = []
+    for row in report:
+        held = row["boundary"]["held_out_accuracy"]
+        print(row["attribute"], "| other projected out:", row["conditioned_on"], "| held-out boundary accuracy", round(held, 3))
+        for step in row["steps"]:
+            print("   ", {k: round(v, 3) if isinstance(v, float) else v for k, v in step.items()})""",
+        ),
+        (
+            "md",
+            "Inversion: the z whose G(z) is closest to a real test image (Adam on the squared error), the measure of how much of the data the generator can reach. `gan-lightning invert CKPT fashion_mnist:test:16` writes the same as JSON and a grid.",
+        ),
+        (
+            "code",
+            """if model.info.kind == "image":
+    from gan_lightning.inversion import invert_images, model_images
+
+    real, _, what = model_images(model, "fashion_mnist:test:8")
+    found = invert_images(model, real, steps=50 if SMALL else 500)
+    print(what, {k: round(v, 4) if isinstance(v, float) else v for k, v in found.summary().items()})
+    fig, axes = plt.subplots(2, 8, figsize=(10, 2.6))
+    for i in range(8):
+        axes[0][i].imshow(real[i, 0], cmap="gray"); axes[1][i].imshow(found.reconstructions[i, 0], cmap="gray")
+        axes[0][i].axis("off"); axes[1][i].axis("off")
+    axes[0][0].set_title("test images", fontsize=8, loc="left"); axes[1][0].set_title("G(z*)", fontsize=8, loc="left")
+    plt.show()""",
+        ),
     ]
 )
 

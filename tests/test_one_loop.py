@@ -113,7 +113,7 @@ def test_noise_tape_offers_every_draw_of_the_live_source() -> None:
         tape.state_dict_of_nothing  # noqa: B018
 
 
-@pytest.mark.parametrize("exp", ["acgan_fashion", "infogan_mnist", "ali_fashion"])
+@pytest.mark.parametrize("exp", ["acgan_fashion", "infogan_mnist", "ali_fashion", "biggan_fashion"])
 def test_fast_path_trains_the_variants_bitwise_like_the_default_path(exp: str, mnist_root: Path) -> None:
     from gan_lightning.fast import WARMUP_STEPS
 
