@@ -18,11 +18,12 @@ augmented distributions, which match exactly when G matches the data.
   Ops here, in the paper's pipeline order (a subset of its "bgc" pipeline; parameters as in its
   appendix): x-flip (i ~ U{0, 1}), 90-degree rotations (k ~ U{0, 1, 2, 3}; square images),
   integer translation (t ~ U(-1/8, 1/8) of the size, rounded; zero fill where the paper reflects),
-  brightness (b ~ N(0, 0.2^2), added), contrast (c ~ lognormal(0, (0.5 ln 2)^2), around the
-  image mean), saturation (s ~ lognormal(0, (ln 2)^2), around the mean over channels, where
-  the paper works in a luma colour space; identity on one channel) and cutout (half-side
-  square, centre uniform). Not here: the arbitrary-angle/scale geometric ops, luma flip,
-  hue, the filters and additive noise.
+  brightness (b ~ N(0, 0.2^2), added), contrast (c ~ lognormal(0, (0.5 ln 2)^2), scaling the
+  values about 0, the mid-grey of model space [-1, 1], as the paper's colour matrices do, where
+  DiffAugment's contrast scales about each image's mean), saturation (s ~ lognormal(0, (ln 2)^2),
+  around the mean over channels, where the paper works in a luma colour space; identity on one
+  channel) and cutout (half-side square, centre uniform). Not here: the arbitrary-angle/scale
+  geometric ops, luma flip, hue, the filters and additive noise.
 
 Every draw comes from the model's per-rank noise source (one uniform and at most one normal draw
 of fixed shape per call, whatever p), so reruns and resumes are bitwise equal and perf.fast can
@@ -41,6 +42,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from gan_lightning.distributed import sum_over_ranks_
 from gan_lightning.registry import ConfigError, Registry
 
 
@@ -61,9 +63,15 @@ def saturation(x: Tensor, s: Tensor) -> Tensor:
 
 
 def contrast(x: Tensor, c: Tensor) -> Tensor:
-    """Each sample's deviation from its mean over (C, H, W) scaled by c."""
+    """Each sample's deviation from its mean over (C, H, W) scaled by c (DiffAugment's contrast)."""
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return (x - mean) * _per_sample(c) + mean
+
+
+def contrast_about_grey(x: Tensor, c: Tensor) -> Tensor:
+    """Each sample scaled by c about 0, the mid-grey of model space [-1, 1] (ADA's contrast: its
+    colour transform scales all three channels by c, Karras et al. 2020, appendix B)."""
+    return x * _per_sample(c)
 
 
 def translate(x: Tensor, tx: Tensor, ty: Tensor) -> Tensor:
@@ -212,7 +220,7 @@ ADA_OPS: tuple[Op, ...] = (
     Rot90(),
     Translation(0.125),
     Colour(brightness, Dist("normal", 0.2)),
-    Colour(contrast, Dist("normal", 0.5 * math.log(2.0), log=True)),
+    Colour(contrast_about_grey, Dist("normal", 0.5 * math.log(2.0), log=True)),
     Colour(saturation, Dist("normal", math.log(2.0), log=True)),
     Cutout(0.5),
 )
@@ -344,9 +352,7 @@ class ADA(Augment):
         (no host sync; perf.fast can replay it)."""
         signs = torch.sign(real_out.detach().float() - self.decision)
         step = torch.stack([signs.sum(), signs.new_full((), signs.numel()), signs.new_full((), n_images)])
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(step)
-        self.acc.add_(step)
+        self.acc.add_(sum_over_ranks_(step))
         self.d_steps.add_(1)
         due = self.d_steps >= self.interval
         rt = self.acc[0] / self.acc[1].clamp_min(1.0)

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from gan_lightning.metrics.logistic import fit_logistic
 from gan_lightning.registry import ConfigError
 
 Classify = Callable[[Tensor], Tensor]
@@ -100,22 +100,10 @@ def fit_boundary(z: Tensor, positive: Tensor, l2: float = 1e-3, max_iter: int = 
     if min(n_pos, n - n_pos) == 0:
         raise ValueError(f"both sides need samples: {n_pos} of {n} are positive")
     weight = torch.where(y, 0.5 / n_pos, 0.5 / (n - n_pos)).double()
-    sign = y.double() * 2 - 1
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [w, b], lr=1, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = (weight * F.softplus(-sign * (x @ w + b))).sum() + 0.5 * l2 * w.dot(w)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    w_, b_ = w.detach(), float(b.detach())
+    # two-class softmax regression: its logit difference v = w_1 - w_0 is the binary model's w, and
+    # at the optimum w_0 = -w_1, so a penalty of 2 l2 on both columns is l2/2 |v|^2 (the same fit)
+    w2, b2 = fit_logistic(x, y.long(), 2.0 * l2, sample_weight=weight, max_iter=max_iter)
+    w_, b_ = w2[:, 1] - w2[:, 0], float(b2[1] - b2[0])
     norm = float(w_.norm())
     if not math.isfinite(norm) or norm == 0:
         raise ValueError("the boundary did not fit (a zero or non-finite normal)")

@@ -146,9 +146,21 @@ def data_overrides(exp: str, mnist_root: Path, tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs in its own directory (runs/ and data/ land there)."""
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test runs in its own directory (runs/ and data/ land there). The cache (domain
+    classifiers, reference statistics, decoded data) is never the user's: one per pytest process,
+    shared by its tests, so a classifier of the synthetic data is trained once, not in every test
+    that measures (entries are keyed by what they were computed from). Tests of the cache itself
+    take ``private_cache``."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GAN_LIGHTNING_EXPERIMENTS", str(REPO / "experiments"))
     monkeypatch.delenv("GAN_LIGHTNING_RUN_DIR", raising=False)
-    monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(tmp_path / "cache"))  # never the user's cache
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(tmp_path_factory.getbasetemp() / "shared_cache"))
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache of this test's own: for tests that need it empty or corrupt its entries."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(path))
+    return path

@@ -24,6 +24,7 @@ from gan_lightning.augment import (
     Translation,
     brightness,
     contrast,
+    contrast_about_grey,
     cutout,
     draw_and_apply,
     rot90,
@@ -124,8 +125,9 @@ def test_colour_ops_against_their_formulas_in_float64() -> None:
     assert np.allclose(brightness(x, v).numpy(), xn + vn, rtol=0, atol=1e-15)
     m_c = xn.mean(axis=1, keepdims=True)
     assert np.allclose(saturation(x, v).numpy(), m_c + (xn - m_c) * vn, rtol=0, atol=1e-14)
-    m_all = xn.mean(axis=(1, 2, 3), keepdims=True)
+    m_all = xn.mean(axis=(1, 2, 3), keepdims=True)  # DiffAugment: about each image's mean
     assert np.allclose(contrast(x, v).numpy(), m_all + (xn - m_all) * vn, rtol=0, atol=1e-14)
+    assert np.allclose(contrast_about_grey(x, v).numpy(), xn * vn, rtol=0, atol=0)  # ADA: about 0, mid-grey
     grey = x[:, :1]
     assert torch.equal(saturation(grey, v), grey)  # one channel: nothing to saturate
 
@@ -142,7 +144,12 @@ def test_parameter_draws_match_the_papers_distributions() -> None:
     g = torch.tensor([1.0, -2.0])  # ADA: b ~ N(0, 0.2^2), c ~ lnN(0, (0.5 ln 2)^2), s ~ lnN(0, (ln 2)^2)
     ada = {op.fn.__name__: op.dist for op in ADA_OPS if isinstance(op, Colour)}
     assert torch.allclose(ada["brightness"](g), torch.tensor([0.2, -0.4]))
-    assert torch.allclose(ada["contrast"](g), torch.tensor([math.sqrt(2), 0.5]))
+    assert torch.allclose(ada["contrast_about_grey"](g), torch.tensor([math.sqrt(2), 0.5]))
+    # ADA's contrast op scales the [-1, 1] values about 0 (its colour matrix), not about the image mean
+    (c_ada,) = [op for op in ADA_OPS if isinstance(op, Colour) and op.fn is contrast_about_grey]
+    x = torch.rand(2, 1, 3, 3, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25  # all > 0: mean != 0
+    scaled = c_ada(x, torch.zeros(2, 0), g[:, None])
+    assert torch.allclose(scaled, x * torch.tensor([math.sqrt(2), 0.5]).view(2, 1, 1, 1))
     assert torch.allclose(ada["saturation"](g), torch.tensor([2.0, 0.25]))
 
 

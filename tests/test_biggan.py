@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from gan_lightning.config import load_config
 from gan_lightning.data import build_datamodule
 from gan_lightning.models import build_model
-from gan_lightning.models.biggan import BigGAN, orthogonal_regularizer, truncated_normal
+from gan_lightning.models.biggan import BigGAN, orthogonal_regularizer, redraw_outside
 from gan_lightning.models.conditional import LabelledCritic, LabelledGenerator
 from gan_lightning.nets.biggan import BigGANDiscriminator, BigGANGenerator, ClassEmbedding
 from gan_lightning.registry import ConfigError
@@ -179,6 +179,10 @@ def test_orthogonal_regulariser_closed_form_and_zero_for_orthogonal_rows() -> No
 
 @pytest.mark.parametrize("psi", [0.5, 2.0])
 def test_truncated_normal_stays_within_psi_with_the_conditional_normal_moments(psi: float) -> None:
+    def truncated_normal(n: int, dim: int, psi: float, g: torch.Generator | None = None) -> Tensor:
+        """N(0, I) draws through the sampling hook's redrawing of the values beyond psi."""
+        return redraw_outside(torch.randn(n, dim, generator=g), psi, g)
+
     z = truncated_normal(20_000, 4, psi, torch.Generator().manual_seed(0)).double().flatten()
     assert z.abs().max() <= psi
     # N(0, 1) conditioned on |z| <= a: mean 0, variance 1 - 2 a phi(a) / (2 Phi(a) - 1)
@@ -217,10 +221,9 @@ def test_biggan_model_has_spectral_norm_on_every_g_and_d_layer_and_its_paper_def
         assert len(layers) > 10 and all(is_parametrized(x, "weight") for x in layers)
     assert is_parametrized(model.D.embed, "weight")  # the projection embedding too
     assert not is_parametrized(model.G.embed)  # G's shared class table is not a layer (as in the paper)
-    z = model.truncated_z(5, 0.3, torch.Generator().manual_seed(1))
-    assert z.shape == (5, 16) and z.abs().max() <= 0.3
-    # the sampling hook: values of z beyond psi are redrawn, the others kept; a psi above every
-    # |z| changes nothing, a small one changes the samples
+    # the sampling hook, the one truncation entry point: values of z beyond psi are redrawn, the
+    # others kept; a psi above every |z| changes nothing, a small one changes the samples
+    assert not hasattr(model, "truncated_z")
     z = torch.randn(64, 16, generator=torch.Generator().manual_seed(2))
     t, net = model.truncated(z, model.G, 0.5, torch.Generator().manual_seed(3))
     inside = z.abs() <= 0.5
@@ -266,6 +269,8 @@ def test_a_few_training_steps(mnist_root, model: str) -> None:
         (["exp=biggan_fashion", "nets.attention_res=12"], "nets.attention_res", "8, 16"),
         (["exp=biggan_fashion", "model.z_dim=3"], "model.z_dim", ">= 4"),
         (["exp=biggan_fashion", "nets.g_norm=layer"], "nets.g_norm", "conditional"),
+        (["exp=dcgan", "nets.attention_res=16"], "nets.attention_res", "self-attention"),  # no net reads it
+        (["exp=cgan_fashion", "nets.attention_res=16"], "nets.attention_res", "ignored"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key_and_the_fix(mnist_root, args: list[str], key: str, words: str) -> None:

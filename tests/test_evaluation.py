@@ -25,6 +25,7 @@ def fashion_dm(mnist_root, *extra: str):
     return dm
 
 
+@pytest.mark.usefixtures("private_cache")
 def test_classifier_trains_caches_and_reloads(mnist_root, monkeypatch) -> None:
     dm = fashion_dm(mnist_root)
     ex = clf.get_classifier(dm, verbose=False)
@@ -50,6 +51,7 @@ class Retrained(Exception):
     pass
 
 
+@pytest.mark.usefixtures("private_cache")
 def test_classifier_cache_is_keyed_by_training_data_not_dataset_name(mnist_root, monkeypatch) -> None:
     """fashion_edges' clothes side trains on Fashion-MNIST's images: it reuses their classifier."""
     from gan_lightning.metrics.translation import EdgeView
@@ -74,11 +76,13 @@ def test_classifier_cache_is_keyed_by_training_data_not_dataset_name(mnist_root,
     assert clf.get_classifier(edges.fashion, verbose=False).key == ex.key  # as older versions named it
 
 
+@pytest.mark.usefixtures("private_cache")
 def test_missing_classifier_without_training_says_what_to_run(mnist_root) -> None:
     with pytest.raises(ConfigError, match="gan-lightning train-evaluator data=fashion_mnist"):
         clf.get_classifier(fashion_dm(mnist_root), train_if_missing=False)
 
 
+@pytest.mark.usefixtures("private_cache")
 def test_reference_statistics_are_cached_by_key(mnist_root, monkeypatch) -> None:
     dm = fashion_dm(mnist_root)
     ev = Evaluator(["fid"], dm.info, dm, n_ref=300).prepare()

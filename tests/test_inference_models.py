@@ -18,6 +18,7 @@ from torch import Tensor
 from gan_lightning.config import load_config
 from gan_lightning.data import build_datamodule
 from gan_lightning.metrics.evaluator import Evaluator
+from gan_lightning.metrics.logistic import fit_logistic
 from gan_lightning.metrics.probe import linear_probe
 from gan_lightning.models import build_model
 from gan_lightning.models.noise import NoiseSource
@@ -224,6 +225,58 @@ def test_probe_accuracy_matches_closed_forms() -> None:
     assert linear_probe(codes[:n], y[:n], codes[n:], y[n:]) == pytest.approx(bayes, abs=0.01)
 
 
+def test_fit_logistic_meets_the_optimality_conditions_and_fit_boundary_is_binary_logistic() -> None:
+    """The one L-BFGS fit behind the probe and the directions' boundaries: its (W, b) zero the gradient
+    of sum_i s_i CE + l2/2 ||W||^2, written out in numpy float64; fit_boundary's hyperplane is the
+    optimum of the binary objective sum_i s_i softplus(-y_i (w.x_i + b)) + l2/2 |w|^2 (scipy's BFGS)."""
+    from scipy.optimize import minimize
+
+    from gan_lightning.directions import fit_boundary
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 3)), rng.integers(0, 3, 300)
+    x[:, 0] += y  # informative, not separable
+    s = rng.uniform(0.5, 1.5, 300) / 300
+    w, b = fit_logistic(torch.from_numpy(x), torch.from_numpy(y), 0.1, sample_weight=torch.from_numpy(s))
+    logits = x @ w.numpy() + b.numpy()
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    r = s[:, None] * (p - np.eye(3)[y])
+    assert np.abs(x.T @ r + 0.1 * w.numpy()).max() < 1e-7 and np.abs(r.sum(0)).max() < 1e-7
+
+    positive = x[:, 0] + 0.5 * x[:, 1] + rng.normal(size=300) > 1.2  # a minority class: balanced weights
+    sign = np.where(positive, 1.0, -1.0)
+    weight = np.where(positive, 0.5 / positive.sum(), 0.5 / (~positive).sum())
+
+    def objective(v: np.ndarray) -> float:
+        return float((weight * np.logaddexp(0, -sign * (x @ v[:3] + v[3]))).sum() + 0.5e-2 / 2 * v[:3] @ v[:3])
+
+    v = minimize(objective, np.zeros(4), method="BFGS", options={"gtol": 1e-10}).x
+    boundary = fit_boundary(torch.from_numpy(x), torch.from_numpy(positive), l2=0.5e-2)
+    norm = np.linalg.norm(v[:3])
+    assert np.allclose(boundary.normal.numpy(), v[:3] / norm, atol=1e-5)
+    assert abs(boundary.offset - v[3] / norm) < 1e-5
+
+
+def test_an_encoder_refuses_a_trunk_that_couples_the_batch() -> None:
+    from omegaconf import OmegaConf
+
+    from gan_lightning.nets import build_discriminator
+    from gan_lightning.nets.encoder import build_encoder
+    from gan_lightning.schema import NetsConfig
+
+    shape, x = (1, 8, 8), torch.randn(4, 1, 8, 8)
+    style = OmegaConf.structured(NetsConfig(d="style", d_width=4))
+    trunk = build_discriminator(style, shape, "none").eval()
+    with torch.no_grad():  # why: its minibatch stddev makes a sample's features depend on the others
+        assert not torch.allclose(trunk.features(x)[:2], trunk.features(x[:2]))
+    with pytest.raises(ConfigError, match=r"bad value for 'nets\.d'.*rest of its batch.*nets\.d=dcgan"):
+        build_encoder(style, shape, 3, "none")
+    e = build_encoder(OmegaConf.structured(NetsConfig(d="dcgan", d_width=4)), shape, 3, "none").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(e(x)[:2], e(x[:2]))
+
+
 def test_probe_metric_of_a_trained_aae_and_refusal_for_models_without_encoder(mnist_root: Path) -> None:
     from gan_lightning.checkpoint import load_model
     from gan_lightning.evaluate import evaluate_checkpoint
@@ -295,6 +348,10 @@ def test_aae_resumes_bitwise(mnist_root: Path) -> None:
         (["model=aae", "model.supervised=true"], "model.supervised"),  # toy data has no labels
         (["model=aae", "model.loss=energy"], "model.loss"),
         (["model=aae", "perf.fast=true"], "perf.fast"),
+        (["model=bigan", "nets.d=style"], "nets.d"),  # E's trunk: its minibatch stddev couples the codes
+        (["model=ali", "nets.d=style"], "nets.d"),
+        (["model=aae", "nets.d=style"], "nets.d"),
+        (["model=aae", "model.penalty.name=r1", "model.penalty.every=4"], "model.penalty.every"),  # not lazy
     ],
 )
 def test_bad_config_is_refused(args: list[str], key: str) -> None:

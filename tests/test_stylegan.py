@@ -158,7 +158,7 @@ def test_style_mixing_feeds_w2_from_the_crossover_layer_on() -> None:
         cuts.append(cut)
     assert set(cuts) == {1, 2, 3}  # mixing 1: every sample mixes, at every possible crossover
     assert torch.equal(fake.codes[0], torch.stack(received, 1)) and fake.codes[1] is fake.x
-    torch.testing.assert_close(g.w_avg, 0.005 * w1.mean(0))  # w_avg moved from 0 toward the batch's mean w
+    assert not g.w_avg.any()  # make_fake leaves w_avg alone: the G step moves it (g_terms)
     # without mixing every layer takes w1; with 0.9, 90% of the samples mix, crossovers uniform
     u = torch.rand(70000, 2, generator=torch.Generator().manual_seed(0))
     assert torch.equal(crossover(u, 8, 0.0), torch.full((70000,), 8))
@@ -264,6 +264,9 @@ def test_tiny_run_resumes_bitwise_and_the_sample_and_style_mix_commands_work(tmp
         (["model.pl_every=0"], "model.pl_every"),
         (["model.penalty.every=0"], "model.penalty.every"),
         (["model.sn_g=true"], "model.sn_g"),
+        (["model.sn_d=true"], "model.sn_d"),  # spectral norm finds no torch layer in the style critic
+        (["model.penalty.name=none", "model.penalty.every=4"], "model.penalty.every"),  # nothing to apply lazily
+        (["nets.d_minibatch=stddev"], "nets.d_minibatch"),  # the style critic has its own minibatch stddev
     ],
 )
 def test_bad_config_is_refused(args: list[str], key: str) -> None:
@@ -277,5 +280,98 @@ def test_lazy_penalty_refuses_the_fast_path_and_sizes_follow_the_constant() -> N
     with pytest.raises(ConfigError, match=r"bad value for 'data.image_size'.*4\*2\^k or 7\*2\^k"):
         tiny("data.image_size=20")
     model = tiny("data.image_size=28", "nets.style_norm=adain")  # Fashion-MNIST's own size: a 7x7 constant
-    assert model.G.const.shape[1:] == (7, 7) and model.G(torch.randn(2, 8)).shape == (2, 1, 28, 28)
+    assert model.G.const.shape[1:] == (7, 7) and model.G.eval()(torch.randn(2, 8)).shape == (2, 1, 28, 28)
     assert model.D(torch.randn(2, 1, 28, 28)).shape == (2,)
+
+
+# ---------------------------------------------------------------------- the style nets in other models
+OTHER = [*TINY, "exp=dcgan", "data=synthetic", "data.image_size=8", "log.neighbours=false", "metrics.names=[]"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["model=gan"],
+        ["model=dcgan"],
+        ["model=dcgan", "perf.fast=true"],
+        ["model=wgan_gp"],
+        ["model=cgan"],
+        ["model=bigan"],
+        ["model=ali"],
+        ["model=aae"],
+    ],
+)
+def test_models_that_do_not_feed_the_noise_inputs_refuse_the_style_generator(args: list[str]) -> None:
+    with pytest.raises(ConfigError, match=r"bad value for 'nets\.g': 'style' draws noise inputs.*model\.name=stylegan"):
+        load_config([*OTHER, "nets.g=style", *args])
+
+
+def test_the_style_generator_in_training_mode_needs_the_models_draw() -> None:
+    g = tiny().G
+    z = torch.randn(2, 8)
+    with pytest.raises(RuntimeError, match="draw"):  # the global RNG would break per-rank noise
+        g(z)
+    assert g.synthesis(g.broadcast(g.mapping(z)), NoiseSource(0).normal).shape == (2, 1, 8, 8)
+    assert g.eval()(z).shape == (2, 1, 8, 8)  # eval: the fixed noise images
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["nets.d=style", "model.sn_d=true"], "model.sn_d"),
+        (["model=sngan", "nets.d=style"], "model.sn_d"),  # sngan's paper default sn_d
+        (["nets.style_norm=adain"], "nets.style_norm"),  # read by the style generator only
+        (["nets.style_mapping_layers=2"], "nets.style_mapping_layers"),
+    ],
+)
+def test_settings_the_nets_would_ignore_are_refused(args: list[str], key: str) -> None:
+    with pytest.raises(ConfigError, match=f"bad value for '{key}'.*(nothing|ignored)"):
+        load_config([*OTHER, *args])
+
+
+def test_w_avg_moves_once_per_g_iteration_from_the_g_steps_batch() -> None:
+    model = tiny("model.n_critic=2")
+    model.noise = NoiseSource(0)
+    model.backward_step = lambda opt, loss: None  # type: ignore[method-assign]
+    g = model.G
+    updates: list[Tensor] = []
+    track = g.track_w_avg
+    g.track_w_avg = lambda w, decay: (updates.append(w), track(w, decay))  # type: ignore[method-assign]
+    mapped: list[Tensor] = []
+    hook = g.mapping.register_forward_hook(lambda m, a, out: mapped.append(out.detach()))
+    real = torch.randn(4, 1, 8, 8)
+    for _ in range(2):  # one G iteration at n_critic=2: two D steps, one G step
+        model.critic_step(real, torch.zeros(4, dtype=torch.long), None)
+    model.generator_step(real, None)
+    hook.remove()
+    assert len(mapped) == 3 and len(updates) == 1  # G ran three times; w_avg moved once
+    # w_avg <- 0.995 w_avg + 0.005 mean(w) of the G step's first w's, from 0
+    torch.testing.assert_close(g.w_avg, 0.005 * mapped[2][:4].mean(0))
+
+
+def _global_mean_on_rank(rank: int, init: str, out: str) -> None:
+    from gan_lightning.distributed import global_mean, sum_over_ranks_
+
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        rows = 2 + 3 * rank  # ranks with different batch sizes
+        values = torch.arange(rows * 3, dtype=torch.float32).view(rows, 3) * (rank + 1) + 10 * rank
+        result = {"mean": global_mean(values), "sum": sum_over_ranks_(torch.tensor([rank + 1.0]))}
+        torch.save(result, f"{out}/{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_running_means_follow_the_global_batch_under_ddp(tmp_path: Path) -> None:
+    """pl_mean and w_avg (and ADA's sums) are reduced over the ranks: two gloo processes with
+    different batches both get the mean of all the rows, weighted by rows."""
+    torch.multiprocessing.start_processes(
+        _global_mean_on_rank, (f"file://{tmp_path}/store", str(tmp_path)), nprocs=2, start_method="fork"
+    )
+    parts = [torch.arange(r * 3, dtype=torch.float64).view(r, 3) * (k + 1) + 10 * k for k, r in enumerate((2, 5))]
+    expected = torch.cat(parts).mean(0)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"{rank}.pt")
+        torch.testing.assert_close(got["mean"].double(), expected)
+        assert float(got["sum"]) == 3.0
+    assert not torch.allclose(parts[0].mean(0), expected) and not torch.allclose(parts[1].mean(0), expected)

@@ -1,7 +1,7 @@
 """What an encoder learnt: a linear probe of its codes and its reconstruction error.
 
 ``probe`` (``metrics.names``, ``evaluate --metrics probe``) measures a model with an encoder E
-(``has_encoder``: bigan, ali, aae):
+(``has_encoder``: bigan, ali, aae, vaegan):
 
 - ``probe/accuracy``: a multinomial logistic regression (float64, full-batch L-BFGS, a small L2
   penalty, inputs standardised by the training codes' mean and std) trained on E's codes of the
@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gan_lightning.data.base import to_model_space
 from gan_lightning.metrics.evaluator import metric, require_encoder
+from gan_lightning.metrics.logistic import fit_logistic
 from gan_lightning.registry import ConfigError
 
 
@@ -32,27 +32,12 @@ def linear_probe(
     l2: float = 1e-4,
     max_iter: int = 500,
 ) -> float:
-    """Test accuracy of a multinomial logistic regression fitted on (train_codes, train_labels):
-    minimises mean cross-entropy + l2/2 ||W||^2 (bias unpenalised) in float64 by L-BFGS."""
+    """Test accuracy of a multinomial logistic regression fitted on (train_codes, train_labels),
+    standardised by the training codes' mean and std: ``fit_logistic`` (mean cross-entropy +
+    l2/2 ||W||^2, bias unpenalised, float64, L-BFGS)."""
     x = train_codes.detach().double().cpu().flatten(1)
     mean, std = x.mean(0), x.std(0).clamp_min(1e-12)
-    x = (x - mean) / std
-    y = train_labels.detach().long().cpu()
-    classes = int(max(int(y.max()), int(test_labels.max())) + 1)
-    w = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-12, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(x @ w + b, y) + 0.5 * l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
+    w, b = fit_logistic((x - mean) / std, train_labels, l2, max_iter=max_iter)
     x_test = (test_codes.detach().double().cpu().flatten(1) - mean) / std
     with torch.no_grad():
         predicted = (x_test @ w + b).argmax(1)

@@ -9,8 +9,10 @@ from gan_lightning.models import biggan as _biggan  # noqa: F401  (registers big
 from gan_lightning.models import conditional as _conditional  # noqa: F401  (registers cgan, acgan, infogan)
 from gan_lightning.models import energy as _energy  # noqa: F401  (registers ebgan, began)
 from gan_lightning.models import inference as _inference  # noqa: F401  (registers bigan, ali, aae)
+from gan_lightning.models import progan as _progan  # noqa: F401  (registers progan)
 from gan_lightning.models import stylegan as _stylegan  # noqa: F401  (registers stylegan)
 from gan_lightning.models import translation as _translation  # noqa: F401  (registers pix2pix, cyclegan)
+from gan_lightning.models import vaegan as _vaegan  # noqa: F401  (registers vaegan)
 from gan_lightning.models.base import GANModule
 from gan_lightning.registry import MODELS
 

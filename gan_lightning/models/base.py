@@ -41,6 +41,8 @@ class GANModule(L.LightningModule):
     fast_path: ClassVar[bool] = False
     # whether ``encode`` maps images to z (BiGAN, ALI, AAE): latent inversion starts from its output
     has_encoder: ClassVar[bool] = False
+    # whether it passes G its per-rank noise as ``draw`` (nets with ``noise_inputs``: nets.g=style)
+    feeds_noise_inputs: ClassVar[bool] = False
     fixed_z: Tensor  # a buffer (registered in ``__init__``)
 
     def __init__(self, cfg: DictConfig | dict, info: DataInfo | dict):

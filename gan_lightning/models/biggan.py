@@ -58,11 +58,6 @@ def redraw_outside(z: Tensor, psi: float, generator: torch.Generator | None = No
     return z
 
 
-def truncated_normal(n: int, dim: int, psi: float, generator: torch.Generator | None = None) -> Tensor:
-    """(n, dim) draws of N(0, 1) truncated to [-psi, psi] by redrawing (``redraw_outside``)."""
-    return redraw_outside(torch.randn(n, dim, generator=generator), psi, generator)
-
-
 @dataclass
 class BigGANConfig(CGANConfig):
     name: str = "biggan"
@@ -111,16 +106,12 @@ class BigGAN(CGAN):
         ortho = orthogonal_regularizer(self.G)
         return Terms(terms.loss + beta * ortho, {**terms.stats, "g/ortho": ortho.detach()})
 
-    def truncated_z(self, n: int, psi: float, generator: torch.Generator | None = None) -> Tensor:
-        """z for sampling with BigGAN's truncation trick: (n, z_dim) from N(0, I) truncated to
-        [-psi, psi] per coordinate (values outside are redrawn), on the CPU. psi is a threshold:
-        smaller psi, higher fidelity and less variety; psi -> infinity is plain N(0, I)."""
-        return truncated_normal(n, self.z_dim, psi, generator)
-
     def truncated(
         self, z: Tensor, net: nn.Module, psi: float, generator: torch.Generator | None = None
     ) -> tuple[Tensor, nn.Module]:
         """The sampling hook (``sample(..., truncation=psi)``, ``gan-lightning sample --truncation
         PSI``): the values of ``z`` (from ``draw_z``) with |z| > psi redrawn from ``generator``,
-        the net unchanged. A psi above every |z| leaves the samples as they were."""
+        the net unchanged: z then follows N(0, I) truncated to [-psi, psi]. psi is a threshold:
+        smaller psi, higher fidelity and less variety; a psi above every |z| leaves the samples
+        as they were."""
         return redraw_outside(z, psi, generator), net

@@ -35,7 +35,15 @@ from gan_lightning.augment import build_augment, validate_augment
 from gan_lightning.data.base import Batch
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
-from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator, takes_labels
+from gan_lightning.nets import (
+    DISCRIMINATORS,
+    GENERATORS,
+    build_discriminator,
+    build_generator,
+    capability,
+    takes_labels,
+    validate_nets,
+)
 from gan_lightning.nets.layers import Critic, add_spectral_norm
 from gan_lightning.penalties import PENALTIES, clip_weights_
 from gan_lightning.registry import MODELS, ConfigError
@@ -174,6 +182,14 @@ class GAN(GANModule):
                     f"bad value for 'nets.{key}': '{name}' is a class-conditional net (it takes labels y), which "
                     f"model '{m.name}' does not feed; use model.name=cgan or biggan, or an unconditional net (dcgan)"
                 )
+            on = bool(m[f"sn_{key}"])
+            if on and not capability(registry.get(name, f"nets.{key}"), "spectral_norm_applies", default=True):
+                raise ConfigError(
+                    f"bad value for 'model.sn_{key}': spectral norm wraps torch conv, linear and embedding layers, "
+                    f"and nets.{key}={name} has none (equalised-lr layers), so it would do nothing; "
+                    f"set model.sn_{key}=false, or use nets.{key}=dcgan"
+                )
+        validate_nets(cfg.nets, str(m.name), cls.feeds_noise_inputs)
         loss = LOSSES.get(m.loss, "model.loss")
         if m.penalty.name != "none":
             PENALTIES.get(m.penalty.name, "model.penalty.name")
@@ -181,6 +197,12 @@ class GAN(GANModule):
             (m.n_critic >= 1, "model.n_critic", f"must be >= 1 D steps per G step, got {m.n_critic}"),
             (m.penalty.weight >= 0, "model.penalty.weight", f"must be >= 0, got {m.penalty.weight}"),
             (m.penalty.every >= 1, "model.penalty.every", f"must be >= 1 D steps (1: each), got {m.penalty.every}"),
+            (
+                m.penalty.every == 1 or m.penalty.name != "none",
+                "model.penalty.every",
+                f"{m.penalty.every} sets how often a penalty applies, and model.penalty.name=none has none; "
+                "set model.penalty.name (e.g. r1) or model.penalty.every=1",
+            ),
             (
                 m.penalty.every == 1 or not cfg.perf.fast,
                 "model.penalty.every",

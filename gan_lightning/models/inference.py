@@ -28,8 +28,14 @@ from gan_lightning.data.base import Batch, seed_for
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
 from gan_lightning.models.gan import ADAM_DCGAN, DCGAN_NETS, GAN, Fake, GANConfig, Judged, resolve_d_norm
-from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_generator
-from gan_lightning.nets.encoder import build_code_critic, build_encoder, build_joint_critic, joint
+from gan_lightning.nets import build_generator, validate_nets
+from gan_lightning.nets.encoder import (
+    build_code_critic,
+    build_encoder,
+    build_joint_critic,
+    check_encoder_trunk,
+    joint,
+)
 from gan_lightning.nets.layers import add_spectral_norm
 from gan_lightning.penalties import PENALTIES
 from gan_lightning.registry import MODELS, ConfigError
@@ -95,6 +101,7 @@ class BiGAN(EncoderMixin, GAN):
         super().validate(cfg)
         m = cfg.model
         _check_encoder_norm(cfg)
+        check_encoder_trunk(cfg.nets)
         if m.loss == "minimax":
             raise ConfigError(
                 f"bad value for 'model.loss': {m.name} trains G and E on D's loss with the labels flipped, which for "
@@ -243,8 +250,8 @@ class AAE(EncoderMixin, GANModule):
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
         m = cfg.model
-        GENERATORS.get(cfg.nets.g, "nets.g")
-        DISCRIMINATORS.get(cfg.nets.d, "nets.d")
+        validate_nets(cfg.nets, str(m.name), cls.feeds_noise_inputs)
+        check_encoder_trunk(cfg.nets)
         _check_encoder_norm(cfg)
         if LOSSES.get(m.loss, "model.loss").energy:
             raise ConfigError(
@@ -260,6 +267,12 @@ class AAE(EncoderMixin, GANModule):
         checks = [
             (m.prior in PRIORS, "model.prior", f"one of {', '.join(PRIORS)}, got '{m.prior}'"),
             (m.penalty.weight >= 0, "model.penalty.weight", f"must be >= 0, got {m.penalty.weight}"),
+            (
+                m.penalty.every == 1,
+                "model.penalty.every",
+                f"aae applies its penalty on every D step (lazy regularisation is the GAN loop's), got "
+                f"{m.penalty.every}; set model.penalty.every=1",
+            ),
         ]
         if m.prior == "mixture":
             checks += [

@@ -2,10 +2,12 @@
 GAN loop: the D and G steps are the loop's; what differs comes through its hooks.
 
 - ``make_fake``: z -> w by the mapping net; style mixing (two w's and a crossover layer per
-  sample, with probability ``model.mixing``); the running mean of w, a buffer of G, updated from
-  every batch G makes in training;
-- ``g_terms``: path-length regularisation, lazily every ``model.pl_every`` G steps with its
-  weight multiplied by that interval;
+  sample, with probability ``model.mixing``); G's noise inputs drawn from the per-rank noise;
+- ``g_terms``: the running mean of w (a buffer of G, for truncation), updated once per G step
+  from the G step's batch, so its decay is per G iteration whatever n_critic; path-length
+  regularisation, lazily every ``model.pl_every`` G steps with its weight multiplied by that
+  interval. Under DDP both running means (w_avg, the path lengths' a) follow the global batch's
+  mean (per-rank sums and counts all-reduced), so every rank holds the same values;
 - lazy R1 is the loop's generic ``model.penalty.every`` (the paper defaults: r1, every 16);
 - ``truncated``: sampling with w' = w_avg + psi (w - w_avg) (``sample --truncation PSI``).
 """
@@ -20,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from gan_lightning.distributed import global_mean
 from gan_lightning.models.gan import GAN, Fake, GANConfig, Judged, Terms
 from gan_lightning.nets.style import StyleGenerator, Truncated, check_style_options
 from gan_lightning.registry import MODELS, ConfigError
@@ -67,6 +70,7 @@ class StyleGAN(GAN):
     Config = StyleGANConfig
     # lazy regularisation picks its steps by counters, which perf.fast's replayed graphs cannot
     fast_path = False
+    feeds_noise_inputs = True  # make_fake passes the per-rank noise to the style generator's noise inputs
     defaults: ClassVar[dict[str, Any]] = {
         "model": {
             "loss": "nonsaturating",
@@ -88,21 +92,19 @@ class StyleGAN(GAN):
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
-        super().validate(cfg)
         m, nets = cfg.model, cfg.nets
+        if nets.g != "style":  # first: the generic checks of the nets would be about a net it does not use
+            raise ConfigError(
+                f"bad value for 'nets.g': model 'stylegan' maps z to per-layer styles and needs the style-based "
+                f"generator, not '{nets.g}'; use nets.g=style"
+            )
+        super().validate(cfg)
         checks = [
-            (
-                nets.g == "style",
-                "nets.g",
-                f"model 'stylegan' maps z to per-layer styles and needs the style-based generator, not "
-                f"'{nets.g}'; use nets.g=style",
-            ),
             (
                 nets.g_norm != "virtual_batch",
                 "nets.g_norm",
                 "the style generator normalises by nets.style_norm; drop nets.g_norm=virtual_batch",
             ),
-            (not m.sn_g, "model.sn_g", "spectral norm does not reach the style generator's equalised layers"),
             (0 <= m.mixing <= 1, "model.mixing", f"a probability in [0, 1], got {m.mixing}"),
             (m.pl_weight >= 0, "model.pl_weight", f"must be >= 0 (0 turns it off), got {m.pl_weight}"),
             (m.pl_every >= 1, "model.pl_every", f"must be >= 1 G steps, got {m.pl_every}"),
@@ -117,23 +119,23 @@ class StyleGAN(GAN):
     # ------------------------------------------------------------------ hooks of the loop
     def make_fake(self, n: int) -> Fake:
         """G's batch from two w's per sample mixed at a random crossover; ``codes``: (the styles,
-        G's images) for the path-length term (D may see the images augmented); w_avg follows the
-        first w's."""
+        G's images) for ``g_terms`` (D may see the images augmented)."""
         assert self.noise is not None  # set up in on_fit_start
         g, m = self.G, self.mcfg
         w = g.mapping(self.noise.normal(2 * n, self.z_dim))
         w1, w2 = w[:n], w[n:]
-        g.track_w_avg(w1, float(m.w_avg_decay))
         ws = mix_styles(w1, w2, crossover(self.noise.uniform(n, 2), g.num_ws, float(m.mixing)), g.num_ws)
         x = g.synthesis(ws, self.noise.normal)
         return Fake(x, codes=(ws, x))
 
     def g_terms(self, fake: Judged) -> Terms:
-        """Path-length regularisation on G's batch, on G steps 0, k, 2k... with weight x k."""
+        """Once per G step: w_avg follows the batch's first w's (the first style input always takes
+        w1); path-length regularisation on G's batch, on G steps 0, k, 2k... with weight x k."""
         m = self.mcfg
+        ws, x = fake.codes
+        self.G.track_w_avg(global_mean(ws[:, 0].detach()), float(m.w_avg_decay))
         if m.pl_weight == 0 or self.g_step % int(m.pl_every) != 0:
             return Terms()
-        ws, x = fake.codes
         penalty, lengths = self.path_length_penalty(x, ws)
         stats = {"g/path_length": lengths.detach().mean(), "g/pl_penalty": penalty.detach()}
         return Terms(m.pl_weight * m.pl_every * penalty, stats)
@@ -141,12 +143,12 @@ class StyleGAN(GAN):
     def path_length_penalty(self, x: Tensor, ws: Tensor) -> tuple[Tensor, Tensor]:
         """((||J_w^T y|| - a)^2 averaged, the lengths) with y ~ N(0, I) / sqrt(H W) (so the length
         does not grow with the image size) and a the running mean of the lengths, updated first:
-        a <- a + decay (mean length - a) (Karras et al. 2020, sec. 3.2)."""
+        a <- a + decay (mean length - a) (Karras et al. 2020, sec. 3.2), the mean over every rank's batch."""
         assert self.noise is not None  # set up in on_fit_start
         y = self.noise.normal(*x.shape) / math.sqrt(x.shape[2] * x.shape[3])
         lengths = path_lengths(x, ws, y)
         with torch.no_grad():
-            self.pl_mean.lerp_(lengths.detach().mean(), float(self.mcfg.pl_decay))
+            self.pl_mean.lerp_(global_mean(lengths.detach()).to(self.pl_mean.dtype), float(self.mcfg.pl_decay))
         return (lengths - self.pl_mean).square().mean(), lengths
 
     def truncated(

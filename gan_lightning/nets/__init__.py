@@ -12,9 +12,11 @@ from gan_lightning.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan_lightning.nets.layers import Critic, add_spectral_norm, dcgan_init_, orthogonal_init_
 from gan_lightning.nets.minibatch import MINIBATCH_LAYERS, MinibatchCritic
 from gan_lightning.nets.mlp import MLPDiscriminator, MLPGenerator
+from gan_lightning.nets.progan import ProGANDiscriminator, ProGANGenerator
 from gan_lightning.nets.style import StyleCritic, StyleGenerator
 from gan_lightning.nets.vbn import VirtualBatchGenerator
 from gan_lightning.registry import ConfigError, Registry
+from gan_lightning.schema import NetsConfig
 
 Shape = tuple[int, ...]
 GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator net")
@@ -47,24 +49,69 @@ def _dcgan_d(nets: Any, shape: Shape, norm: str) -> Critic:
     return DCGANDiscriminator(_image_shape(shape, "dcgan"), nets.d_width, norm)
 
 
-@GENERATORS.register("style")
-def _style_g(nets: Any, shape: Shape, z_dim: int) -> nn.Module:
-    return StyleGenerator(z_dim, _image_shape(shape, "style"), nets.g_width, nets.style_mapping_layers, nets.style_norm)
-
-
-@DISCRIMINATORS.register("style")
-def _style_d(nets: Any, shape: Shape, norm: str) -> Critic:
-    return StyleCritic(_image_shape(shape, "style"), nets.d_width, norm)
-
-
+GENERATORS.register("style")(StyleGenerator)
+DISCRIMINATORS.register("style")(StyleCritic)
 GENERATORS.register("biggan")(BigGANGenerator)
 DISCRIMINATORS.register("biggan")(BigGANDiscriminator)
+GENERATORS.register("progan")(ProGANGenerator)
+DISCRIMINATORS.register("progan")(ProGANDiscriminator)
 INITS = {"dcgan": dcgan_init_, "orthogonal": orthogonal_init_}  # nets.init; 'default' keeps PyTorch's
+
+
+def capability(net: Any, name: str, default: bool = False) -> bool:
+    """A registered net's capability: its class attribute ``name`` (``default`` where it has none)."""
+    return bool(getattr(net, name, default))
 
 
 def takes_labels(net: Any) -> bool:
     """Whether a registered net class is class-conditional: G(z, y) or D(x, y) (its ``takes_labels``)."""
-    return bool(getattr(net, "takes_labels", False))
+    return capability(net, "takes_labels")
+
+
+def minibatch_kind(nets: Any, factory: Any) -> str:
+    """``nets.d_minibatch``, checked against the D that ``factory`` builds: no minibatch layer on a
+    D whose head reads labels, nor on one that has its own batch-coupled layer (``batch_coupled``)."""
+    kind = nets.get("d_minibatch", "none")
+    if kind not in MINIBATCH_LAYERS:
+        raise ConfigError(f"bad value for 'nets.d_minibatch': one of {', '.join(MINIBATCH_LAYERS)}, got '{kind}'")
+    if kind != "none" and takes_labels(factory):
+        raise ConfigError(
+            f"bad value for 'nets.d_minibatch': the minibatch layer replaces D's head, which in '{nets.d}' "
+            "also reads the label (projection); use nets.d_minibatch=none"
+        )
+    if kind != "none" and capability(factory, "batch_coupled"):
+        raise ConfigError(
+            f"bad value for 'nets.d_minibatch': the '{nets.d}' critic has its own minibatch standard deviation "
+            "layer, so a second minibatch layer would apply the statistic twice; use nets.d_minibatch=none"
+        )
+    return str(kind)
+
+
+def validate_nets(nets: Any, model: str, feeds_noise_inputs: bool) -> None:
+    """Config checks of ``nets.*`` against the capabilities of the registered nets they name, for
+    the models that build G and D from GENERATORS and DISCRIMINATORS: what a net needs from the
+    model (``noise_inputs``), and keys that would otherwise be accepted and ignored."""
+    g, d = GENERATORS.get(nets.g, "nets.g"), DISCRIMINATORS.get(nets.d, "nets.d")
+    if capability(g, "noise_inputs") and not feeds_noise_inputs:
+        raise ConfigError(
+            f"bad value for 'nets.g': '{nets.g}' draws noise inputs in every layer during training, which model "
+            f"'{model}' does not feed from its per-rank noise source (the global RNG would break per-rank noise "
+            "under DDP and perf.fast's replay); use model.name=stylegan, or another generator (nets.g=dcgan)"
+        )
+    minibatch_kind(nets, d)
+    if nets.attention_res and not (capability(g, "has_attention") or capability(d, "has_attention")):
+        raise ConfigError(
+            f"bad value for 'nets.attention_res': neither nets.g={nets.g} nor nets.d={nets.d} has a self-attention "
+            "layer, so it would be ignored; use nets.g=biggan or nets.d=biggan, or nets.attention_res=0"
+        )
+    if not capability(g, "style_options"):
+        defaults = NetsConfig()
+        for key in ("style_norm", "style_mapping_layers"):
+            if nets[key] != getattr(defaults, key):
+                raise ConfigError(
+                    f"bad value for 'nets.{key}': it configures the style generator, and nets.g={nets.g} is "
+                    f"not one, so it would be ignored; use nets.g=style, or leave nets.{key}={getattr(defaults, key)}"
+                )
 
 
 def build_generator(
@@ -92,17 +139,10 @@ def build_discriminator(
     """D by name; ``nets.d_minibatch`` adds a minibatch layer before its head. A class-conditional
     net (``takes_labels``: D(x, y)) is also given ``num_classes``."""
     factory = DISCRIMINATORS.get(nets.d, "nets.d")
-    kind = nets.get("d_minibatch", "none")
-    if kind not in MINIBATCH_LAYERS:
-        raise ConfigError(f"bad value for 'nets.d_minibatch': one of {', '.join(MINIBATCH_LAYERS)}, got '{kind}'")
+    kind = minibatch_kind(nets, factory)
     if takes_labels(factory):
         if num_classes < 1:
             raise ConfigError(f"bad value for 'nets.d': '{nets.d}' takes class labels; use it with a conditional model")
-        if kind != "none":
-            raise ConfigError(
-                f"bad value for 'nets.d_minibatch': the minibatch layer replaces D's head, which in '{nets.d}' "
-                "also reads the label (projection); use nets.d_minibatch=none"
-            )
         d = factory(nets, tuple(shape), norm, num_classes=num_classes)
     else:
         d = factory(nets, tuple(shape), norm)

@@ -124,6 +124,7 @@ class BigGANGenerator(nn.Module):
     [embed(y), its own z chunk]), self-attention at one resolution -> BN, ReLU, conv3x3 -> tanh."""
 
     takes_labels: ClassVar[bool] = True  # conditional models pass y to it instead of wrapping it
+    has_attention: ClassVar[bool] = True  # reads nets.attention_res
 
     def __init__(self, nets: Any, shape: tuple[int, ...], z_dim: int, num_classes: int, embed_dim: int):
         """Built as the registry builds nets (``nets.g_width``, ``nets.attention_res``), plus the
@@ -193,6 +194,7 @@ class BigGANDiscriminator(Critic):
     Miyato & Koyama 2018; the whole critic as in Brock et al. 2019)."""
 
     takes_labels: ClassVar[bool] = True  # the projection head is part of the net
+    has_attention: ClassVar[bool] = True  # reads nets.attention_res
 
     def __init__(self, nets: Any, shape: tuple[int, ...], norm: str, num_classes: int):
         """Built as the registry builds nets (``nets.d_width``, ``nets.attention_res``, the

@@ -15,8 +15,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from gan_lightning.nets import build_discriminator
+from gan_lightning.nets import DISCRIMINATORS, build_discriminator, capability
 from gan_lightning.nets.layers import Critic
+from gan_lightning.registry import ConfigError
 
 Shape = tuple[int, ...]
 
@@ -41,9 +42,20 @@ def _mlp_critic(nets: Any, size: int, layers: int) -> Critic:
     return build_discriminator(mlp, (size,), "none")
 
 
+def check_encoder_trunk(nets: Any) -> None:
+    """A code must not depend on the rest of the batch: refuse a ``nets.d`` whose own layers couple
+    the samples (``batch_coupled``, e.g. the style critic's minibatch stddev)."""
+    if capability(DISCRIMINATORS.get(nets.d, "nets.d"), "batch_coupled"):
+        raise ConfigError(
+            f"bad value for 'nets.d': the encoder E is built on the nets.d trunk, and the '{nets.d}' critic has "
+            "a minibatch layer of its own, so a code E(x) would depend on the rest of its batch; use nets.d=dcgan"
+        )
+
+
 def build_encoder(nets: Any, shape: Shape, out: int, norm: str) -> Encoder:
     """E on the ``nets.d`` trunk at ``nets.d_width`` with normalisation ``norm`` (no minibatch
     layer: a code must not depend on the rest of the batch)."""
+    check_encoder_trunk(nets)
     return Encoder(build_discriminator(OmegaConf.merge(nets, {"d_minibatch": "none"}), shape, norm), out)
 
 

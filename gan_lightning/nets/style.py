@@ -14,19 +14,22 @@ convolutions and skip outputs (Karras et al. 2020), and a residual critic with t
 - ``nets.style_norm``: ``demod`` modulates the conv weights by the style and demodulates them
   (Karras et al. 2020, eq. 1-3); ``adain`` is StyleGAN's instance norm followed by the style's
   scale and bias (Karras et al. 2019, eq. 1). toRGB is modulated without demodulation in both.
-- Noise: in training mode drawn per call (from the model's per-rank generator when it passes
-  ``draw``); in eval mode each layer uses a fixed noise image, so sampling is a function of z.
+- Noise: in training mode drawn per call from the model's per-rank generator, which the model
+  passes as ``draw`` (required: ``noise_inputs`` says so, and only model 'stylegan' feeds it); in
+  eval mode each layer uses a fixed noise image, so sampling is a function of z.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_lightning.nets.biggan import image_shape
 from gan_lightning.nets.dcgan import dcgan_levels
 from gan_lightning.nets.layers import Critic, norm2d
 from gan_lightning.registry import ConfigError
@@ -151,7 +154,12 @@ class StyleLayer(nn.Module):
         x = self.conv(x, w) if self.norm == "demod" else self.conv(x)
         n, _, h, wd = x.shape
         if self.training:
-            noise = draw(n, 1, h, wd) if draw is not None else torch.randn(n, 1, h, wd, device=x.device)
+            if draw is None:  # the global RNG would break per-rank noise and the fast path's tape
+                raise RuntimeError(
+                    "the style generator draws noise inputs in training mode from the model's per-rank noise: "
+                    "pass `draw` (model 'stylegan' does), or call it in eval mode (fixed noise images)"
+                )
+            noise = draw(n, 1, h, wd)
         else:
             noise = self.noise_const
         x = x + noise.to(x.dtype) * self.noise_strength[None, :, None, None]
@@ -196,14 +204,20 @@ class MappingNetwork(nn.Module):
 class StyleGenerator(nn.Module):
     """G(z) = synthesis(mapping(z) broadcast to every layer). ``synthesis(ws)`` takes one w per
     style input (``num_ws``: each conv layer, and the last toRGB; each toRGB shares the w of the
-    next block's first conv, as in StyleGAN2), so styles can be mixed per layer."""
+    next block's first conv, as in StyleGAN2), so styles can be mixed per layer. Built as the registry
+    builds nets (``nets.g_width``, ``nets.style_mapping_layers``, ``nets.style_norm``)."""
 
+    # capabilities, read by the models' config checks (gan_lightning/nets/__init__.py: validate_nets)
+    noise_inputs: ClassVar[bool] = True  # training draws noise per layer: the model must pass ``draw``
+    spectral_norm_applies: ClassVar[bool] = False  # equalised layers: add_spectral_norm finds no layer to wrap
+    style_options: ClassVar[bool] = True  # it reads nets.style_norm and nets.style_mapping_layers
     w_avg: Tensor  # running mean of w (a buffer the model updates during training)
 
-    def __init__(self, z_dim: int, shape: tuple[int, int, int], width: int, mapping_layers: int, norm: str):
+    def __init__(self, nets: Any, shape: tuple[int, ...], z_dim: int):
         super().__init__()
+        mapping_layers, norm, width = int(nets.style_mapping_layers), str(nets.style_norm), int(nets.g_width)
         check_style_options(norm, mapping_layers)
-        channels, size, _ = shape
+        channels, size = image_shape(shape, "style")
         start, steps = style_levels(size)
         widths = level_widths(width, steps)
         self.z_dim = self.w_dim = z_dim
@@ -244,9 +258,9 @@ class StyleGenerator(nn.Module):
         return torch.lerp(self.w_avg.to(w.dtype).expand_as(w), w, psi)
 
     @torch.no_grad()
-    def track_w_avg(self, w: Tensor, decay: float) -> None:
-        """w_avg <- decay * w_avg + (1 - decay) * mean of the batch's w."""
-        self.w_avg.lerp_(w.detach().mean(0).to(self.w_avg.dtype), 1.0 - decay)
+    def track_w_avg(self, w_mean: Tensor, decay: float) -> None:
+        """w_avg <- decay * w_avg + (1 - decay) * w_mean (the mean w of a training batch)."""
+        self.w_avg.lerp_(w_mean.detach().to(self.w_avg.dtype), 1.0 - decay)
 
     def forward(self, z: Tensor, psi: float = 1.0) -> Tensor:
         w = self.mapping(z)
@@ -337,11 +351,17 @@ def minibatch_stddev(x: Tensor, group: int = 4) -> Tensor:
 
 class StyleCritic(Critic):
     """fromRGB -> residual blocks down to the constant's size -> minibatch stddev -> 3x3 conv ->
-    linear features; the head is a linear logit. Equalised learning rate throughout."""
+    linear features; the head is a linear logit. Equalised learning rate throughout. Built as the
+    registry builds nets (``nets.d_width``, the resolved D norm)."""
 
-    def __init__(self, shape: tuple[int, int, int], width: int, norm: str):
+    # its features read the whole batch (minibatch stddev): no encoder trunk, no second minibatch layer
+    batch_coupled: ClassVar[bool] = True
+    spectral_norm_applies: ClassVar[bool] = False  # equalised layers: add_spectral_norm finds no layer to wrap
+
+    def __init__(self, nets: Any, shape: tuple[int, ...], norm: str):
         super().__init__()
-        channels, size, _ = shape
+        channels, size = image_shape(shape, "style")
+        width = int(nets.d_width)
         start, steps = style_levels(size)
         widths = level_widths(width, steps)
         self.from_rgb = EqualConv2d(channels, widths[steps], 1)

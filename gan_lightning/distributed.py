@@ -1,0 +1,35 @@
+"""Reductions over the ranks of a torch.distributed run, for state that every rank must hold alike
+(running means and counters that follow the training batches).
+
+Each is the identity of a single process: without an initialised process group the local values
+are the global ones. Every rank must call them at the same point of its step (they are collectives).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def distributed() -> bool:
+    """Whether a torch.distributed process group is initialised (a DDP run)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def sum_over_ranks_(t: Tensor) -> Tensor:
+    """``t`` replaced in place by its sum over the ranks (unchanged in a single process); returns ``t``."""
+    if distributed():
+        torch.distributed.all_reduce(t)
+    return t
+
+
+def global_mean(values: Tensor) -> Tensor:
+    """The mean over dim 0 of every rank's ``values`` (N_r, ...) together: the per-rank sums and row
+    counts are summed over the ranks, so ranks with different N_r weigh by their rows. Float maths in
+    ``values``' dtype (at least float32); the result has shape ``values.shape[1:]``. No gradient."""
+    v = values.detach()
+    dtype = torch.promote_types(v.dtype, torch.float32)
+    flat = v.to(dtype).reshape(v.shape[0], -1)
+    total = torch.cat([flat.sum(0), flat.new_full((1,), float(v.shape[0]))])
+    sum_over_ranks_(total)
+    return (total[:-1] / total[-1]).reshape(v.shape[1:])
