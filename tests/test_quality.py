@@ -1,4 +1,5 @@
-"""Slow: quality bars on real Fashion-MNIST (classifier, stacked modes, the quickstart) and the toy experiments (2,500 samples, 3-std protocol)."""
+"""Slow: quality bars on the real Fashion-MNIST (classifier, stacked modes, the quickstart) and on
+the toy experiments (2,500 samples, 3-std protocol)."""
 
 from __future__ import annotations
 
