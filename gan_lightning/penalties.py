@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gan_lightning.registry import Registry
+from gan_lightning.registry import ConfigError, Registry
 
 Critic = Callable[[Tensor], Tensor]
 Rand = Callable[..., Tensor]
@@ -85,3 +86,18 @@ def clip_weights_(module: nn.Module, c: float) -> None:
     """WGAN's weight clipping: every critic parameter into [-c, c] (Arjovsky et al. 2017)."""
     for p in module.parameters():
         p.clamp_(-c, c)
+
+
+def penalty_from_config(model: Any, precision: Any) -> Penalty | None:
+    """The registered penalty of ``model.penalty`` (None for ``none``), checked once for every model
+    that takes one: a known name, and no 16-bit mixed precision (the penalty's double backward is
+    not loss-scaled there)."""
+    if model.penalty.name == "none":
+        return None
+    penalty = PENALTIES.get(model.penalty.name, "model.penalty.name")
+    if str(precision).startswith("16"):
+        raise ConfigError(
+            "bad value for 'trainer.precision': the gradient penalty's double backward is not loss-scaled "
+            "under 16-bit mixed precision; use 32-true (with TF32) or bf16-mixed"
+        )
+    return penalty

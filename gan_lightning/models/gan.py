@@ -45,7 +45,7 @@ from gan_lightning.nets import (
     validate_nets,
 )
 from gan_lightning.nets.layers import Critic, add_spectral_norm
-from gan_lightning.penalties import PENALTIES, clip_weights_
+from gan_lightning.penalties import PENALTIES, clip_weights_, penalty_from_config
 from gan_lightning.registry import MODELS, ConfigError
 from gan_lightning.schema import EMAConfig, ModelConfig, PenaltyConfig
 
@@ -146,7 +146,7 @@ class GAN(GANModule):
         super().__init__(cfg, info)
         m = self.mcfg
         self.loss = LOSSES.get(m.loss, "model.loss")
-        self.penalty = PENALTIES.get(m.penalty.name, "model.penalty.name") if m.penalty.name != "none" else None
+        self.penalty = penalty_from_config(m, self.cfg.trainer.get("precision", "32-true"))
         self.G, self.D = self.build_nets()
         if m.sn_d:  # once, on the whole critic: heads and embeddings a variant added are covered
             add_spectral_norm(self.D)
@@ -191,8 +191,6 @@ class GAN(GANModule):
                 )
         validate_nets(cfg.nets, str(m.name), cls.feeds_noise_inputs)
         loss = LOSSES.get(m.loss, "model.loss")
-        if m.penalty.name != "none":
-            PENALTIES.get(m.penalty.name, "model.penalty.name")
         checks = [
             (m.n_critic >= 1, "model.n_critic", f"must be >= 1 D steps per G step, got {m.n_critic}"),
             (m.penalty.weight >= 0, "model.penalty.weight", f"must be >= 0, got {m.penalty.weight}"),
@@ -241,11 +239,7 @@ class GAN(GANModule):
                 f"bad value for 'model.{'unroll' if m.unroll else 'feature_matching'}': it reads D outside the "
                 f"loop's one augmented view, so it does not combine with model.augment={m.augment}; drop one of them"
             )
-        if m.penalty.name != "none" and str(cfg.trainer.get("precision", "32-true")).startswith("16"):
-            raise ConfigError(
-                "bad value for 'trainer.precision': the gradient penalty's double backward is not loss-scaled "
-                "under 16-bit mixed precision; use 32-true (with TF32) or bf16-mixed"
-            )
+        penalty_from_config(m, cfg.trainer.get("precision", "32-true"))
         resolve_d_norm(cfg)
 
     @classmethod

@@ -37,7 +37,7 @@ from gan_lightning.nets.encoder import (
     joint,
 )
 from gan_lightning.nets.layers import add_spectral_norm
-from gan_lightning.penalties import PENALTIES
+from gan_lightning.penalties import penalty_from_config
 from gan_lightning.registry import MODELS, ConfigError
 from gan_lightning.schema import EMAConfig, ModelConfig, PenaltyConfig
 
@@ -230,7 +230,7 @@ class AAE(EncoderMixin, GANModule):
         super().__init__(cfg, info)
         m, nets, shape = self.mcfg, self.cfg.nets, tuple(self.info.shape)
         self.loss = LOSSES.get(m.loss, "model.loss")
-        self.penalty = PENALTIES.get(m.penalty.name, "model.penalty.name") if m.penalty.name != "none" else None
+        self.penalty = penalty_from_config(m, self.cfg.trainer.get("precision", "32-true"))
         labels = self.num_classes if m.supervised else 0
         decoder = build_generator(nets, shape, self.z_dim + labels)
         self.G: nn.Module = OneHotDecoder(decoder, labels) if m.supervised else decoder
@@ -257,13 +257,7 @@ class AAE(EncoderMixin, GANModule):
             raise ConfigError(
                 f"bad value for 'model.loss': '{m.loss}' is for autoencoder critics; aae's D is a plain critic"
             )
-        if m.penalty.name != "none":
-            PENALTIES.get(m.penalty.name, "model.penalty.name")
-            if str(cfg.trainer.get("precision", "32-true")).startswith("16"):
-                raise ConfigError(
-                    "bad value for 'trainer.precision': the gradient penalty's double backward is not loss-scaled "
-                    "under 16-bit mixed precision; use 32-true (with TF32) or bf16-mixed"
-                )
+        penalty_from_config(m, cfg.trainer.get("precision", "32-true"))
         checks = [
             (m.prior in PRIORS, "model.prior", f"one of {', '.join(PRIORS)}, got '{m.prior}'"),
             (m.penalty.weight >= 0, "model.penalty.weight", f"must be >= 0, got {m.penalty.weight}"),

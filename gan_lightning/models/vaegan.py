@@ -42,7 +42,7 @@ from gan_lightning.nets import (
 )
 from gan_lightning.nets.encoder import build_encoder, check_encoder_trunk
 from gan_lightning.nets.layers import Critic, add_spectral_norm
-from gan_lightning.penalties import PENALTIES
+from gan_lightning.penalties import penalty_from_config
 from gan_lightning.registry import MODELS, ConfigError
 from gan_lightning.schema import EMAConfig, ModelConfig, PenaltyConfig
 
@@ -94,7 +94,7 @@ class VAEGAN(EncoderMixin, GANModule):
         super().__init__(cfg, info)
         m, nets, shape = self.mcfg, self.cfg.nets, tuple(self.info.shape)
         self.loss = LOSSES.get(m.loss, "model.loss")
-        self.penalty = PENALTIES.get(m.penalty.name, "model.penalty.name") if m.penalty.name != "none" else None
+        self.penalty = penalty_from_config(m, self.cfg.trainer.get("precision", "32-true"))
         self.E = build_encoder(nets, shape, 2 * self.z_dim, str(m.e_norm))  # (mu, log sigma^2)
         self.G = build_generator(nets, shape, self.z_dim)
         self.D: Critic | None = None
@@ -121,13 +121,7 @@ class VAEGAN(EncoderMixin, GANModule):
             raise ConfigError(
                 f"bad value for 'model.loss': '{m.loss}' is for autoencoder critics; vaegan's Dis is a plain critic"
             )
-        if m.penalty.name != "none":
-            PENALTIES.get(m.penalty.name, "model.penalty.name")
-            if str(cfg.trainer.get("precision", "32-true")).startswith("16"):
-                raise ConfigError(
-                    "bad value for 'trainer.precision': the gradient penalty's double backward is not loss-scaled "
-                    "under 16-bit mixed precision; use 32-true (with TF32) or bf16-mixed"
-                )
+        penalty_from_config(m, cfg.trainer.get("precision", "32-true"))
         checks = [
             (m.gamma >= 0, "model.gamma", f"Dec's weight of L_llike must be >= 0, got {m.gamma}"),
             (m.pixel_std > 0, "model.pixel_std", f"the pixel likelihood's std must be > 0, got {m.pixel_std}"),
