@@ -177,6 +177,28 @@ class ALI(BiGAN):
 PRIORS = ("gaussian", "mixture")
 
 
+def validate_autoencoder_gan(cfg: DictConfig, feeds_noise_inputs: bool) -> None:
+    """The checks shared by the models with their own step on an encoder and a plain critic (aae,
+    vaegan): the nets, the encoder's trunk and norm, a non-energy loss, and the penalty, applied on
+    every D step (lazy regularisation is the GAN loop's)."""
+    m = cfg.model
+    validate_nets(cfg.nets, str(m.name), feeds_noise_inputs)
+    check_encoder_trunk(cfg.nets)
+    _check_encoder_norm(cfg)
+    if LOSSES.get(m.loss, "model.loss").energy:
+        raise ConfigError(
+            f"bad value for 'model.loss': '{m.loss}' is for autoencoder critics; {m.name}'s D is a plain critic"
+        )
+    penalty_from_config(m, cfg.trainer.get("precision", "32-true"))
+    if m.penalty.weight < 0:
+        raise ConfigError(f"bad value for 'model.penalty.weight': must be >= 0, got {m.penalty.weight}")
+    if m.penalty.every != 1:
+        raise ConfigError(
+            f"bad value for 'model.penalty.every': {m.name} applies its penalty on every D step (lazy regularisation "
+            f"is the GAN loop's), got {m.penalty.every}; set model.penalty.every=1"
+        )
+
+
 @dataclass
 class AAEConfig(ModelConfig):
     name: str = "aae"
@@ -250,24 +272,8 @@ class AAE(EncoderMixin, GANModule):
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
         m = cfg.model
-        validate_nets(cfg.nets, str(m.name), cls.feeds_noise_inputs)
-        check_encoder_trunk(cfg.nets)
-        _check_encoder_norm(cfg)
-        if LOSSES.get(m.loss, "model.loss").energy:
-            raise ConfigError(
-                f"bad value for 'model.loss': '{m.loss}' is for autoencoder critics; aae's D is a plain critic"
-            )
-        penalty_from_config(m, cfg.trainer.get("precision", "32-true"))
-        checks = [
-            (m.prior in PRIORS, "model.prior", f"one of {', '.join(PRIORS)}, got '{m.prior}'"),
-            (m.penalty.weight >= 0, "model.penalty.weight", f"must be >= 0, got {m.penalty.weight}"),
-            (
-                m.penalty.every == 1,
-                "model.penalty.every",
-                f"aae applies its penalty on every D step (lazy regularisation is the GAN loop's), got "
-                f"{m.penalty.every}; set model.penalty.every=1",
-            ),
-        ]
+        validate_autoencoder_gan(cfg, cls.feeds_noise_inputs)
+        checks = [(m.prior in PRIORS, "model.prior", f"one of {', '.join(PRIORS)}, got '{m.prior}'")]
         if m.prior == "mixture":
             checks += [
                 (m.z_dim >= 2, "model.z_dim", f"the mixture prior lies on a circle: z_dim >= 2, got {m.z_dim}"),

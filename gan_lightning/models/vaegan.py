@@ -31,16 +31,15 @@ from gan_lightning.data.base import Batch
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
 from gan_lightning.models.gan import DCGAN_NETS, resolve_d_norm
-from gan_lightning.models.inference import EncoderMixin, _check_encoder_norm
+from gan_lightning.models.inference import EncoderMixin, validate_autoencoder_gan
 from gan_lightning.nets import (
     DISCRIMINATORS,
     GENERATORS,
     build_discriminator,
     build_generator,
     takes_labels,
-    validate_nets,
 )
-from gan_lightning.nets.encoder import build_encoder, check_encoder_trunk
+from gan_lightning.nets.encoder import build_encoder
 from gan_lightning.nets.layers import Critic, add_spectral_norm
 from gan_lightning.penalties import penalty_from_config
 from gan_lightning.registry import MODELS, ConfigError
@@ -108,30 +107,16 @@ class VAEGAN(EncoderMixin, GANModule):
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
         m = cfg.model
-        validate_nets(cfg.nets, str(m.name), cls.feeds_noise_inputs)
-        check_encoder_trunk(cfg.nets)
+        validate_autoencoder_gan(cfg, cls.feeds_noise_inputs)
         for key, registry in (("g", GENERATORS), ("d", DISCRIMINATORS)):
             if takes_labels(registry.get(cfg.nets[key], f"nets.{key}")):
                 raise ConfigError(
                     f"bad value for 'nets.{key}': '{cfg.nets[key]}' is a class-conditional net, which vaegan does "
                     "not feed labels; use an unconditional net (dcgan, mlp)"
                 )
-        _check_encoder_norm(cfg)
-        if LOSSES.get(m.loss, "model.loss").energy:
-            raise ConfigError(
-                f"bad value for 'model.loss': '{m.loss}' is for autoencoder critics; vaegan's Dis is a plain critic"
-            )
-        penalty_from_config(m, cfg.trainer.get("precision", "32-true"))
         checks = [
             (m.gamma >= 0, "model.gamma", f"Dec's weight of L_llike must be >= 0, got {m.gamma}"),
             (m.pixel_std > 0, "model.pixel_std", f"the pixel likelihood's std must be > 0, got {m.pixel_std}"),
-            (m.penalty.weight >= 0, "model.penalty.weight", f"must be >= 0, got {m.penalty.weight}"),
-            (
-                m.penalty.every == 1,
-                "model.penalty.every",
-                "vaegan applies its penalty on every Dis step (lazy regularisation is the GAN loop's), got "
-                f"{m.penalty.every}; set model.penalty.every=1",
-            ),
         ]
         for key, on in (("model.penalty.name", m.penalty.name != "none"), ("model.sn_d", m.sn_d)):
             checks.append(
