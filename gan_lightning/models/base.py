@@ -156,6 +156,17 @@ class GANModule(L.LightningModule):
         self.manual_backward(loss)
         opt.step()
 
+    def add_penalty(
+        self, loss: Tensor, stats: dict[str, Tensor], critic: Any, real: Tensor, fake: Tensor, scale: float = 1.0
+    ) -> Tensor:
+        """``loss`` + model.penalty.weight x ``scale`` x the penalty (``self.penalty``) of ``critic``
+        between ``real`` and ``fake``, its draws from the per-rank noise; logged as ``d/penalty``.
+        The one place every D step applies its gradient penalty."""
+        assert self.noise is not None  # set up in on_fit_start
+        penalty = self.penalty(critic, real, fake, self.noise.uniform)  # type: ignore[operator]  # set by each model
+        stats["d/penalty"] = penalty.detach()
+        return loss + float(self.mcfg.penalty.weight) * scale * penalty
+
     @contextmanager
     def frozen(self, *nets: nn.Module):
         """Parameters of ``nets`` stop requiring grad (no wasted D gradients in a G step)."""

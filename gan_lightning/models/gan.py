@@ -383,13 +383,10 @@ class GAN(GANModule):
         stats = {"d/adv": adv.detach(), "d/real": real_j.out.detach().mean(), "d/fake": fake_j.out.detach().mean()}
         stats.update(self.augment.observe(real_j.out, real.shape[0]))  # ADA's p follows D's outputs on real data
         if self.penalty is not None and self.penalty_due():  # per pack: a pack is one sample of D
-            assert self.noise is not None  # set up in on_fit_start
             # at the batches D saw (augmented, when model.augment is on): D's game is between the
             # augmented distributions, so its gradient is constrained between and at their samples
             critic = lambda packed: self.critic(self.unpack(packed), y_real)  # noqa: E731
-            penalty = self.penalty(critic, self.pack(real_j.x), self.pack(fake_j.x), self.noise.uniform)
-            loss = loss + m.penalty.weight * m.penalty.every * penalty
-            stats["d/penalty"] = penalty.detach()
+            loss = self.add_penalty(loss, stats, critic, self.pack(real_j.x), self.pack(fake_j.x), m.penalty.every)
         self.backward_step(opt, loss)
         if m.clip > 0:
             clip_weights_(self.D, m.clip)

@@ -378,10 +378,7 @@ class AAE(EncoderMixin, GANModule):
         loss = adv
         stats = {"d/adv": adv.detach(), "d/real": real_out.detach().mean(), "d/fake": fake_out.detach().mean()}
         if self.penalty is not None:
-            assert self.noise is not None  # set up in on_fit_start
-            penalty = self.penalty(self.D, prior, codes, self.noise.uniform)
-            loss = loss + float(self.mcfg.penalty.weight) * penalty
-            stats["d/penalty"] = penalty.detach()
+            loss = self.add_penalty(loss, stats, self.D, prior, codes)
         self.backward_step(opt, loss)
         return {"loss/d": loss.detach(), **stats}
 

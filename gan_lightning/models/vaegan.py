@@ -230,10 +230,7 @@ class VAEGAN(EncoderMixin, GANModule):
         loss = adv
         stats = {"d/adv": adv.detach(), "d/real": real_out.detach().mean(), "d/fake": fake_out.detach().mean()}
         if self.penalty is not None:
-            assert self.noise is not None  # set up in on_fit_start
             real = x.repeat(len(fakes), *([1] * (x.dim() - 1)))
-            penalty = self.penalty(D, real, torch.cat(fakes), self.noise.uniform)
-            loss = loss + float(self.mcfg.penalty.weight) * penalty
-            stats["d/penalty"] = penalty.detach()
+            loss = self.add_penalty(loss, stats, D, real, torch.cat(fakes))
         self.backward_step(opt, loss)
         return {"loss/d": loss.detach(), **stats}
