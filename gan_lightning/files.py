@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,14 @@ def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # some file systems cannot fsync a directory
         os.fsync(fd)
     os.close(fd)
+
+
+def sibling_tmp(path: Path) -> Path:
+    """A new, empty temporary file beside ``path`` whose name no other process shares (two
+    processes filling one cache must not write, rename or delete each other's partial file)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
 
 
 def commit_file(tmp: Path, path: Path) -> None:

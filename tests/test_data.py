@@ -132,3 +132,20 @@ def test_missing_data_fails_before_anything_is_written(tmp_path) -> None:
     with pytest.raises(MissingDataError):
         run("exp=dcgan", "data=mnist", f"data.data_dir={tmp_path / 'nothing'}", "data.download=false", "out=never")
     assert not (tmp_path / "never").exists()
+
+
+def test_unpacking_leaves_another_process_temporary_file_alone(tmp_path) -> None:
+    """Two processes unpacking the same archive (pytest-xdist workers, a notebook beside a run)
+    must not share a temporary file: CI once failed when one's rename found the other's gone."""
+    from gan_lightning.data.mnist import unpack_gz
+
+    system = make_mnist_tree(tmp_path / "sys", "x", gz=True) / "x" / "raw"
+    target = tmp_path / "t10k-labels-idx1-ubyte"
+    foreign = [target.with_name(f".{target.name}.tmp"), target.with_suffix(".tmp")]
+    for f in foreign:
+        f.write_bytes(b"half of another process's file")
+    unpack_gz(system / "t10k-labels-idx1-ubyte.gz", target, "get it again")
+    assert target.read_bytes()[:4] == (2049).to_bytes(4, "big")
+    for f in foreign:
+        assert f.read_bytes() == b"half of another process's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, "sys", *(f.name for f in foreign)])

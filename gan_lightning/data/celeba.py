@@ -26,6 +26,7 @@ from torch import Tensor
 from gan_lightning.data.base import DataInfo, InMemoryImageModule
 from gan_lightning.data.images import crop_resize, list_images, open_image
 from gan_lightning.data.mnist import MissingDataError
+from gan_lightning.files import sibling_tmp
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, close_matches
 from gan_lightning.schema import DataConfig
@@ -173,8 +174,9 @@ class CelebADataModule(InMemoryImageModule):
             out[i] = crop_resize(open_image(f, int(d.channels)), int(d.image_size), int(d.crop))
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npy")
-            np.save(tmp, out)
+            tmp = sibling_tmp(cache)
+            with open(tmp, "wb") as f:
+                np.save(f, out)
             tmp.replace(cache)
         except OSError:  # a read-only dataset folder: decode again next time
             pass

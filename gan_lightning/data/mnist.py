@@ -21,6 +21,7 @@ from torch import Tensor
 from torchvision import datasets
 
 from gan_lightning.data.base import DataInfo, InMemoryImageModule
+from gan_lightning.files import sibling_tmp
 from gan_lightning.registry import ConfigError, first_line
 from gan_lightning.schema import DataConfig
 
@@ -76,7 +77,7 @@ def unpack_gz(gz: Path, target: Path, how_to_replace: str) -> None:
     """Unpack ``gz`` into ``target`` through a temporary file and a rename, so that a failure
     never leaves part of a file behind; a truncated or corrupt archive is a MissingDataError
     that names it and says how to replace it."""
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = sibling_tmp(target)
     try:
         with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_lightning.files import sibling_tmp
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, first_line
 
@@ -213,7 +214,7 @@ def accuracy(net: DomainClassifier, images: Tensor, labels: Tensor, device: str 
 
 def save_classifier(net: DomainClassifier, meta: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = sibling_tmp(path)
     torch.save({"meta": meta, "state_dict": net.state_dict()}, tmp)
     tmp.replace(path)
     return path

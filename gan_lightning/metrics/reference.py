@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from gan_lightning.files import sibling_tmp
 from gan_lightning.metrics.classifier import cache_dir, fingerprint
 from gan_lightning.metrics.frechet import StreamingStats
 from gan_lightning.progress import progress
@@ -115,7 +116,7 @@ def cached_reference(
     ref = compute_reference(images_u8, labels, extract, key, verbose=verbose)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = sibling_tmp(path)
         torch.save({"format": REFERENCE_FORMAT, **ref.__dict__}, tmp)
         tmp.replace(path)
     return ref
