@@ -322,6 +322,17 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     _check(cfg.nets.init in inits, "nets.init", f"one of {', '.join(inits)}, got '{cfg.nets.init}'")
     for key in ("g_width", "d_width", "mlp_hidden", "mlp_layers"):
         _check(cfg.nets[key] >= 1, f"nets.{key}", f"must be >= 1, got {cfg.nets[key]}")
+    for key in ("mlp_d_hidden", "mlp_d_layers"):
+        _check(
+            cfg.nets[key] >= 0, f"nets.{key}", f"must be >= 1 (0: as nets.{key.replace('_d', '')}), got {cfg.nets[key]}"
+        )
+    maxout = cfg.nets.mlp_maxout
+    _check(maxout == 0 or maxout >= 2, "nets.mlp_maxout", f"0 (LeakyReLU units) or >= 2 pieces per unit, got {maxout}")
+    _check(
+        maxout == 0 or cfg.nets.d == "mlp",
+        "nets.mlp_maxout",
+        f"maxout units exist in the MLP critic only, and nets.d={cfg.nets.d}; use nets.d=mlp or nets.mlp_maxout=0",
+    )
     _check(cfg.data.batch_size >= 1, "data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
     _check(cfg.data.resident in ("auto", "cpu"), "data.resident", f"auto or cpu, got '{cfg.data.resident}'")
     for key in ("every", "sample_every", "ckpt_every", "keep_every", "grid"):

@@ -45,6 +45,9 @@ class NetsConfig:
     d_minibatch: str = "none"  # none | discrimination (Salimans et al. 2016) | stddev (Karras et al. 2018)
     mlp_hidden: int = 256
     mlp_layers: int = 3
+    mlp_d_hidden: int = 0  # the MLP critic's own width and depth (0: mlp_hidden, mlp_layers)
+    mlp_d_layers: int = 0
+    mlp_maxout: int = 0  # MLP critic: maxout units of this many pieces (Goodfellow et al. 2013; 0: LeakyReLU)
     init: str = "dcgan"  # dcgan (N(0, 0.02)) | orthogonal (Saxe et al. 2014) | default (PyTorch's)
     resnet_blocks: int = 9  # image-to-image ResNet generator: 6 or 9 residual blocks
     patch_layers: int = 3  # PatchGAN: 3 stride-2 layers = a 70x70 receptive field

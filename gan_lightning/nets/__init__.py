@@ -36,7 +36,8 @@ def _mlp_g(nets: Any, shape: Shape, z_dim: int) -> nn.Module:
 
 @DISCRIMINATORS.register("mlp")
 def _mlp_d(nets: Any, shape: Shape, norm: str) -> Critic:
-    return MLPDiscriminator(shape, nets.mlp_hidden, nets.mlp_layers, norm)
+    hidden, layers = nets.mlp_d_hidden or nets.mlp_hidden, nets.mlp_d_layers or nets.mlp_layers
+    return MLPDiscriminator(shape, hidden, layers, norm, maxout=nets.mlp_maxout)
 
 
 @GENERATORS.register("dcgan")

@@ -29,18 +29,34 @@ class MLPGenerator(nn.Module):
         return self.net(z).view(z.shape[0], *self.shape)
 
 
-class MLPDiscriminator(Critic):
-    """data -> flatten -> [Linear, norm, LeakyReLU(0.2)] x layers -> features; head -> one logit."""
+class Maxout(nn.Module):
+    """``out`` maxout units (Goodfellow et al. 2013): unit j is max_k (w_jk . x + b_jk) over ``pieces``
+    affine maps, computed as one Linear of out * pieces outputs."""
 
-    def __init__(self, shape: tuple[int, ...], hidden: int, layers: int, norm: str):
+    def __init__(self, width_in: int, out: int, pieces: int):
+        super().__init__()
+        self.out, self.pieces = out, pieces
+        self.linear = nn.Linear(width_in, out * pieces)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x).view(x.shape[0], self.out, self.pieces).max(-1).values
+
+
+class MLPDiscriminator(Critic):
+    """data -> flatten -> [Linear, norm, LeakyReLU(0.2)] x layers -> features; head -> one logit.
+    With ``maxout`` pieces > 0 each hidden layer is a layer of maxout units instead (the critic of
+    the PacGAN/VEEGAN 2-D protocol: 3 layers of 200 units with 5 pieces)."""
+
+    def __init__(self, shape: tuple[int, ...], hidden: int, layers: int, norm: str, maxout: int = 0):
         super().__init__()
         blocks: list[nn.Module] = [nn.Flatten()]
         width_in = math.prod(shape)
         for i in range(layers):
-            blocks += [nn.Linear(width_in, hidden)]
+            blocks += [Maxout(width_in, hidden, maxout) if maxout else nn.Linear(width_in, hidden)]
             if i > 0:  # no normalisation on the input layer, as in DCGAN
                 blocks.append(norm1d(norm, hidden))
-            blocks.append(nn.LeakyReLU(0.2))
+            if not maxout:
+                blocks.append(nn.LeakyReLU(0.2))
             width_in = hidden
         self.trunk = nn.Sequential(*blocks)
         self.feature_dim = width_in
