@@ -39,6 +39,15 @@ _EXPORTS: dict[str, str] = {
     "InfoGAN": "gan_lightning.models.conditional",
     "Pix2Pix": "gan_lightning.models.translation",
     "CycleGAN": "gan_lightning.models.translation",
+    "EBGAN": "gan_lightning.models.energy",
+    "BEGAN": "gan_lightning.models.energy",
+    "StyleGAN": "gan_lightning.models.stylegan",
+    "BigGAN": "gan_lightning.models.biggan",
+    "ProGAN": "gan_lightning.models.progan",
+    "BiGAN": "gan_lightning.models.inference",
+    "ALI": "gan_lightning.models.inference",
+    "AAE": "gan_lightning.models.inference",
+    "VAEGAN": "gan_lightning.models.vaegan",
     "load_model": "gan_lightning.checkpoint",
     # data
     "build_datamodule": "gan_lightning.data",
@@ -51,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "FashionEdgesDataModule": "gan_lightning.data.translation",
     "PairedFolderDataModule": "gan_lightning.data.translation",
     "UnpairedFolderDataModule": "gan_lightning.data.translation",
+    "StackedDataModule": "gan_lightning.data.stacked",
+    "StackedMNISTDataModule": "gan_lightning.data.stacked",
     # callbacks and metrics
     "metrics_callback": "gan_lightning.train",
     "GenerativeMetrics": "gan_lightning.callbacks.metrics",
@@ -71,14 +82,21 @@ if TYPE_CHECKING:
     from gan_lightning.data.base import GANDataModule
     from gan_lightning.data.celeba import CelebADataModule
     from gan_lightning.data.mnist import FashionMNISTDataModule, MNISTDataModule
+    from gan_lightning.data.stacked import StackedDataModule, StackedMNISTDataModule
     from gan_lightning.data.toy import ToyDataModule
     from gan_lightning.data.translation import FashionEdgesDataModule, PairedFolderDataModule, UnpairedFolderDataModule
     from gan_lightning.metrics.evaluator import Evaluator
     from gan_lightning.models import MODELS, build_model
     from gan_lightning.models.base import GANModule
+    from gan_lightning.models.biggan import BigGAN
     from gan_lightning.models.conditional import ACGAN, CGAN, InfoGAN
+    from gan_lightning.models.energy import BEGAN, EBGAN
     from gan_lightning.models.gan import DCGAN, DRAGAN, GAN, LSGAN, SNGAN, WGAN, WGANGP
+    from gan_lightning.models.inference import AAE, ALI, BiGAN
+    from gan_lightning.models.progan import ProGAN
+    from gan_lightning.models.stylegan import StyleGAN
     from gan_lightning.models.translation import CycleGAN, Pix2Pix
+    from gan_lightning.models.vaegan import VAEGAN
     from gan_lightning.train import metrics_callback
 
 

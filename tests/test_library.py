@@ -30,6 +30,17 @@ def test_every_exported_name_resolves_and_unknown_names_fail():
         _ = gan_lightning.Banana
 
 
+def test_every_registered_model_and_datamodule_is_exported_under_its_class_name() -> None:
+    """A user reaches every ``model.name`` and ``data.name`` class from the top of the package."""
+    from gan_lightning.data import DATAMODULES
+    from gan_lightning.models import MODELS
+
+    for registry in (MODELS, DATAMODULES):
+        for name in registry.names():
+            cls = registry.get(name, "name")
+            assert getattr(gan_lightning, cls.__name__, None) is cls, f"{name}: {cls.__name__} is not exported"
+
+
 def test_no_exported_name_hides_a_submodule() -> None:
     """``from gan_lightning import train`` must stay the module, whatever was imported before."""
     import pkgutil
