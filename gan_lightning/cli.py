@@ -74,10 +74,27 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.resize,
         args.is_weights,
         args.out,
+        ppl_space=args.ppl_space,
+        ppl_n=args.ppl_n,
     )
     for key, value in result["values"].items():
         print(f"{key:24s} {value:.6g}")
     print(f"written to {result['written_to']}")
+    return 0
+
+
+def _truncation(args: argparse.Namespace) -> int:
+    from gan_lightning.truncation import parse_psis, truncation_sweep
+
+    psis = parse_psis(args.psi)
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    r = truncation_sweep(
+        args.ckpt, psis, args.n, metrics, args.features, args.ref_split, args.device, args.seed, args.data_dir, args.out
+    )
+    from gan_lightning.truncation import table_markdown
+
+    print(table_markdown(r["rows"], r["keys"]), end="")
+    print(f"written to {', '.join(r['written_to'])}")
     return 0
 
 
@@ -365,7 +382,32 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-raw", action="store_true", help="skip the raw generator when there is an EMA one")
     ev.add_argument("--data-dir", default=None)
     ev.add_argument("--out", default=None, help="JSON file (default: <run>/evaluate-<ckpt>.json)")
+    ev.add_argument(
+        "--ppl-space", default="w", choices=["w", "z"], help="ppl: lerp in W (generators with a mapping) or slerp in Z"
+    )
+    ev.add_argument("--ppl-n", type=int, default=2000, help="ppl: pairs of latents")
     ev.set_defaults(func=_evaluate)
+
+    tr = sub.add_parser(
+        "truncation",
+        help="the truncation trick's trade-off: metrics (FID, precision, recall) of the EMA generator at each "
+        "strength psi, as a table (json, md) and a plot beside the run (stylegan, biggan)",
+    )
+    tr.add_argument("ckpt")
+    tr.add_argument(
+        "--psi",
+        default="1.0,0.9,0.7,0.5",
+        help="comma list of strengths (stylegan: 1 is none; biggan: the truncated normal's threshold)",
+    )
+    tr.add_argument("--n", type=int, default=10000, help="generated samples per psi (and reference images)")
+    tr.add_argument("--metrics", default="", help="comma list of metrics.names (default fid,prdc)")
+    tr.add_argument("--features", default="classifier", choices=["classifier", "inception"])
+    tr.add_argument("--ref-split", default="test", choices=["train", "test"])
+    tr.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    tr.add_argument("--seed", type=int, default=4321)
+    tr.add_argument("--data-dir", default=None)
+    tr.add_argument("--out", default=None, help="path without suffix (default <run>/truncation-<ckpt>)")
+    tr.set_defaults(func=_truncation)
 
     f = sub.add_parser("fid", help="FID between two image sources: .npy, image folders or NAME:split")
     f.add_argument("a")

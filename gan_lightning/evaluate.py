@@ -41,25 +41,15 @@ def evaluate_checkpoint(
     resize: str = "tf1_bilinear",
     is_weights: str | None = None,
     out: str | Path | None = None,
+    ppl_space: str = "w",
+    ppl_n: int = 2000,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint's generators; written as JSON beside the checkpoint (or ``out``)."""
     model = load_model(ckpt, device)
     kind = model.info.kind
     names = metrics or (["modes"] if kind == "toy" else ["fid", "kid", "prdc", "is", "classes"])
-    dm = datamodule_for(model.cfg, data_dir)
-    if hasattr(dm, "prepare"):
-        dm.prepare()
-    evaluator = Evaluator(
-        names,
-        model.info,
-        dm,
-        features=features,
-        n_ref=max(n, 2),
-        ref_split=ref_split,
-        resize=resize,
-        is_weights=is_weights,
-        device=device,
-        verbose=True,
+    evaluator = checkpoint_evaluator(
+        model, names, n, features, ref_split, device, data_dir, resize, is_weights, ppl_space=ppl_space, ppl_n=ppl_n
     )
     path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
     evaluator.artifacts_prefix = str(path.with_suffix(""))  # pictures some measures draw: <json stem>-*.png
@@ -77,6 +67,38 @@ def evaluate_checkpoint(
     write_json(path, result)  # strict JSON: a non-finite value (e.g. an infinite mode KL) is null
     result["written_to"] = str(path)
     return result
+
+
+def checkpoint_evaluator(
+    model: Any,
+    names: list[str],
+    n: int,
+    features: str = "classifier",
+    ref_split: str = "test",
+    device: str = "cpu",
+    data_dir: str | None = None,
+    resize: str = "tf1_bilinear",
+    is_weights: str | None = None,
+    **options: Any,
+) -> Evaluator:
+    """The evaluator of metrics ``names`` for a loaded model, against ``n`` reference images of its
+    dataset (``options``: further Evaluator fields)."""
+    dm = datamodule_for(model.cfg, data_dir)
+    if hasattr(dm, "prepare"):
+        dm.prepare()
+    return Evaluator(
+        names,
+        model.info,
+        dm,
+        features=features,
+        n_ref=max(n, 2),
+        ref_split=ref_split,
+        resize=resize,
+        is_weights=is_weights,
+        device=device,
+        verbose=True,
+        **options,
+    )
 
 
 # ----------------------------------------------------------------------------- fid A B

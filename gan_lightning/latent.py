@@ -16,10 +16,16 @@ def slerp(z0: Tensor, z1: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
     """Spherical interpolation along the great circle between the directions of z0 and z1, with
     the norm interpolated linearly (White 2016, 'Sampling Generative Networks'): for Gaussian z
     it stays where the prior has its mass, unlike the straight line through the origin's region."""
-    t = t.view(-1, *([1] * z0.dim())).to(z0)
-    n0, n1 = z0.norm(), z1.norm()
+    rows = slerp_rows(z0.reshape(1, -1).expand(len(t), -1), z1.reshape(1, -1).expand(len(t), -1), t, eps)
+    return rows.view(len(t), *z0.shape)
+
+
+def slerp_rows(z0: Tensor, z1: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
+    """Row i: ``slerp`` from z0[i] to z1[i] at t[i]; z0, z1 (N, d), t (N,)."""
+    t = t.view(-1, 1).to(z0)
+    n0, n1 = z0.norm(dim=1, keepdim=True), z1.norm(dim=1, keepdim=True)
     u0, u1 = z0 / n0, z1 / n1
-    omega = torch.arccos((u0 * u1).sum().clamp(-1 + eps, 1 - eps))
+    omega = torch.arccos((u0 * u1).sum(1, keepdim=True).clamp(-1 + eps, 1 - eps))
     so = torch.sin(omega)
     direction = (torch.sin((1 - t) * omega) / so) * u0 + (torch.sin(t * omega) / so) * u1
     return direction * ((1 - t) * n0 + t * n1)

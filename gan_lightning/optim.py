@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from gan_lightning.registry import Registry
@@ -31,6 +32,17 @@ def _sgd(params: Iterable[nn.Parameter], lr: float, o: Any, **kw: Any) -> torch.
 def build_optimizer(params: Iterable[nn.Parameter], lr: float, o: Any, **kw: Any) -> torch.optim.Optimizer:
     """``kw`` overrides constructor arguments (the fast path's ``capturable`` and tensor ``lr``)."""
     return OPTIMIZERS.get(o.name, "optim.name")(params, lr, o, **kw)
+
+
+def lazy_adjusted(lr: float, o: Any, every: int) -> tuple[float, Any]:
+    """(lr, optimizer config) for parameters whose regulariser runs every ``every`` = k steps:
+    lr x c and each beta ^ c with c = k / (k + 1) (Karras et al. 2020, appendix B: the optimizer's
+    step size and moment decays per minibatch stay as without lazy regularisation). Adam reads
+    both betas, SGD its momentum (``betas[0]``), RMSprop only the lr. k = 1: unchanged."""
+    if every <= 1:
+        return lr, o
+    c = every / (every + 1)
+    return lr * c, OmegaConf.merge(o, {"betas": [float(b) ** c for b in o.betas]})
 
 
 def lr_factor(step: int, steps: int, schedule: str, decay_start: float) -> float:

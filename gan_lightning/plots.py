@@ -125,3 +125,22 @@ def plot_sweep(trials: list[dict[str, Any]], metric: str, out: Path) -> Path | N
     out = Path(out)
     fig.savefig(out, dpi=100)
     return out
+
+
+def plot_truncation(rows: list[dict[str, Any]], keys: Sequence[str], out: Path) -> Path | None:
+    """Each metric against the truncation strength psi, one panel per key (rows as the truncation
+    sweep's table: ``psi`` and the values); None when no key has a finite value."""
+    keys = [k for k in keys if any(isinstance(r.get(k), (int, float)) and math.isfinite(r[k]) for r in rows)]
+    if not keys:
+        return None
+    fig, axes = _figure(1, len(keys), (3.4 * len(keys), 3.0))
+    for ax, key in zip(axes[0], keys):
+        pts = sorted((float(r["psi"]), float(r[key])) for r in rows if isinstance(r.get(key), (int, float)))
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o")
+        ax.set_xlabel("truncation psi")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=100)
+    return out

@@ -66,6 +66,9 @@ class OptimConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | linear_decay
     decay_start: float = 0.5  # linear_decay: fraction of `steps` after which lr falls linearly to 0
+    # a net with a lazy regulariser (every k steps) gets lr x c and betas ^ c, c = k / (k + 1)
+    # (Karras et al. 2020, appendix B); the model's paper defaults turn it on (stylegan)
+    lazy_adjust: bool = False
 
 
 @dataclass
@@ -107,6 +110,8 @@ class MetricsConfig:
     ndb_bins: int = 50  # k-means bins of the 'ndb' measure
     recon_n: int = 100  # reference images inverted by the 'recon' measure
     recon_steps: int = 200  # Adam steps per inversion of 'recon'
+    ppl_space: str = "w"  # 'ppl': w (lerp of mapped w; generators without a mapping net use z) | z (slerp)
+    ppl_n: int = 2000  # 'ppl': pairs of latents
 
 
 @dataclass

@@ -115,6 +115,8 @@ def build_evaluator(cfg: DictConfig, datamodule: Any, verbose: bool = True) -> E
         ndb_bins=int(m.ndb_bins),
         recon_n=int(m.recon_n),
         recon_steps=int(m.recon_steps),
+        ppl_space=str(m.ppl_space),
+        ppl_n=int(m.ppl_n),
         device=metrics_device(cfg),
         verbose=verbose,
     )

@@ -178,6 +178,8 @@ class Evaluator:
     ndb_bins: int = 50
     recon_n: int = 100
     recon_steps: int = 200
+    ppl_space: str = "w"  # 'ppl': w (generators with a mapping net; the others fall back to z) | z
+    ppl_n: int = 2000  # 'ppl': pairs of latents
     artifacts_prefix: str | None = None  # path prefix of pictures some measures draw (birthday); None: none
     cas_test: tuple[Tensor, Tensor] | None = None  # CAS's real test set (default: the test split at 28x28)
     _extractors: dict[str, Any] = field(default_factory=dict)
@@ -195,6 +197,10 @@ class Evaluator:
                 )
         if self.features not in ("classifier", "inception"):
             raise ConfigError(f"bad value for 'metrics.features': classifier or inception, got '{self.features}'")
+        if self.ppl_space not in ("w", "z"):
+            raise ConfigError(f"bad value for 'metrics.ppl_space': w or z, got '{self.ppl_space}'")
+        if self.ppl_n < 1:
+            raise ConfigError(f"bad value for 'metrics.ppl_n': must be >= 1 pairs, got {self.ppl_n}")
 
     # ------------------------------------------------------------------ what is needed
     @property

@@ -21,7 +21,7 @@ from gan_lightning import __version__
 from gan_lightning.data import DATAMODULES
 from gan_lightning.data.base import DataInfo, seed_for
 from gan_lightning.models.noise import NoiseSource
-from gan_lightning.optim import build_optimizer, lr_factor
+from gan_lightning.optim import build_optimizer, lazy_adjusted, lr_factor
 from gan_lightning.registry import ConfigError
 from gan_lightning.rng import capture_rng, restore_rng
 from gan_lightning.schema import EMAConfig, ModelConfig, to_container, typed_schema
@@ -43,6 +43,8 @@ class GANModule(L.LightningModule):
     has_encoder: ClassVar[bool] = False
     # whether it passes G its per-rank noise as ``draw`` (nets with ``noise_inputs``: nets.g=style)
     feeds_noise_inputs: ClassVar[bool] = False
+    # whether ``truncated`` implements a truncation trick (``sample --truncation``, ``truncation`` sweeps)
+    truncation_trick: ClassVar[bool] = False
     fixed_z: Tensor  # a buffer (registered in ``__init__``)
 
     def __init__(self, cfg: DictConfig | dict, info: DataInfo | dict):
@@ -128,14 +130,17 @@ class GANModule(L.LightningModule):
             b_ema.copy_(b)
 
     # ------------------------------------------------------------------ optimizers
-    def make_optimizer(self, params: Any, lr: float) -> torch.optim.Optimizer:
+    def make_optimizer(self, params: Any, lr: float, every: int = 1) -> torch.optim.Optimizer:
+        """The optimizer of ``params`` at base ``lr``; ``every``: the interval k of their lazy
+        regulariser, which with ``optim.lazy_adjust`` scales lr and betas (``lazy_adjusted``)."""
+        o = self.cfg.optim
+        if o.lazy_adjust:
+            lr, o = lazy_adjusted(lr, o, every)
         if self.cfg.perf.fast:
             from gan_lightning.fast import capturable_optimizer_kwargs
 
-            return build_optimizer(
-                params, lr, self.cfg.optim, **capturable_optimizer_kwargs(self.cfg.optim.name, lr, self.device)
-            )
-        return build_optimizer(params, lr, self.cfg.optim)
+            return build_optimizer(params, lr, o, **capturable_optimizer_kwargs(o.name, lr, self.device))
+        return build_optimizer(params, lr, o)
 
     def make_scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
         """Stepped once per generator step (see ``step_schedulers``)."""

@@ -71,6 +71,7 @@ class BigGAN(CGAN):
     orthogonal regularisation of G, an EMA of G for sampling, and the truncation trick."""
 
     Config = BigGANConfig
+    truncation_trick = True  # each z_i redrawn until |z_i| <= psi (so psi = 1 already truncates)
     # the paper's ImageNet 128x128 settings (Sec. 3, 4 and App. B-C): hinge loss, SN in G and D,
     # two D steps per G step, Adam lr_G 5e-5 / lr_D 2e-4 with betas (0, 0.999), orthogonal
     # init, orthogonal regularisation beta 1e-4, EMA of G with decay 0.9999, z of 120 dims in

@@ -302,9 +302,15 @@ class GAN(GANModule):
 
     def configure_optimizers(self) -> Any:
         o = self.cfg.optim
-        opt_g = self.make_optimizer(self.g_parameters(), o.lr_g)
-        opt_d = self.make_optimizer(self.D.parameters(), o.lr_d)
+        every_g, every_d = self.lazy_intervals()
+        opt_g = self.make_optimizer(self.g_parameters(), o.lr_g, every_g)
+        opt_d = self.make_optimizer(self.D.parameters(), o.lr_d, every_d)
         return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+
+    def lazy_intervals(self) -> tuple[int, int]:
+        """(G's, D's) lazy regularisation interval k, 1 where none (``optim.lazy_adjust``): D's is
+        ``model.penalty.every``; a variant with a lazy G regulariser gives G's."""
+        return 1, int(self.mcfg.penalty.every) if self.penalty is not None else 1
 
     def g_parameters(self) -> list[nn.Parameter]:
         """What G's optimizer trains (InfoGAN adds its Q head)."""

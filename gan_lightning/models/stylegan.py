@@ -71,6 +71,7 @@ class StyleGAN(GAN):
     # lazy regularisation picks its steps by counters, which perf.fast's replayed graphs cannot
     fast_path = False
     feeds_noise_inputs = True  # make_fake passes the per-rank noise to the style generator's noise inputs
+    truncation_trick = True  # w' = w_avg + psi (w - w_avg)
     defaults: ClassVar[dict[str, Any]] = {
         "model": {
             "loss": "nonsaturating",
@@ -80,7 +81,15 @@ class StyleGAN(GAN):
             "ema": {"decay": 0.999},
         },
         "nets": {"g": "style", "d": "style"},
-        "optim": {"name": "adam", "lr_g": 2.5e-3, "lr_d": 2.5e-3, "betas": [0.0, 0.99], "eps": 1e-8},
+        # lazy_adjust: lr x k/(k+1), betas ^ k/(k+1) for R1's and path length's intervals (Karras et al. 2020, B)
+        "optim": {
+            "name": "adam",
+            "lr_g": 2.5e-3,
+            "lr_d": 2.5e-3,
+            "betas": [0.0, 0.99],
+            "eps": 1e-8,
+            "lazy_adjust": True,
+        },
     }
     G: StyleGenerator
     pl_mean: Tensor
@@ -115,6 +124,11 @@ class StyleGAN(GAN):
             if not ok:
                 raise ConfigError(f"bad value for '{key}': {msg}")
         check_style_options(nets.style_norm, nets.style_mapping_layers)
+
+    def lazy_intervals(self) -> tuple[int, int]:
+        """G's interval is path length's ``model.pl_every`` (1 when it is off)."""
+        m = self.mcfg
+        return int(m.pl_every) if m.pl_weight > 0 else 1, super().lazy_intervals()[1]
 
     # ------------------------------------------------------------------ hooks of the loop
     def make_fake(self, n: int) -> Fake:

@@ -211,6 +211,7 @@ class StyleGenerator(nn.Module):
     noise_inputs: ClassVar[bool] = True  # training draws noise per layer: the model must pass ``draw``
     spectral_norm_applies: ClassVar[bool] = False  # equalised layers: add_spectral_norm finds no layer to wrap
     style_options: ClassVar[bool] = True  # it reads nets.style_norm and nets.style_mapping_layers
+    w_space: ClassVar[bool] = True  # mapping(z) -> w and from_w(w) -> images (metric 'ppl' measures in W)
     w_avg: Tensor  # running mean of w (a buffer the model updates during training)
 
     def __init__(self, nets: Any, shape: tuple[int, ...], z_dim: int):
@@ -262,9 +263,13 @@ class StyleGenerator(nn.Module):
         """w_avg <- decay * w_avg + (1 - decay) * w_mean (the mean w of a training batch)."""
         self.w_avg.lerp_(w_mean.detach().to(self.w_avg.dtype), 1.0 - decay)
 
+    def from_w(self, w: Tensor) -> Tensor:
+        """Images from one w per sample (N, w_dim), fed to every style input."""
+        return self.synthesis(self.broadcast(w))
+
     def forward(self, z: Tensor, psi: float = 1.0) -> Tensor:
         w = self.mapping(z)
-        return self.synthesis(self.broadcast(w if psi == 1.0 else self.truncate(w, psi)))
+        return self.from_w(w if psi == 1.0 else self.truncate(w, psi))
 
 
 class Truncated(nn.Module):
