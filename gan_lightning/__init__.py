@@ -39,6 +39,10 @@ _EXPORTS: dict[str, str] = {
     "InfoGAN": "gan_lightning.models.conditional",
     "Pix2Pix": "gan_lightning.models.translation",
     "CycleGAN": "gan_lightning.models.translation",
+    "StarGAN": "gan_lightning.models.stargan",
+    "DiscoGAN": "gan_lightning.models.discogan",
+    "SimGAN": "gan_lightning.models.simgan",
+    "SRGAN": "gan_lightning.models.srgan",
     "EBGAN": "gan_lightning.models.energy",
     "BEGAN": "gan_lightning.models.energy",
     "StyleGAN": "gan_lightning.models.stylegan",
@@ -60,6 +64,10 @@ _EXPORTS: dict[str, str] = {
     "FashionEdgesDataModule": "gan_lightning.data.translation",
     "PairedFolderDataModule": "gan_lightning.data.translation",
     "UnpairedFolderDataModule": "gan_lightning.data.translation",
+    "FashionDomainsDataModule": "gan_lightning.data.domains",
+    "SuperResDataModule": "gan_lightning.data.superres",
+    "FashionSyntheticDataModule": "gan_lightning.data.synthetic",
+    "SyntheticDataModule": "gan_lightning.data.synthetic",
     "StackedDataModule": "gan_lightning.data.stacked",
     "StackedMNISTDataModule": "gan_lightning.data.stacked",
     # callbacks and metrics
@@ -81,8 +89,11 @@ if TYPE_CHECKING:
     from gan_lightning.data import DATAMODULES, build_datamodule
     from gan_lightning.data.base import GANDataModule
     from gan_lightning.data.celeba import CelebADataModule
+    from gan_lightning.data.domains import FashionDomainsDataModule
     from gan_lightning.data.mnist import FashionMNISTDataModule, MNISTDataModule
     from gan_lightning.data.stacked import StackedDataModule, StackedMNISTDataModule
+    from gan_lightning.data.superres import SuperResDataModule
+    from gan_lightning.data.synthetic import FashionSyntheticDataModule, SyntheticDataModule
     from gan_lightning.data.toy import ToyDataModule
     from gan_lightning.data.translation import FashionEdgesDataModule, PairedFolderDataModule, UnpairedFolderDataModule
     from gan_lightning.metrics.evaluator import Evaluator
@@ -90,10 +101,14 @@ if TYPE_CHECKING:
     from gan_lightning.models.base import GANModule
     from gan_lightning.models.biggan import BigGAN
     from gan_lightning.models.conditional import ACGAN, CGAN, InfoGAN
+    from gan_lightning.models.discogan import DiscoGAN
     from gan_lightning.models.energy import BEGAN, EBGAN
     from gan_lightning.models.gan import DCGAN, DRAGAN, GAN, LSGAN, SNGAN, WGAN, WGANGP
     from gan_lightning.models.inference import AAE, ALI, BiGAN
     from gan_lightning.models.progan import ProGAN
+    from gan_lightning.models.simgan import SimGAN
+    from gan_lightning.models.srgan import SRGAN
+    from gan_lightning.models.stargan import StarGAN
     from gan_lightning.models.stylegan import StyleGAN
     from gan_lightning.models.translation import CycleGAN, Pix2Pix
     from gan_lightning.models.vaegan import VAEGAN

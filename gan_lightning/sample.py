@@ -31,11 +31,12 @@ def sample_data_space(
     if model.info.kind == "pair":  # translations of n test inputs (a seeded choice), A -> B
         from gan_lightning.data import build_datamodule
         from gan_lightning.data.base import to_model_space
+        from gan_lightning.data.domains import DomainsDataModule
         from gan_lightning.data.translation import PairedDataModule
         from gan_lightning.metrics.reference import choose
 
         dm = build_datamodule(model.cfg)
-        assert isinstance(dm, PairedDataModule)  # the DataModules of kind "pair"
+        assert isinstance(dm, (PairedDataModule, DomainsDataModule))  # the DataModules of kind "pair"
         a, _, _ = dm.test_pairs()
         idx = choose(len(a), n, seed) if n < len(a) else torch.arange(len(a))
         return to_unit(model.translate(to_model_space(a[idx])).float().cpu()), model

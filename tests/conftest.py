@@ -135,8 +135,11 @@ def data_overrides(exp: str, mnist_root: Path, tmp_path: Path) -> list[str]:
     text = (experiments_dir() / f"{exp}.yaml").read_text()
     if "name: toy" in text:
         return []
-    if FASHION_ON_MACHINE and any(f"name: {d}" in text for d in ("fashion_mnist", "fashion_edges", "stacked_fashion")):
+    fashion = ("fashion_mnist", "fashion_edges", "stacked_fashion", "fashion_synthetic")
+    if FASHION_ON_MACHINE and any(f"name: {d}" in text for d in fashion):
         return ["metrics.names=[]", "log.neighbours=false"]
+    if "name: fashion_domains" in text:  # synthetic garments: four views in no time, no domain classifiers to train
+        return [f"data.data_dir={mnist_root}", "data.download=false", "metrics.names=[]"]
     if "unpaired_folder" in text:
         return [f"data.root={make_folder_tree(tmp_path / 'folders')}", "data.image_size=32"]
     if "name: celeba" in text:  # Inception metrics on CPU are slow: one CelebA experiment keeps them

@@ -184,7 +184,9 @@ def test_every_experiment_not_named_for_absent_data_uses_data_on_the_machine() -
         if exp.endswith(("_mnist", "_celeba", "_folder")):
             continue
         data = load_config([f"exp={exp}"]).data.name
-        assert data in ("toy", "fashion_mnist", "fashion_edges", "stacked_fashion"), f"{exp} trains on {data}"
+        on_machine = ("toy", "fashion_mnist", "fashion_edges", "stacked_fashion", "fashion_synthetic")
+        on_machine += ("fashion_domains", "fashion_superres")
+        assert data in on_machine, f"{exp} trains on {data}"
     assert {"cgan_fashion", "infogan_fashion"} <= set(known_experiments())
     assert load_config(["exp=wgan_gp", "data=mnist"]).data.name == "mnist"  # MNIST one override away
 

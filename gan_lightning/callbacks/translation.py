@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 
 from gan_lightning.callbacks.run import RunState
-from gan_lightning.metrics.translation import DIRECTIONS, domain_classifiers, translation_metrics
+from gan_lightning.metrics.translation import DIRECTIONS, baseline_metrics, domain_classifiers, translation_metrics
 
 
 class TranslationMetrics(L.Callback):
@@ -31,12 +31,15 @@ class TranslationMetrics(L.Callback):
             self.inception = InceptionFeatures().to(device)
         for clf in self.classifiers.values():
             clf.to(device)
+        # the task's model-free baseline (bicubic upsampling), measured once, logged with every evaluation
+        self.baseline = baseline_metrics(datamodule, n, self.classifiers, self.inception)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = int(pl_module.g_step)
         if (step >= self.steps or (self.every and step % self.every == 0)) and trainer.is_global_zero:
             t0 = time.perf_counter()
             values = translation_metrics(pl_module, self.dm, self.n, self.classifiers, self.inception)
+            values.update(self.baseline)
             elapsed = time.perf_counter() - t0
             if self.state is not None:
                 self.record(step, values, elapsed)
@@ -46,7 +49,7 @@ class TranslationMetrics(L.Callback):
         """Into the run's summary: values, directions, the primary key, the classifiers used."""
         assert self.state is not None
         directions = {k: DIRECTIONS[k.split("/")[1]] for k in values}
-        primary = "ab/fid" if "ab/fid" in values else "ab/l1" if "ab/l1" in values else None
+        primary = next((k for k in ("ab/fid", "ab/l1", "mean/fid", "mean/l1") if k in values), None)  # mean: StarGAN
         self.state.record(step, values, directions, primary)
         self.state.extra.setdefault(
             "metrics",

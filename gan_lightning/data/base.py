@@ -45,6 +45,7 @@ class DataInfo:
     modes: list[list[float]] = field(default_factory=list)  # toy mixture centres
     mode_std: float = 0.0
     shape_b: tuple[int, ...] = ()  # kind "pair": the B domain's shape (``shape`` is A's)
+    domains: list[str] = field(default_factory=list)  # multi-domain tasks (StarGAN): the domains' names
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}

@@ -1,17 +1,23 @@
-"""Random images for benchmarks and tests: uint8 noise of any size, resident in memory.
+"""Synthetic images.
 
-It is chosen only by name (``data=synthetic``), never as a stand-in for missing data.
+``synthetic``: random images for benchmarks and tests, uint8 noise of any size, resident in
+memory; chosen only by name (``data=synthetic``), never as a stand-in for missing data.
+``fashion_synthetic``: SimGAN's synthetic -> real task on Fashion-MNIST (``simulate`` below).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor
 
 from gan_lightning.data.base import Batch, DataInfo, GANDataModule, ShuffledIndex, seed_for, to_model_space
+from gan_lightning.data.mnist import FashionMNISTDataModule, MNISTConfig
+from gan_lightning.data.translation import PairedDataModule, disjoint_halves
 from gan_lightning.registry import ConfigError
 from gan_lightning.schema import DataConfig
 
@@ -75,3 +81,92 @@ class SyntheticDataModule(GANDataModule):
     def global_batch(self, step: int, size: int) -> Batch:
         idx = self.index.take(step * size, size).to(self.images.device)
         return Batch(to_model_space(self.images[idx]), self.labels[idx])
+
+
+# ----------------------------------------------------------------------------- synthetic -> real
+# The fixed "simulator" of fashion_synthetic (a stand-in for a renderer's systematic flaws): in [0, 1],
+# s = q(OFFSET + CONTRAST * blocks(x) + TEXTURE * checker), clamped to [0, 1], where blocks(x) is the
+# mean of each 2x2 block repeated over the block, checker is +1/-1 on alternate 2x2 blocks (a fixed
+# texture), and q quantises to LEVELS grey levels.
+SIM_BLOCK, SIM_CONTRAST, SIM_OFFSET, SIM_TEXTURE, SIM_LEVELS = 2, 0.6, 0.2, 0.05, 8
+
+
+def simulate(images_u8: Tensor) -> Tensor:
+    """uint8 images (N, C, H, W), H and W even -> their uint8 "synthetic" renderings (float64 inside)."""
+    x = images_u8.double() / 255
+    k = SIM_BLOCK
+    blocks = F.avg_pool2d(x, k).repeat_interleave(k, -2).repeat_interleave(k, -1)
+    h, w = x.shape[-2:]
+    rows, cols = torch.arange(h)[:, None] // k, torch.arange(w)[None, :] // k
+    checker = 1.0 - 2.0 * ((rows + cols) % 2).double()
+    v = (SIM_OFFSET + SIM_CONTRAST * blocks + SIM_TEXTURE * checker).clamp(0, 1)
+    levels = torch.round(v * (SIM_LEVELS - 1)) / (SIM_LEVELS - 1)
+    return torch.round(levels * 255).to(torch.uint8)
+
+
+@dataclass
+class FashionSyntheticConfig(MNISTConfig):
+    name: str = "fashion_synthetic"
+    flip: bool = False
+
+
+class FashionSyntheticDataModule(PairedDataModule):
+    """SimGAN's setting on Fashion-MNIST: A = ``simulate``d images of one half of the training set
+    (labels known, like a simulator's annotations), B = unlabelled real images of the other half
+    (unpaired). The test split keeps each synthetic image's real original (the truth)."""
+
+    Config = FashionSyntheticConfig
+    paired = False
+    true_test_pairs = True
+    baseline = "synthetic"  # the raw synthetic image, scored as a translation: what refining must beat
+
+    def __init__(self, cfg: DictConfig):
+        super().__init__(cfg)
+        self.fashion = FashionMNISTDataModule(cfg)
+        self._loaded = False
+
+    @classmethod
+    def validate(cls, cfg: DictConfig) -> None:
+        FashionMNISTDataModule.validate(cfg)  # image_size 28 or 32: both even, as the 2x2 blocks need
+
+    @classmethod
+    def has_labels(cls, cfg: DictConfig) -> bool:
+        return True
+
+    @property
+    def info(self) -> DataInfo:
+        s = int(self.dcfg.image_size)
+        return DataInfo(
+            name="fashion_synthetic",
+            kind="pair",
+            shape=(1, s, s),
+            num_classes=10,
+            class_names=self.fashion.class_names,
+            shape_b=(1, s, s),
+        )
+
+    def prepare(self) -> None:
+        if self._loaded:
+            return
+        images, labels = self.fashion.split(train=True)
+        if self.dcfg.subset:
+            images, labels = images[: self.dcfg.subset], labels[: self.dcfg.subset]
+        self.half_a, self.half_b = disjoint_halves(len(images))
+        self.train_a, self.train_b = simulate(images[self.half_a]), images[self.half_b]
+        self.train_y = labels[self.half_a]
+        self._loaded = True
+
+    def split(self, train: bool, size: int | None = None) -> tuple[Tensor, Tensor]:
+        """Real (B-domain) images of a split: the domain classifier and FID reference use them."""
+        return self.fashion.split(train, size)
+
+    def test_pairs(self) -> tuple[Tensor, Tensor, Tensor]:
+        images, labels = self.fashion.split(train=False)
+        return simulate(images), images, labels
+
+    def domain_views(self) -> dict[str, Any]:
+        return {"b": self.fashion}  # the real images' classifier (it reads refined ones too)
+
+    def baseline_translation(self, a_u8: Tensor) -> Tensor:
+        """The synthetic images themselves, [0, 1]."""
+        return a_u8.float() / 255

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +40,13 @@ def edge_map(images_u8: Tensor, threshold: float = 0.2) -> Tensor:
     return ((gx.pow(2) + gy.pow(2)).sqrt() > threshold).to(torch.uint8) * 255
 
 
+def disjoint_halves(n: int) -> tuple[Tensor, Tensor]:
+    """Indices of two disjoint halves of ``n`` training images (a fixed permutation): the A and B
+    domains of the unpaired Fashion-MNIST tasks."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(12345))
+    return perm[: n // 2], perm[n // 2 :]
+
+
 class PairedDataModule(GANDataModule):
     """Base of the A/B DataModules: resident uint8 tensors, step-keyed batches, optional flips."""
 
@@ -46,6 +54,13 @@ class PairedDataModule(GANDataModule):
     train_b: Tensor
     train_y: Tensor
     paired: bool = True
+    # test_pairs() gives each A image its true B image even where training is unpaired
+    # (fashion_edges, fashion_synthetic): L1, SSIM and PSNR to the truth are measured
+    true_test_pairs: ClassVar[bool] = False
+    # B is larger than A (super-resolution): only models whose nets upsample take it
+    resizes: ClassVar[bool] = False
+    # a model-free translation the metrics also score under its name ('bicubic'), or ''
+    baseline: ClassVar[str] = ""
 
     def _streams(self) -> tuple[ShuffledIndex, ShuffledIndex]:
         n_a, n_b = len(self.train_a), len(self.train_b)
@@ -81,6 +96,15 @@ class PairedDataModule(GANDataModule):
         """uint8 A and B test images (true pairs where the task has them) and labels (-1: none)."""
         raise NotImplementedError
 
+    def domain_views(self) -> dict[str, Any]:
+        """{'a' | 'b': a labelled view of that domain for ``get_classifier``} where the domain has a
+        classifier (FID and label agreement are measured in its feature space); none by default."""
+        return {}
+
+    def baseline_translation(self, a_u8: Tensor) -> Tensor:
+        """uint8 A images -> the ``baseline`` translation, [0, 1] floats in B's shape."""
+        raise NotImplementedError(f"{type(self).__name__} has no baseline translation")
+
 
 @dataclass
 class EdgesConfig(MNISTConfig):
@@ -92,6 +116,7 @@ class EdgesConfig(MNISTConfig):
 
 class FashionEdgesDataModule(PairedDataModule):
     Config = EdgesConfig
+    true_test_pairs = True
 
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)
@@ -131,8 +156,7 @@ class FashionEdgesDataModule(PairedDataModule):
         if self.paired:
             self.train_a, self.train_b, self.train_y = edges, images, labels
         else:  # disjoint halves: no edge map has its own image on the other side
-            perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(12345))
-            self.half_a, self.half_b = perm[: len(perm) // 2], perm[len(perm) // 2 :]
+            self.half_a, self.half_b = disjoint_halves(len(images))
             self.train_a, self.train_b, self.train_y = edges[self.half_a], images[self.half_b], labels[self.half_a]
         self._loaded = True
 
@@ -147,6 +171,11 @@ class FashionEdgesDataModule(PairedDataModule):
     def test_pairs(self) -> tuple[Tensor, Tensor, Tensor]:
         images, labels = self.fashion.split(train=False)
         return edge_map(images, self.dcfg.threshold), images, labels
+
+    def domain_views(self) -> dict[str, Any]:
+        from gan_lightning.metrics.translation import EdgeView  # the edge maps' view (metrics builds on data)
+
+        return {"b": self.fashion, "a": EdgeView(self)}
 
 
 # ----------------------------------------------------------------------------- folders

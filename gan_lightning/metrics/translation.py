@@ -2,7 +2,8 @@
 L1, SSIM and PSNR against the true translation (where the task has one), FID of the translations against real
 target-domain images, and label agreement: the target domain's classifier labels the
 translation as the class of the input (fashion_edges has labels; folders do not), beside its
-ceiling (the classifier's agreement on the true targets) and the share of the ceiling reached."""
+ceiling (the classifier's agreement on the true targets) and the share of the ceiling reached.
+A task with a model-free baseline (super-resolution: bicubic upsampling) has the same measures of it."""
 
 from __future__ import annotations
 
@@ -40,49 +41,97 @@ class EdgeView:
 
 
 def domain_classifiers(dm: Any, verbose: bool = False) -> dict[str, Any]:
-    """{'a': classifier of domain A, 'b': of domain B} where the data has labels."""
+    """{'a': classifier of domain A, 'b': of domain B} for the domains the data module has a
+    labelled view of (``domain_views``)."""
     from gan_lightning.metrics.classifier import get_classifier
 
-    if not hasattr(dm, "edge_split"):
-        return {}
-    return {"b": get_classifier(dm.fashion, verbose=verbose), "a": get_classifier(EdgeView(dm), verbose=verbose)}
+    return {k: get_classifier(view, verbose=verbose) for k, view in dm.domain_views().items()}
 
 
 @torch.no_grad()
 def translation_metrics(
     model: Any, dm: Any, n: int = 10000, classifiers: dict[str, Any] | None = None, inception: Any = None
 ) -> dict[str, float]:
+    if dm.info.domains:  # a multi-domain task (StarGAN's): every ordered pair of domains
+        return domain_pair_metrics(model, dm, n, classifiers or {})
     a, b, labels = dm.test_pairs()
     n = min(n, len(a), len(b))
     a, b, labels = a[:n], b[:n], labels[:n]
-    truth = getattr(dm, "paired", False) or hasattr(dm, "edge_split")
+    truth = bool(getattr(dm, "paired", False) or getattr(dm, "true_test_pairs", False))
     classifiers = classifiers or {}
     out: dict[str, float] = {}
     for direction in model.directions:
         src, tgt, target_domain = (a, b, "b") if direction == "ab" else (b, a, "a")
         pred01 = model.translate(to_model_space(src), direction).float().cpu().add(1).div(2).clamp(0, 1)
-        tgt01 = tgt.float() / 255
-        if truth:
-            out[f"{direction}/l1"] = float((pred01 - tgt01).abs().mean())
-            out[f"{direction}/ssim"] = ssim(pred01, tgt01)  # Wang et al. 2004: 11x11 Gaussian window
-            out[f"{direction}/psnr"] = psnr(pred01, tgt01)  # mean of per-image PSNRs, [0, 1] range
-        clf = classifiers.get(target_domain)
-        if clf is not None:
-            device = next(clf.parameters()).device
-            feats_pred, probs = clf(pred01.to(device))
-            feats_real, probs_real = clf(tgt01.to(device))
-            out[f"{direction}/fid"] = fid_from_features(feats_pred.cpu(), feats_real.cpu())
-            if bool((labels >= 0).all()):
-                agreement = float((probs.argmax(1).cpu() == labels).double().mean())
-                # the ceiling: the same classifier on the true targets of the test pairs (its accuracy
-                # there), what a perfect translation would score; the share is agreement / ceiling
-                ceiling = float((probs_real.argmax(1).cpu() == labels).double().mean())
-                out[f"{direction}/agreement"] = agreement
-                out[f"{direction}/agreement_ceiling"] = ceiling
-                out[f"{direction}/agreement_share"] = agreement / ceiling if ceiling > 0 else float("nan")
-        elif inception is not None:
-            feats = [
-                torch.cat([inception(x[i : i + 100])[0].cpu() for i in range(0, len(x), 100)]) for x in (pred01, tgt01)
-            ]
-            out[f"{direction}/fid"] = fid_from_features(*feats)
+        scores = score_translation(pred01, tgt.float() / 255, labels, truth, classifiers.get(target_domain), inception)
+        out.update({f"{direction}/{k}": v for k, v in scores.items()})
+    return out
+
+
+@torch.no_grad()
+def domain_pair_metrics(model: Any, dm: Any, n: int, classifiers: dict[str, Any]) -> dict[str, float]:
+    """Multi-domain data (every test image in each domain, ``dm.test_domains()``): the measures of
+    each ordered pair under '<source>_to_<target>/...' (the target domain's classifier), and their
+    means over the pairs under 'mean/...'."""
+    from gan_lightning.data.domains import domain_pairs
+
+    views, labels = dm.test_domains()
+    n = min(n, len(labels))
+    out: dict[str, float] = {}
+    per_pair: dict[str, list[float]] = {}
+    for i, j, name in domain_pairs(dm.info.domains):
+        pred01 = model.translate(to_model_space(views[i, :n]), name).float().cpu().add(1).div(2).clamp(0, 1)
+        tgt01 = views[j, :n].float() / 255
+        scores = score_translation(pred01, tgt01, labels[:n], True, classifiers.get(dm.info.domains[j]))
+        out.update({f"{name}/{k}": v for k, v in scores.items()})
+        for k, v in scores.items():
+            per_pair.setdefault(k, []).append(v)
+    out.update({f"mean/{k}": sum(v) / len(v) for k, v in per_pair.items()})
+    return out
+
+
+@torch.no_grad()
+def baseline_metrics(
+    dm: Any, n: int = 10000, classifiers: dict[str, Any] | None = None, inception: Any = None
+) -> dict[str, float]:
+    """The A -> B metrics of the data module's model-free ``baseline`` translation (bicubic
+    upsampling for super-resolution) under '<baseline>/...', on the same test pairs; {} without one."""
+    if not getattr(dm, "baseline", ""):
+        return {}
+    a, b, labels = dm.test_pairs()
+    n = min(n, len(a), len(b))
+    pred01 = dm.baseline_translation(a[:n]).float().cpu()
+    scores = score_translation(pred01, b[:n].float() / 255, labels[:n], True, (classifiers or {}).get("b"), inception)
+    return {f"{dm.baseline}/{k}": v for k, v in scores.items()}
+
+
+def score_translation(
+    pred01: Tensor, tgt01: Tensor, labels: Tensor, truth: bool, clf: Any = None, inception: Any = None
+) -> dict[str, float]:
+    """Translations ``pred01`` against the targets ``tgt01`` (both [0, 1]): l1/ssim/psnr where
+    ``tgt01`` is the true translation, FID (and label agreement) in ``clf``'s feature space, else
+    in ``inception``'s."""
+    out: dict[str, float] = {}
+    if truth:
+        out["l1"] = float((pred01 - tgt01).abs().mean())
+        out["ssim"] = ssim(pred01, tgt01)  # Wang et al. 2004: 11x11 Gaussian window
+        out["psnr"] = psnr(pred01, tgt01)  # mean of per-image PSNRs, [0, 1] range
+    if clf is not None:
+        device = next(clf.parameters()).device
+        feats_pred, probs = clf(pred01.to(device))
+        feats_real, probs_real = clf(tgt01.to(device))
+        out["fid"] = fid_from_features(feats_pred.cpu(), feats_real.cpu())
+        if bool((labels >= 0).all()):
+            agreement = float((probs.argmax(1).cpu() == labels).double().mean())
+            # the ceiling: the same classifier on the true targets of the test pairs (its accuracy
+            # there), what a perfect translation would score; the share is agreement / ceiling
+            ceiling = float((probs_real.argmax(1).cpu() == labels).double().mean())
+            out["agreement"] = agreement
+            out["agreement_ceiling"] = ceiling
+            out["agreement_share"] = agreement / ceiling if ceiling > 0 else float("nan")
+    elif inception is not None:
+        feats = [
+            torch.cat([inception(x[i : i + 100])[0].cpu() for i in range(0, len(x), 100)]) for x in (pred01, tgt01)
+        ]
+        out["fid"] = fid_from_features(*feats)
     return out

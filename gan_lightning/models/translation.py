@@ -33,11 +33,14 @@ TRANSLATORS.register("resnet")(
 )
 
 
-def patch_discriminator(nets: Any, channels: int) -> nn.Module:
-    if nets.d != "patchgan":
-        raise ConfigError(f"bad value for 'nets.d': image-to-image models use 'patchgan', got '{nets.d}'")
+def patch_discriminator(nets: Any, channels: int, size: int = 0) -> nn.Module:
     norm = "instance" if nets.d_norm == "auto" else nets.d_norm
     return PatchDiscriminator(channels, nets.d_width, nets.patch_layers, norm)
+
+
+# discriminators of one image domain by ``nets.d``: (nets, channels, image size) -> net
+IMAGE_DISCRIMINATORS: Registry[Callable[..., nn.Module]] = Registry("image-to-image discriminator")
+IMAGE_DISCRIMINATORS.register("patchgan")(patch_discriminator)
 
 
 class ImagePool:
@@ -80,8 +83,7 @@ class TranslationModule(GANModule):
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
         TRANSLATORS.get(cfg.nets.g, "nets.g")
-        if cfg.nets.d != "patchgan":
-            raise ConfigError(f"bad value for 'nets.d': image-to-image models use 'patchgan', got '{cfg.nets.d}'")
+        IMAGE_DISCRIMINATORS.get(cfg.nets.d, "nets.d")
         if cfg.nets.g_norm == "virtual_batch" or cfg.nets.d_minibatch != "none":
             raise ConfigError(
                 "bad value in 'nets': virtual batch norm and minibatch layers belong to the z -> image nets of "
@@ -89,16 +91,32 @@ class TranslationModule(GANModule):
             )
         if cfg.nets.patch_layers < 1 or cfg.nets.resnet_blocks < 1:
             raise ConfigError("bad value in 'nets': patch_layers and resnet_blocks must be >= 1")
-        if not issubclass(DATAMODULES.get(cfg.data.name, "data.name"), PairedDataModule):
+        cls.validate_data(cfg)
+
+    @classmethod
+    def validate_data(cls, cfg: DictConfig) -> None:
+        """The data it translates (domains A and B) and the image size its nets fit (StarGAN replaces it)."""
+        data_cls = DATAMODULES.get(cfg.data.name, "data.name")
+        if not issubclass(data_cls, PairedDataModule):
             raise ConfigError(
                 f"model '{cfg.model.name}' translates images: use data=fashion_edges, paired_folder or unpaired_folder"
             )
-        problem = size_problem(str(cfg.nets.g), int(cfg.nets.patch_layers), int(cfg.data.image_size))
+        if data_cls.resizes:
+            raise ConfigError(
+                f"bad value for 'data.name': model '{cfg.model.name}' keeps the image size and '{cfg.data.name}' "
+                "upsamples: use model=srgan"
+            )
+        patch_layers = int(cfg.nets.patch_layers) if cfg.nets.d == "patchgan" else 0  # 0: no PatchGAN bound
+        problem = size_problem(str(cfg.nets.g), patch_layers, int(cfg.data.image_size))
         if problem:
             raise ConfigError(f"bad value for 'data.image_size': {problem}")
 
     def translator(self, c_in: int, c_out: int) -> nn.Module:
         return TRANSLATORS.get(self.cfg.nets.g, "nets.g")(self.cfg.nets, c_in, c_out, self.info.shape[-1])
+
+    def discriminator(self, channels: int) -> nn.Module:
+        """A discriminator of ``channels``-channel images (``nets.d``)."""
+        return IMAGE_DISCRIMINATORS.get(self.cfg.nets.d, "nets.d")(self.cfg.nets, channels, self.info.shape[-1])
 
     @torch.no_grad()
     def translate(self, images: Tensor, direction: str = "ab", batch_size: int = 250) -> Tensor:
@@ -122,6 +140,11 @@ class TranslationModule(GANModule):
     @property
     def directions(self) -> tuple[str, ...]:
         return ("ab",)
+
+    def translation_grid(self, a: Tensor, b: Tensor) -> tuple[Tensor, int]:
+        """Rows of (input, output, target), in model space."""
+        fake = self.translate(a).cpu()
+        return torch.stack([a.cpu(), fake, b.cpu()], 1).flatten(0, 1), 3
 
 
 @dataclass
@@ -149,7 +172,7 @@ class Pix2Pix(TranslationModule):
         c_a, c_b = self.info.shape[0], self.info.shape_b[0]
         self.loss = LOSSES.get(self.mcfg.loss, "model.loss")
         self.G = self.translator(c_a, c_b)
-        self.D = patch_discriminator(self.cfg.nets, c_a + c_b)
+        self.D = self.discriminator(c_a + c_b)
 
     def nets_for(self, direction: str) -> nn.Module:
         return self.G
@@ -185,11 +208,6 @@ class Pix2Pix(TranslationModule):
         self.finish_step(stats)
         return stats
 
-    def translation_grid(self, a: Tensor, b: Tensor) -> tuple[Tensor, int]:
-        """Rows of (input, output, target), in model space."""
-        fake = self.translate(a).cpu()
-        return torch.stack([a.cpu(), fake, b.cpu()], 1).flatten(0, 1), 3
-
 
 @dataclass
 class CycleGANConfig(ModelConfig):
@@ -224,7 +242,7 @@ class CycleGAN(TranslationModule):
         c_a, c_b = self.info.shape[0], self.info.shape_b[0]
         self.loss = LOSSES.get(self.mcfg.loss, "model.loss")
         self.G_AB, self.G_BA = self.translator(c_a, c_b), self.translator(c_b, c_a)
-        self.D_A, self.D_B = patch_discriminator(self.cfg.nets, c_a), patch_discriminator(self.cfg.nets, c_b)
+        self.D_A, self.D_B = self.discriminator(c_a), self.discriminator(c_b)
         self.pool_a, self.pool_b = ImagePool(self.mcfg.pool_size), ImagePool(self.mcfg.pool_size)
 
     @classmethod
@@ -254,7 +272,7 @@ class CycleGAN(TranslationModule):
         with self.frozen(self.D_A, self.D_B):  # G step: both generators at once
             fake_b, fake_a = self.G_AB(a), self.G_BA(b)
             adv = self.adversarial_g(self.D_B(fake_b)) + self.adversarial_g(self.D_A(fake_a))
-            cycle = (self.G_BA(fake_b) - a).abs().mean() + (self.G_AB(fake_a) - b).abs().mean()
+            cycle = self.cycle_distance(self.G_BA(fake_b), a) + self.cycle_distance(self.G_AB(fake_a), b)
             g_loss = adv + m.cycle_weight * cycle
             stats = {"g/adv": adv.detach(), "g/cycle": cycle.detach()}
             if m.identity_weight > 0:
@@ -271,6 +289,10 @@ class CycleGAN(TranslationModule):
         stats.update({"loss/g": g_loss.detach(), "loss/d": d_loss.detach()})
         self.finish_step(stats)
         return stats
+
+    def cycle_distance(self, reconstruction: Tensor, x: Tensor) -> Tensor:
+        """The distance of one cycle term: L1, as Zhu et al."""
+        return (reconstruction - x).abs().mean()
 
     def adversarial_g(self, fake_out: Tensor) -> Tensor:
         """G's term for one D, as Zhu et al. weigh it against the cycle loss: the plain expectation

@@ -157,14 +157,14 @@ class PatchDiscriminator(nn.Module):
 def size_problem(g: str, patch_layers: int, size: int) -> str | None:
     """Why generator ``g`` and a PatchGAN of ``patch_layers`` cannot run on size x size images, or
     None. The PatchGAN halves the size patch_layers times, then its two 4x4 stride-1 convs need 3
-    pixels (so size >= 3 * 2^patch_layers); U-Net and ResNet give back the input size only when it
-    halves twice evenly (a multiple of 4)."""
+    pixels (so size >= 3 * 2^patch_layers; 0: no PatchGAN); U-Net, ResNet and the encoder-decoder
+    (DiscoGAN) give back the input size only when it halves twice evenly (a multiple of 4)."""
     need = 3 * 2**patch_layers
-    if size < need:
+    if patch_layers and size < need:
         fits = max((n for n in range(1, patch_layers) if 3 * 2**n <= size), default=None)
         fix = f"data.image_size >= {need}" + (f" or nets.patch_layers={fits}" if fits else "")
         return f"{size} is too small for a PatchGAN of nets.patch_layers={patch_layers}, which needs {need}: use {fix}"
-    if g in ("unet", "resnet") and size % 4:
+    if g in ("unet", "resnet", "encdec") and size % 4:
         return f"nets.g={g} needs a multiple of 4, got {size}: use {size - size % 4} or {size - size % 4 + 4}"
     return None
 
