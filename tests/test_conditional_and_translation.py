@@ -226,6 +226,19 @@ def test_cyclegan_resume_is_exact_with_the_history_buffers(mnist_root) -> None:
     assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
 
 
+def test_discogan_resume_is_exact(mnist_root) -> None:
+    """DiscoGAN's batch-normed encoder-decoders and global Ds: running statistics included."""
+    from tests.helpers import assert_bitwise_equal, weights
+    from tests.test_resume import SignalAt
+
+    args = ["exp=discogan_edges", *data_args(mnist_root), "steps=6", "metrics.names=[]", "nets.g_width=8"]
+    args += ["nets.d_width=8"]
+    full = run(*args, "out=full")
+    run(*args, "out=part", extra_callbacks=[SignalAt(3)])
+    resumed = run(*args, "out=part", "resume=auto")
+    assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
+
+
 # ----------------------------------------------------------------------------- data
 def test_edge_maps_of_a_square() -> None:
     img = torch.zeros(1, 1, 12, 12, dtype=torch.uint8)
