@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor
 
-from gan_lightning.data.base import DataInfo
-from gan_lightning.data.mnist import FashionMNISTDataModule, MNISTConfig
-from gan_lightning.data.translation import PairedDataModule
+from gan_lightning.data.mnist import MNISTConfig
+from gan_lightning.data.translation import FashionPairsDataModule
 from gan_lightning.registry import ConfigError
 
 
@@ -56,7 +55,7 @@ class SuperResConfig(MNISTConfig):
     downsample: str = "bicubic"  # bicubic (Keys a = -0.5, antialiased, as MATLAB imresize) | area (block means)
 
 
-class SuperResDataModule(PairedDataModule):
+class SuperResDataModule(FashionPairsDataModule):
     """Paired (LR, HR) Fashion-MNIST images; labels are the garments' classes."""
 
     Config = SuperResConfig
@@ -65,13 +64,11 @@ class SuperResDataModule(PairedDataModule):
 
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)
-        self.fashion = FashionMNISTDataModule(cfg)
         self.paired = True
-        self._loaded = False
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
-        FashionMNISTDataModule.validate(cfg)
+        super().validate(cfg)
         d = cfg.data
         s = int(d.scale)
         if s < 2 or s & (s - 1) or d.image_size % s or d.image_size // s < 2:
@@ -82,25 +79,13 @@ class SuperResDataModule(PairedDataModule):
         if d.downsample not in ("bicubic", "area"):
             raise ConfigError(f"bad value for 'data.downsample': bicubic or area, got '{d.downsample}'")
 
-    @classmethod
-    def has_labels(cls, cfg: DictConfig) -> bool:
-        return True
-
     @property
     def scale(self) -> int:
         return int(self.dcfg.scale)
 
-    @property
-    def info(self) -> DataInfo:
-        s = int(self.dcfg.image_size)
-        return DataInfo(
-            name="fashion_superres",
-            kind="pair",
-            shape=(1, s // self.scale, s // self.scale),
-            num_classes=10,
-            class_names=self.fashion.class_names,
-            shape_b=(1, s, s),
-        )
+    def shape_a(self) -> tuple[int, ...]:
+        s = int(self.dcfg.image_size) // self.scale
+        return (1, s, s)
 
     def low_res(self, images_u8: Tensor) -> Tensor:
         return downsample(images_u8, self.scale, str(self.dcfg.downsample))
@@ -108,9 +93,7 @@ class SuperResDataModule(PairedDataModule):
     def prepare(self) -> None:
         if self._loaded:
             return
-        images, labels = self.fashion.split(train=True)
-        if self.dcfg.subset:
-            images, labels = images[: self.dcfg.subset], labels[: self.dcfg.subset]
+        images, labels = self.fashion.training_split()
         self.train_a, self.train_b, self.train_y = self.low_res(images), images, labels
         self._loaded = True
 

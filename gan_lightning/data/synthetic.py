@@ -16,8 +16,8 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from gan_lightning.data.base import Batch, DataInfo, GANDataModule, ShuffledIndex, seed_for, to_model_space
-from gan_lightning.data.mnist import FashionMNISTDataModule, MNISTConfig
-from gan_lightning.data.translation import PairedDataModule, disjoint_halves
+from gan_lightning.data.mnist import MNISTConfig
+from gan_lightning.data.translation import FashionPairsDataModule, disjoint_halves
 from gan_lightning.registry import ConfigError
 from gan_lightning.schema import DataConfig
 
@@ -110,7 +110,7 @@ class FashionSyntheticConfig(MNISTConfig):
     flip: bool = False
 
 
-class FashionSyntheticDataModule(PairedDataModule):
+class FashionSyntheticDataModule(FashionPairsDataModule):
     """SimGAN's setting on Fashion-MNIST: A = ``simulate``d images of one half of the training set
     (labels known, like a simulator's annotations), B = unlabelled real images of the other half
     (unpaired). The test split keeps each synthetic image's real original (the truth)."""
@@ -120,37 +120,12 @@ class FashionSyntheticDataModule(PairedDataModule):
     true_test_pairs = True
     baseline = "synthetic"  # the raw synthetic image, scored as a translation: what refining must beat
 
-    def __init__(self, cfg: DictConfig):
-        super().__init__(cfg)
-        self.fashion = FashionMNISTDataModule(cfg)
-        self._loaded = False
-
-    @classmethod
-    def validate(cls, cfg: DictConfig) -> None:
-        FashionMNISTDataModule.validate(cfg)  # image_size 28 or 32: both even, as the 2x2 blocks need
-
-    @classmethod
-    def has_labels(cls, cfg: DictConfig) -> bool:
-        return True
-
-    @property
-    def info(self) -> DataInfo:
-        s = int(self.dcfg.image_size)
-        return DataInfo(
-            name="fashion_synthetic",
-            kind="pair",
-            shape=(1, s, s),
-            num_classes=10,
-            class_names=self.fashion.class_names,
-            shape_b=(1, s, s),
-        )
+    # validate: Fashion-MNIST's image_size 28 or 32, both even, as the 2x2 blocks need
 
     def prepare(self) -> None:
         if self._loaded:
             return
-        images, labels = self.fashion.split(train=True)
-        if self.dcfg.subset:
-            images, labels = images[: self.dcfg.subset], labels[: self.dcfg.subset]
+        images, labels = self.fashion.training_split()
         self.half_a, self.half_b = disjoint_halves(len(images))
         self.train_a, self.train_b = simulate(images[self.half_a]), images[self.half_b]
         self.train_y = labels[self.half_a]

@@ -106,6 +106,41 @@ class PairedDataModule(GANDataModule):
         raise NotImplementedError(f"{type(self).__name__} has no baseline translation")
 
 
+class FashionPairsDataModule(PairedDataModule):
+    """A pair task built from Fashion-MNIST (edges, synthetic -> real, super-resolution): A and B
+    are views of its images, labelled by the garment's class; B is ``image_size`` square, A is
+    ``shape_a`` (the same by default)."""
+
+    def __init__(self, cfg: DictConfig):
+        super().__init__(cfg)
+        self.fashion = FashionMNISTDataModule(cfg)
+        self._loaded = False
+
+    @classmethod
+    def validate(cls, cfg: DictConfig) -> None:
+        FashionMNISTDataModule.validate(cfg)
+
+    @classmethod
+    def has_labels(cls, cfg: DictConfig) -> bool:
+        return True
+
+    def shape_a(self) -> tuple[int, ...]:
+        s = int(self.dcfg.image_size)
+        return (1, s, s)
+
+    @property
+    def info(self) -> DataInfo:
+        s = int(self.dcfg.image_size)
+        return DataInfo(
+            name=str(self.dcfg.name),
+            kind="pair",
+            shape=self.shape_a(),
+            num_classes=10,
+            class_names=self.fashion.class_names,
+            shape_b=(1, s, s),
+        )
+
+
 @dataclass
 class EdgesConfig(MNISTConfig):
     name: str = "fashion_edges"
@@ -114,44 +149,24 @@ class EdgesConfig(MNISTConfig):
     flip: bool = False
 
 
-class FashionEdgesDataModule(PairedDataModule):
+class FashionEdgesDataModule(FashionPairsDataModule):
     Config = EdgesConfig
     true_test_pairs = True
 
     def __init__(self, cfg: DictConfig):
         super().__init__(cfg)
-        self.fashion = FashionMNISTDataModule(cfg)
         self.paired = bool(self.dcfg.paired)
-        self._loaded = False
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
-        FashionMNISTDataModule.validate(cfg)
+        super().validate(cfg)
         if not 0 < cfg.data.threshold < 2:
             raise ConfigError(f"bad value for 'data.threshold': in (0, 2), got {cfg.data.threshold}")
-
-    @classmethod
-    def has_labels(cls, cfg: DictConfig) -> bool:
-        return True
-
-    @property
-    def info(self) -> DataInfo:
-        s = int(self.dcfg.image_size)
-        return DataInfo(
-            name="fashion_edges",
-            kind="pair",
-            shape=(1, s, s),
-            num_classes=10,
-            class_names=self.fashion.class_names,
-            shape_b=(1, s, s),
-        )
 
     def prepare(self) -> None:
         if self._loaded:
             return
-        images, labels = self.fashion.split(train=True)
-        if self.dcfg.subset:
-            images, labels = images[: self.dcfg.subset], labels[: self.dcfg.subset]
+        images, labels = self.fashion.training_split()
         edges = edge_map(images, self.dcfg.threshold)
         if self.paired:
             self.train_a, self.train_b, self.train_y = edges, images, labels
