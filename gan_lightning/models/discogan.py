@@ -51,7 +51,7 @@ class DiscoGAN(CycleGAN):
 
     Config = DiscoGANConfig
     defaults: ClassVar[dict[str, Any]] = {
-        "nets": {"g": "encdec", "d": "global", "g_norm": "batch", "d_norm": "batch"},
+        "nets": {"g": "encdec", "d": "global", "g_norm": "batch", "d_norm": "batch", "init": "default"},
         "optim": {"name": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "schedule": "constant"},
     }
 

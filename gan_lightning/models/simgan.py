@@ -96,7 +96,15 @@ class SimGAN(TranslationModule):
 
     Config = SimGANConfig
     defaults: ClassVar[dict[str, Any]] = {
-        "nets": {"g": "refiner", "d": "local", "resnet_blocks": 4, "g_width": 64, "d_width": 64, "g_norm": "none"},
+        "nets": {
+            "g": "refiner",
+            "d": "local",
+            "resnet_blocks": 4,
+            "g_width": 64,
+            "d_width": 64,
+            "g_norm": "none",
+            "init": "default",
+        },
         "optim": {"name": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "schedule": "constant"},
     }
 
@@ -117,6 +125,12 @@ class SimGAN(TranslationModule):
                 raise ConfigError(f"bad value for 'model.{key}': must be >= 0, got {m[key]}; use 0 to turn it off")
         if m.r_updates < 1:
             raise ConfigError(f"bad value for 'model.r_updates': R updates per D update, >= 1, got {m.r_updates}")
+        half = int(cfg.data.batch_size) // 2
+        if 0 < m.history_size < half:
+            raise ConfigError(
+                f"bad value for 'model.history_size': {m.history_size} images never fill the b/2 = {half} old "
+                f"images a D batch takes, so D would never see them; use 0 (no history) or >= {half}"
+            )
 
     def nets_for(self, direction: str) -> nn.Module:
         return self.R

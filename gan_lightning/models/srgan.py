@@ -189,7 +189,15 @@ class SRGAN(TranslationModule):
 
     Config = SRGANConfig
     defaults: ClassVar[dict[str, Any]] = {
-        "nets": {"g": "srresnet", "d": "srgan", "g_width": 64, "d_width": 64, "resnet_blocks": 16, "g_norm": "batch"},
+        "nets": {
+            "g": "srresnet",
+            "d": "srgan",
+            "g_width": 64,
+            "d_width": 64,
+            "resnet_blocks": 16,
+            "g_norm": "batch",
+            "init": "default",
+        },
         "optim": {"name": "adam", "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.9, 0.999]},
     }
 
@@ -200,12 +208,13 @@ class SRGAN(TranslationModule):
         self.G = self.translator(c_a, c_b)
         n = self.cfg.nets
         d_norm = "batch" if n.d_norm == "auto" else str(n.d_norm)
-        self.D = SRGANDiscriminator(c_b, self.info.shape_b[-1], int(n.d_width), norm=d_norm)
+        self.D = self.initialised(SRGANDiscriminator(c_b, self.info.shape_b[-1], int(n.d_width), norm=d_norm))
         self._content: list[FeatureContent] = []  # a plain list: outside the module tree and the state_dict
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
         super(TranslationModule, cls).validate(cfg)  # the base's checks; TranslationModule's are its nets'
+        cls.validate_loss(cfg)
         m, n = cfg.model, cfg.nets
         if n.g != "srresnet" or n.d != "srgan":
             raise ConfigError(f"bad value in 'nets': srgan uses nets.g=srresnet and nets.d=srgan, got {n.g}, {n.d}")
@@ -243,7 +252,7 @@ class SRGAN(TranslationModule):
     def translator(self, c_in: int, c_out: int) -> nn.Module:
         n = self.cfg.nets
         scale = self.info.shape_b[-1] // self.info.shape[-1]
-        return SRResNet(c_in, c_out, scale, int(n.resnet_blocks), int(n.g_width), str(n.g_norm))
+        return self.initialised(SRResNet(c_in, c_out, scale, int(n.resnet_blocks), int(n.g_width), str(n.g_norm)))
 
     def nets_for(self, direction: str) -> nn.Module:
         return self.G

@@ -56,7 +56,14 @@ class StarGAN(TranslationModule):
 
     Config = StarGANConfig
     defaults: ClassVar[dict[str, Any]] = {
-        "nets": {"g": "stargan", "d": "patchgan", "g_norm": "instance", "resnet_blocks": 6, "patch_layers": 6},
+        "nets": {
+            "g": "stargan",
+            "d": "patchgan",
+            "g_norm": "instance",
+            "resnet_blocks": 6,
+            "patch_layers": 6,
+            "init": "default",
+        },
         "optim": {
             "name": "adam",
             "lr_g": 1e-4,
@@ -76,7 +83,7 @@ class StarGAN(TranslationModule):
         self.penalty = penalty_from_config(m, self.cfg.trainer.get("precision", "32-true"))
         self.G = LabelConditioned(self.translator(c + k, c), k)
         nets = self.cfg.nets
-        self.D = StarDiscriminator(c, k, self.info.shape[-1], nets.d_width, nets.patch_layers)
+        self.D = self.initialised(StarDiscriminator(c, k, self.info.shape[-1], nets.d_width, nets.patch_layers))
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:

@@ -20,6 +20,7 @@ from gan_lightning.data.base import PairBatch
 from gan_lightning.data.translation import PairedDataModule
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule
+from gan_lightning.nets import INITS
 from gan_lightning.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator, size_problem
 from gan_lightning.registry import MODELS, ConfigError, Registry
 from gan_lightning.schema import ModelConfig
@@ -83,6 +84,7 @@ class TranslationModule(GANModule):
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
         TRANSLATORS.get(cfg.nets.g, "nets.g")
+        cls.validate_loss(cfg)
         IMAGE_DISCRIMINATORS.get(cfg.nets.d, "nets.d")
         if cfg.nets.g_norm == "virtual_batch" or cfg.nets.d_minibatch != "none":
             raise ConfigError(
@@ -92,6 +94,16 @@ class TranslationModule(GANModule):
         if cfg.nets.patch_layers < 1 or cfg.nets.resnet_blocks < 1:
             raise ConfigError("bad value in 'nets': patch_layers and resnet_blocks must be >= 1")
         cls.validate_data(cfg)
+
+    @classmethod
+    def validate_loss(cls, cfg: DictConfig) -> None:
+        """A loss of the GAN family: the energy loss's D term would never see the generated images."""
+        if LOSSES.get(cfg.model.loss, "model.loss").energy:
+            raise ConfigError(
+                f"bad value for 'model.loss': '{cfg.model.loss}' is the autoencoder critics' loss (EBGAN, BEGAN), "
+                "whose D term here would never see the generated images; use nonsaturating, least_squares, "
+                "hinge or wasserstein"
+            )
 
     @classmethod
     def validate_data(cls, cfg: DictConfig) -> None:
@@ -112,11 +124,19 @@ class TranslationModule(GANModule):
             raise ConfigError(f"bad value for 'data.image_size': {problem}")
 
     def translator(self, c_in: int, c_out: int) -> nn.Module:
-        return TRANSLATORS.get(self.cfg.nets.g, "nets.g")(self.cfg.nets, c_in, c_out, self.info.shape[-1])
+        net = TRANSLATORS.get(self.cfg.nets.g, "nets.g")(self.cfg.nets, c_in, c_out, self.info.shape[-1])
+        return self.initialised(net)
 
     def discriminator(self, channels: int) -> nn.Module:
         """A discriminator of ``channels``-channel images (``nets.d``)."""
-        return IMAGE_DISCRIMINATORS.get(self.cfg.nets.d, "nets.d")(self.cfg.nets, channels, self.info.shape[-1])
+        net = IMAGE_DISCRIMINATORS.get(self.cfg.nets.d, "nets.d")(self.cfg.nets, channels, self.info.shape[-1])
+        return self.initialised(net)
+
+    def initialised(self, net: nn.Module) -> nn.Module:
+        """``net`` with ``nets.init`` applied ('default': PyTorch's, what these models' defaults keep)."""
+        if self.cfg.nets.init in INITS:
+            INITS[self.cfg.nets.init](net)
+        return net
 
     @torch.no_grad()
     def translate(self, images: Tensor, direction: str = "ab", batch_size: int = 250) -> Tensor:
@@ -163,7 +183,7 @@ class Pix2Pix(TranslationModule):
 
     Config = Pix2PixConfig
     defaults: ClassVar[dict[str, Any]] = {
-        "nets": {"g": "unet", "d": "patchgan", "g_norm": "batch", "d_norm": "batch"},
+        "nets": {"g": "unet", "d": "patchgan", "g_norm": "batch", "d_norm": "batch", "init": "default"},
         "optim": {"name": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]},
     }
 
@@ -226,7 +246,7 @@ class CycleGAN(TranslationModule):
 
     Config = CycleGANConfig
     defaults: ClassVar[dict[str, Any]] = {
-        "nets": {"g": "resnet", "d": "patchgan", "g_norm": "instance", "d_norm": "instance"},
+        "nets": {"g": "resnet", "d": "patchgan", "g_norm": "instance", "d_norm": "instance", "init": "default"},
         "optim": {
             "name": "adam",
             "lr_g": 2e-4,

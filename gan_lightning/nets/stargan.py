@@ -72,6 +72,7 @@ class ToDomain(nn.Module):
     def __init__(self, g: LabelConditioned, domain: int):
         super().__init__()
         self.g, self.domain = g, domain
+        self.train(g.training)  # a fresh view starts in g's mode, so translate's restore leaves g as it was
 
     def forward(self, x: Tensor) -> Tensor:
         return self.g(x, torch.full((len(x),), self.domain, dtype=torch.long, device=x.device))
