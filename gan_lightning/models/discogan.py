@@ -17,12 +17,14 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
-from gan_lightning.models.translation import IMAGE_DISCRIMINATORS, TRANSLATORS, CycleGAN, CycleGANConfig
+from gan_lightning.models.translation import IMAGE_DISCRIMINATORS, CycleGAN, CycleGANConfig, register_translator
 from gan_lightning.nets.discogan import EncoderDecoder, GlobalDiscriminator
 from gan_lightning.registry import MODELS
 
-TRANSLATORS.register("encdec")(
-    lambda nets, c_in, c_out, size: EncoderDecoder(c_in, c_out, size, nets.g_width, nets.g_norm)
+register_translator(
+    "encdec",
+    EncoderDecoder,
+    lambda nets, c_in, c_out, size: EncoderDecoder(c_in, c_out, size, nets.g_width, nets.g_norm),
 )
 
 

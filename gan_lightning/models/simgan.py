@@ -23,13 +23,15 @@ from torch import Tensor, nn
 
 from gan_lightning.data.base import PairBatch
 from gan_lightning.losses import LOSSES
-from gan_lightning.models.translation import IMAGE_DISCRIMINATORS, TRANSLATORS, TranslationModule
+from gan_lightning.models.translation import IMAGE_DISCRIMINATORS, TranslationModule, register_translator
 from gan_lightning.nets.simgan import LocalDiscriminator, Refiner
 from gan_lightning.registry import MODELS, ConfigError
 from gan_lightning.schema import ModelConfig
 
-TRANSLATORS.register("refiner")(
-    lambda nets, c_in, c_out, size: Refiner(c_in, c_out, nets.resnet_blocks, nets.g_width, nets.g_norm)
+register_translator(
+    "refiner",
+    Refiner,
+    lambda nets, c_in, c_out, size: Refiner(c_in, c_out, nets.resnet_blocks, nets.g_width, nets.g_norm),
 )
 IMAGE_DISCRIMINATORS.register("local")(lambda nets, channels, size: LocalDiscriminator(channels, nets.d_width))
 

@@ -28,14 +28,17 @@ from torch import Tensor, nn
 from gan_lightning.data import DATAMODULES
 from gan_lightning.data.domains import DomainBatch, DomainsDataModule, domain_pairs
 from gan_lightning.losses import LOSSES
-from gan_lightning.models.translation import TRANSLATORS, TranslationModule
+from gan_lightning.models.translation import TranslationModule, register_translator, size_multiple
 from gan_lightning.nets.stargan import LabelConditioned, StarDiscriminator, StarGenerator, ToDomain, max_layers
+from gan_lightning.nets.translation import size_problem
 from gan_lightning.penalties import penalty_from_config
 from gan_lightning.registry import MODELS, ConfigError
 from gan_lightning.schema import ModelConfig, PenaltyConfig
 
-TRANSLATORS.register("stargan")(
-    lambda nets, c_in, c_out, size: StarGenerator(c_in, c_out, nets.g_width, nets.resnet_blocks, nets.g_norm)
+register_translator(
+    "stargan",
+    StarGenerator,
+    lambda nets, c_in, c_out, size: StarGenerator(c_in, c_out, nets.g_width, nets.resnet_blocks, nets.g_norm),
 )
 
 
@@ -134,11 +137,9 @@ class StarGAN(TranslationModule):
                 f"'{cfg.data.name}' is not a multi-domain task; use data=fashion_domains"
             )
         size, layers = int(cfg.data.image_size), int(cfg.nets.patch_layers)
-        if cfg.nets.g in ("unet", "resnet", "stargan") and size % 4:
-            raise ConfigError(
-                f"bad value for 'data.image_size': nets.g={cfg.nets.g} needs a multiple of 4, got {size}: "
-                f"use {size - size % 4} or {size - size % 4 + 4}"
-            )
+        problem = size_problem(str(cfg.nets.g), 0, size, size_multiple(cfg.nets.g))  # 0: its own critic, below
+        if problem:
+            raise ConfigError(f"bad value for 'data.image_size': {problem}")
         if layers > max_layers(size):
             raise ConfigError(
                 f"bad value for 'nets.patch_layers': StarGAN's critic halves {size}x{size} images at most "

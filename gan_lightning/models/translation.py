@@ -26,11 +26,28 @@ from gan_lightning.registry import MODELS, ConfigError, Registry
 from gan_lightning.schema import ModelConfig
 
 TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("image-to-image generator")
-TRANSLATORS.register("unet")(
-    lambda nets, c_in, c_out, size: UNetGenerator(c_in, c_out, size, nets.g_width, nets.g_norm)
+
+
+def register_translator(name: str, net_class: type[nn.Module], build: Callable[..., nn.Module]) -> None:
+    """``nets.g=name`` builds ``build(nets, c_in, c_out, size)``; the config checks read the
+    capabilities (``size_multiple``) of ``net_class``."""
+    build.net_class = net_class  # type: ignore[attr-defined]
+    TRANSLATORS.register(name)(build)
+
+
+def size_multiple(g: str) -> int:
+    """What the image size of translator ``nets.g=g`` must be a multiple of (1: anything)."""
+    net_class = getattr(TRANSLATORS.get(g, "nets.g"), "net_class", None)
+    return int(getattr(net_class, "size_multiple", 1))
+
+
+register_translator(
+    "unet", UNetGenerator, lambda nets, c_in, c_out, size: UNetGenerator(c_in, c_out, size, nets.g_width, nets.g_norm)
 )
-TRANSLATORS.register("resnet")(
-    lambda nets, c_in, c_out, size: ResnetGenerator(c_in, c_out, nets.resnet_blocks, nets.g_width, nets.g_norm)
+register_translator(
+    "resnet",
+    ResnetGenerator,
+    lambda nets, c_in, c_out, size: ResnetGenerator(c_in, c_out, nets.resnet_blocks, nets.g_width, nets.g_norm),
 )
 
 
@@ -119,7 +136,7 @@ class TranslationModule(GANModule):
                 "upsamples: use model=srgan"
             )
         patch_layers = int(cfg.nets.patch_layers) if cfg.nets.d == "patchgan" else 0  # 0: no PatchGAN bound
-        problem = size_problem(str(cfg.nets.g), patch_layers, int(cfg.data.image_size))
+        problem = size_problem(str(cfg.nets.g), patch_layers, int(cfg.data.image_size), size_multiple(cfg.nets.g))
         if problem:
             raise ConfigError(f"bad value for 'data.image_size': {problem}")
 

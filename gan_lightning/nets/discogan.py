@@ -37,6 +37,8 @@ def conv_encoder(in_channels: int, width: int, depth: int, norm: str) -> tuple[l
 class EncoderDecoder(nn.Module):
     """(N, C_in, S, S) -> (N, C_out, S, S) in [-1, 1], no skip connections."""
 
+    size_multiple = 4  # gives back its input size only when the size halves twice evenly
+
     def __init__(self, in_channels: int, out_channels: int, size: int, width: int = 64, norm: str = "batch"):
         super().__init__()
         depth = halvings(size)

@@ -35,6 +35,8 @@ def tile_label(domain: Tensor, num_domains: int, like: Tensor) -> Tensor:
 class StarGenerator(nn.Module):
     """(N, C + K, S, S) -> (N, C_out, S, S) in [-1, 1]; S a multiple of 4."""
 
+    size_multiple = 4  # gives back its input size only when the size halves twice evenly
+
     def __init__(self, in_channels: int, out_channels: int, width: int = 64, blocks: int = 6, norm: str = "instance"):
         super().__init__()
         bias = norm == "none"

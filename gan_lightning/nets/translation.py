@@ -62,6 +62,8 @@ def unet_depth(size: int, max_depth: int = 8) -> int:
 
 
 class UNetGenerator(nn.Module):
+    size_multiple = 4  # gives back its input size only when the size halves twice evenly
+
     def __init__(
         self, in_channels: int, out_channels: int, size: int, width: int = 64, norm: str = "batch", max_depth: int = 8
     ):
@@ -101,6 +103,8 @@ class ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
+    size_multiple = 4  # gives back its input size only when the size halves twice evenly
+
     def __init__(self, in_channels: int, out_channels: int, blocks: int = 9, width: int = 64, norm: str = "instance"):
         super().__init__()
         bias = norm == "none"
@@ -154,18 +158,19 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
-def size_problem(g: str, patch_layers: int, size: int) -> str | None:
+def size_problem(g: str, patch_layers: int, size: int, multiple: int = 1) -> str | None:
     """Why generator ``g`` and a PatchGAN of ``patch_layers`` cannot run on size x size images, or
     None. The PatchGAN halves the size patch_layers times, then its two 4x4 stride-1 convs need 3
     pixels (so size >= 3 * 2^patch_layers; 0: no PatchGAN); U-Net, ResNet and the encoder-decoder
-    (DiscoGAN) give back the input size only when it halves twice evenly (a multiple of 4)."""
+    (DiscoGAN) give back the input size only when it halves twice evenly (their ``size_multiple``, 4)."""
     need = 3 * 2**patch_layers
     if patch_layers and size < need:
         fits = max((n for n in range(1, patch_layers) if 3 * 2**n <= size), default=None)
         fix = f"data.image_size >= {need}" + (f" or nets.patch_layers={fits}" if fits else "")
         return f"{size} is too small for a PatchGAN of nets.patch_layers={patch_layers}, which needs {need}: use {fix}"
-    if g in ("unet", "resnet", "encdec") and size % 4:
-        return f"nets.g={g} needs a multiple of 4, got {size}: use {size - size % 4} or {size - size % 4 + 4}"
+    if size % multiple:
+        lower = size - size % multiple
+        return f"nets.g={g} needs a multiple of {multiple}, got {size}: use {lower} or {lower + multiple}"
     return None
 
 
