@@ -232,6 +232,11 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"{key}: {m['note']}")
             continue
         verdict = "DIFFER" if m["differ"] else "no significant difference"
+        if not m["mann_whitney_can_decide"]:
+            verdict += (
+                f" (Welch's t alone: with {m['n_a']} and {m['n_b']} seeds Mann-Whitney's p is at least "
+                f"{m['mann_whitney_min_p']:.3g}; more seeds let both tests decide)"
+            )
         print(
             f"{key}: A {m['mean_a']:.4g} (n={m['n_a']}) vs B {m['mean_b']:.4g} (n={m['n_b']}): {verdict} at "
             f"FDR {r['alpha']} (Welch t={m['welch_t']:.3g}, p={m['welch_p']:.3g}, "

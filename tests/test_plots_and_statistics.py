@@ -135,3 +135,27 @@ def test_a_sweep_metric_without_a_goal_means_minimize() -> None:
     check_goal({"metric": {"name": "fid"}})  # wandb's default goal is minimize
     with pytest.raises(ConfigError):
         check_goal({"metric": {"name": "modes/covered"}})  # higher is better: minimize is wrong
+
+
+def test_compare_with_three_seeds_each_rests_on_welch_when_the_rank_test_cannot_reach_alpha(tmp_path: Path) -> None:
+    """With 3 and 3 seeds the exact two-sided Mann-Whitney p-value is at least 2 / C(6, 3) = 0.1, so at
+    alpha 0.05 it can never decide: the verdict rests on Welch's t, and the report says so. With 5 and 5
+    seeds (smallest p 2 / 252) both tests must agree, as before."""
+    from math import comb
+
+    from scipy import stats
+
+    separated = stats.mannwhitneyu([10.0, 11.0, 12.0], [20.0, 21.0, 22.0], alternative="two-sided")
+    assert separated.pvalue == pytest.approx(2 / comb(6, 3))  # the smallest p the rank test can give
+    _study(tmp_path / "a", {"fid": [10.0, 11.0, 12.0], "same": [1.0, 2.0, 3.0]})
+    _study(tmp_path / "b", {"fid": [20.0, 21.0, 22.0], "same": [1.5, 2.5, 2.0]})
+    r = compare_studies(tmp_path / "a", tmp_path / "b")["metrics"]
+    assert r["fid"]["mann_whitney_min_p"] == pytest.approx(0.1)
+    assert not r["fid"]["mann_whitney_can_decide"]
+    assert r["fid"]["welch_p_adjusted"] < 0.05 and r["fid"]["differ"]
+    assert not r["same"]["differ"]  # Welch alone still needs a small p
+    _study(tmp_path / "c", {"fid": [10.0, 11.0, 12.0, 13.0, 14.0]})
+    _study(tmp_path / "d", {"fid": [10.5, 11.5, 12.5, 13.5, 30.0]})
+    m = compare_studies(tmp_path / "c", tmp_path / "d")["metrics"]["fid"]
+    assert m["mann_whitney_can_decide"] and m["mann_whitney_min_p"] == pytest.approx(2 / comb(10, 5))
+    assert m["differ"] == (m["welch_p_adjusted"] < 0.05 and m["mann_whitney_p_adjusted"] < 0.05)
