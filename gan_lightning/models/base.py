@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import lightning as L
 import torch
@@ -27,6 +27,14 @@ from gan_lightning.rng import capture_rng, restore_rng
 from gan_lightning.schema import EMAConfig, ModelConfig, to_container, typed_schema
 
 CHECKPOINT_FORMAT = 1
+
+
+class OptimizerGroup(NamedTuple):
+    """What one optimizer trains, at which base lr, and its lazy regularisation interval (1: none)."""
+
+    params: Any  # an iterable of parameters
+    lr: float
+    every: int = 1
 
 
 class GANModule(L.LightningModule):
@@ -130,6 +138,15 @@ class GANModule(L.LightningModule):
             b_ema.copy_(b)
 
     # ------------------------------------------------------------------ optimizers
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        """The parameters each optimizer trains, in the order ``training_step`` unpacks them."""
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> Any:
+        """One optimizer per group of ``optimizer_groups``, each with the lr schedule of ``optim``."""
+        opts = [self.make_optimizer(list(g.params), g.lr, g.every) for g in self.optimizer_groups()]
+        return opts, [self.make_scheduler(opt) for opt in opts]
+
     def make_optimizer(self, params: Any, lr: float, every: int = 1) -> torch.optim.Optimizer:
         """The optimizer of ``params`` at base ``lr``; ``every``: the interval k of their lazy
         regulariser, which with ``optim.lazy_adjust`` scales lr and betas (``lazy_adjusted``)."""

@@ -34,7 +34,7 @@ from torch.func import functional_call
 from gan_lightning.augment import build_augment, validate_augment
 from gan_lightning.data.base import Batch
 from gan_lightning.losses import LOSSES
-from gan_lightning.models.base import GANModule
+from gan_lightning.models.base import GANModule, OptimizerGroup
 from gan_lightning.nets import (
     DISCRIMINATORS,
     GENERATORS,
@@ -300,12 +300,12 @@ class GAN(GANModule):
     def generator_for_sampling(self) -> nn.Module:
         return self.G_ema if self.G_ema is not None else self.G
 
-    def configure_optimizers(self) -> Any:
-        o = self.cfg.optim
-        every_g, every_d = self.lazy_intervals()
-        opt_g = self.make_optimizer(self.g_parameters(), o.lr_g, every_g)
-        opt_d = self.make_optimizer(self.D.parameters(), o.lr_d, every_d)
-        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        o, (every_g, every_d) = self.cfg.optim, self.lazy_intervals()
+        return [
+            OptimizerGroup(self.g_parameters(), o.lr_g, every_g),
+            OptimizerGroup(self.D.parameters(), o.lr_d, every_d),
+        ]
 
     def lazy_intervals(self) -> tuple[int, int]:
         """(G's, D's) lazy regularisation interval k, 1 where none (``optim.lazy_adjust``): D's is

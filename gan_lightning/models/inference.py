@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from gan_lightning.data import DATAMODULES
 from gan_lightning.data.base import Batch, seed_for
 from gan_lightning.losses import LOSSES
-from gan_lightning.models.base import GANModule
+from gan_lightning.models.base import GANModule, OptimizerGroup
 from gan_lightning.models.gan import ADAM_DCGAN, DCGAN_NETS, GAN, Fake, GANConfig, Judged, resolve_d_norm
 from gan_lightning.nets import build_generator, validate_nets
 from gan_lightning.nets.encoder import (
@@ -343,13 +343,13 @@ class AAE(EncoderMixin, GANModule):
         return self.generate_from(z, None, torch.arange(self.num_classes).repeat_interleave(k))
 
     # ------------------------------------------------------------------ the step
-    def configure_optimizers(self) -> Any:
-        o = self.cfg.optim
-        opt_ae = self.make_optimizer([*self.E.parameters(), *self.G.parameters()], o.lr_g)
-        opt_d = self.make_optimizer(self.D.parameters(), o.lr_d)
-        opt_e = self.make_optimizer(self.E.parameters(), o.lr_g)
-        opts = [opt_ae, opt_d, opt_e]
-        return opts, [self.make_scheduler(opt) for opt in opts]
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        o = self.cfg.optim  # the autoencoder (E and G), D, then E alone as the regularised generator
+        return [
+            OptimizerGroup([*self.E.parameters(), *self.G.parameters()], o.lr_g),
+            OptimizerGroup(self.D.parameters(), o.lr_d),
+            OptimizerGroup(self.E.parameters(), o.lr_g),
+        ]
 
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         """The reconstruction phase, then the regularisation phase (D step, then E's step)."""

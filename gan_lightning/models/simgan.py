@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from gan_lightning.data.base import PairBatch
 from gan_lightning.losses import LOSSES
+from gan_lightning.models.base import OptimizerGroup
 from gan_lightning.models.translation import IMAGE_DISCRIMINATORS, TranslationModule, register_translator
 from gan_lightning.nets.simgan import LocalDiscriminator, Refiner
 from gan_lightning.registry import MODELS, ConfigError
@@ -137,13 +138,9 @@ class SimGAN(TranslationModule):
     def nets_for(self, direction: str) -> nn.Module:
         return self.R
 
-    def configure_optimizers(self) -> Any:
+    def optimizer_groups(self) -> list[OptimizerGroup]:
         o = self.cfg.optim
-        opt_r, opt_d = (
-            self.make_optimizer(self.R.parameters(), o.lr_g),
-            self.make_optimizer(self.D.parameters(), o.lr_d),
-        )
-        return [opt_r, opt_d], [self.make_scheduler(opt_r), self.make_scheduler(opt_d)]
+        return [OptimizerGroup(self.R.parameters(), o.lr_g), OptimizerGroup(self.D.parameters(), o.lr_d)]
 
     def phase(self, step: int) -> str:
         """'refiner' (R pre-training), 'discriminator' (D pre-training) or 'adversarial' at G step ``step``."""

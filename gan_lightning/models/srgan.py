@@ -44,6 +44,7 @@ from gan_lightning.data import DATAMODULES
 from gan_lightning.data.base import PairBatch
 from gan_lightning.data.superres import bicubic_upsample
 from gan_lightning.losses import LOSSES
+from gan_lightning.models.base import OptimizerGroup
 from gan_lightning.models.translation import TranslationModule
 from gan_lightning.nets.srgan import SRGANDiscriminator, SRResNet
 from gan_lightning.registry import MODELS, ConfigError, first_line
@@ -275,13 +276,10 @@ class SRGAN(TranslationModule):
         return float(self.mcfg.content_weight) * net.to(fake.device).loss(fake, real)
 
     # ------------------------------------------------------------------ training
-    def configure_optimizers(self) -> Any:
+    def optimizer_groups(self) -> list[OptimizerGroup]:
         o = self.cfg.optim
-        opt_g = self.make_optimizer(self.G.parameters(), o.lr_g)
-        if not self.mcfg.adversarial:
-            return [opt_g], [self.make_scheduler(opt_g)]
-        opt_d = self.make_optimizer(self.D.parameters(), o.lr_d)
-        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+        groups = [OptimizerGroup(self.G.parameters(), o.lr_g)]
+        return [*groups, OptimizerGroup(self.D.parameters(), o.lr_d)] if self.mcfg.adversarial else groups
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from gan_lightning.data import DATAMODULES
 from gan_lightning.data.domains import DomainBatch, DomainsDataModule, domain_pairs
 from gan_lightning.losses import LOSSES
+from gan_lightning.models.base import OptimizerGroup
 from gan_lightning.models.translation import TranslationModule, register_translator, size_multiple
 from gan_lightning.nets.stargan import LabelConditioned, StarDiscriminator, StarGenerator, ToDomain, max_layers
 from gan_lightning.nets.translation import size_problem
@@ -182,13 +183,9 @@ class StarGAN(TranslationModule):
         return torch.stack(rows, 1).flatten(0, 1), len(rows)
 
     # ------------------------------------------------------------------ training
-    def configure_optimizers(self) -> Any:
+    def optimizer_groups(self) -> list[OptimizerGroup]:
         o = self.cfg.optim
-        opt_g, opt_d = (
-            self.make_optimizer(self.G.parameters(), o.lr_g),
-            self.make_optimizer(self.D.parameters(), o.lr_d),
-        )
-        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+        return [OptimizerGroup(self.G.parameters(), o.lr_g), OptimizerGroup(self.D.parameters(), o.lr_d)]
 
     def random_targets(self, source: Tensor) -> Tensor:
         """A target domain per image, uniform over the K - 1 domains other than its source."""

@@ -19,7 +19,7 @@ from gan_lightning.data import DATAMODULES
 from gan_lightning.data.base import PairBatch
 from gan_lightning.data.translation import PairedDataModule
 from gan_lightning.losses import LOSSES
-from gan_lightning.models.base import GANModule
+from gan_lightning.models.base import GANModule, OptimizerGroup
 from gan_lightning.nets import INITS
 from gan_lightning.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator, size_problem
 from gan_lightning.registry import MODELS, ConfigError, Registry
@@ -214,13 +214,9 @@ class Pix2Pix(TranslationModule):
     def nets_for(self, direction: str) -> nn.Module:
         return self.G
 
-    def configure_optimizers(self) -> Any:
+    def optimizer_groups(self) -> list[OptimizerGroup]:
         o = self.cfg.optim
-        opt_g, opt_d = (
-            self.make_optimizer(self.G.parameters(), o.lr_g),
-            self.make_optimizer(self.D.parameters(), o.lr_d),
-        )
-        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+        return [OptimizerGroup(self.G.parameters(), o.lr_g), OptimizerGroup(self.D.parameters(), o.lr_d)]
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> dict[str, Tensor]:
         m = self.mcfg
@@ -296,11 +292,12 @@ class CycleGAN(TranslationModule):
     def nets_for(self, direction: str) -> nn.Module:
         return self.G_AB if direction == "ab" else self.G_BA
 
-    def configure_optimizers(self) -> Any:
-        o = self.cfg.optim
-        opt_g = self.make_optimizer([*self.G_AB.parameters(), *self.G_BA.parameters()], o.lr_g)
-        opt_d = self.make_optimizer([*self.D_A.parameters(), *self.D_B.parameters()], o.lr_d)
-        return [opt_g, opt_d], [self.make_scheduler(opt_g), self.make_scheduler(opt_d)]
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        o = self.cfg.optim  # both generators in one optimizer, both discriminators in the other
+        return [
+            OptimizerGroup([*self.G_AB.parameters(), *self.G_BA.parameters()], o.lr_g),
+            OptimizerGroup([*self.D_A.parameters(), *self.D_B.parameters()], o.lr_d),
+        ]
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> dict[str, Tensor]:
         m = self.mcfg

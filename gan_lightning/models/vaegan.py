@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from gan_lightning.data.base import Batch
 from gan_lightning.losses import LOSSES
-from gan_lightning.models.base import GANModule
+from gan_lightning.models.base import GANModule, OptimizerGroup
 from gan_lightning.models.gan import DCGAN_NETS, resolve_d_norm
 from gan_lightning.models.inference import EncoderMixin, validate_autoencoder_gan
 from gan_lightning.nets import (
@@ -164,12 +164,10 @@ class VAEGAN(EncoderMixin, GANModule):
         return gaussian_nll(target, self.likelihood_space(x_rec))
 
     # ------------------------------------------------------------------ the step
-    def configure_optimizers(self) -> Any:
-        o = self.cfg.optim
-        opts = [self.make_optimizer(self.E.parameters(), o.lr_g), self.make_optimizer(self.G.parameters(), o.lr_g)]
-        if self.D is not None:
-            opts.append(self.make_optimizer(self.D.parameters(), o.lr_d))
-        return opts, [self.make_scheduler(opt) for opt in opts]
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        o = self.cfg.optim  # Enc, Dec (= G), then Dis when adversarial
+        groups = [OptimizerGroup(self.E.parameters(), o.lr_g), OptimizerGroup(self.G.parameters(), o.lr_g)]
+        return [*groups, OptimizerGroup(self.D.parameters(), o.lr_d)] if self.D is not None else groups
 
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         """Algorithm 1: Enc's update, Dec's, then Dis's (adversarial only)."""
