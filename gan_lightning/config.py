@@ -23,6 +23,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from gan_lightning.data import DATAMODULES
 from gan_lightning.metrics.evaluator import METRICS
 from gan_lightning.models import MODELS
+from gan_lightning.nets import DISCRIMINATORS, capability
 from gan_lightning.optim import OPTIMIZERS
 from gan_lightning.registry import ConfigError, close_matches, unknown_name_message
 from gan_lightning.schema import to_container, to_yaml, typed_schema
@@ -329,7 +330,7 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     maxout = cfg.nets.mlp_maxout
     _check(maxout == 0 or maxout >= 2, "nets.mlp_maxout", f"0 (LeakyReLU units) or >= 2 pieces per unit, got {maxout}")
     _check(
-        maxout == 0 or cfg.nets.d == "mlp",
+        maxout == 0 or (cfg.nets.d in DISCRIMINATORS and capability(DISCRIMINATORS[cfg.nets.d], "maxout_units")),
         "nets.mlp_maxout",
         f"maxout units exist in the MLP critic only, and nets.d={cfg.nets.d}; use nets.d=mlp or nets.mlp_maxout=0",
     )

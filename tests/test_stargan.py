@@ -187,6 +187,28 @@ def test_the_label_reaches_the_generator_output(mnist_root) -> None:
         load_config(["exp=stargan_fashion", "nets.g=resnet"])
 
 
+def test_each_translators_blindness_to_a_tiled_label_is_what_its_capability_says() -> None:
+    """For every registered translator with instance norm: its output is the same for two tiled labels
+    exactly when its class says ``blind_to_constant_planes_with_instance_norm`` (the capability
+    StarGAN's config check reads)."""
+    from omegaconf import OmegaConf
+
+    from gan_lightning.models.translation import TRANSLATORS, translator_capability
+    from gan_lightning.schema import NetsConfig
+
+    nets = OmegaConf.merge(OmegaConf.structured(NetsConfig), {"g_width": 4, "resnet_blocks": 1, "g_norm": "instance"})
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    blind_ones = []
+    for name in TRANSLATORS.names():
+        torch.manual_seed(0)
+        net = LabelConditioned(TRANSLATORS[name](nets, 1 + 4, 1, 32), 4)
+        same = bool(torch.allclose(net(x, torch.zeros(2)), net(x, torch.full((2,), 3)), atol=1e-5))
+        assert same == translator_capability(name, "blind_to_constant_planes_with_instance_norm", False), name
+        if same:
+            blind_ones.append(name)
+    assert blind_ones == ["resnet"]
+
+
 # ----------------------------------------------------------------------------- public API
 def untrained_classifier(view, verbose: bool = False, **_):
     """A domain classifier stand-in (the metrics' wiring, not their values, is under test here)."""

@@ -105,11 +105,13 @@ class Terms:
 
 def resolve_d_norm(cfg: DictConfig) -> str:
     """nets.d_norm=auto: no normalisation with a per-sample penalty or spectral norm, else batch
-    (conv nets) / none (MLP). BatchNorm beside a per-sample penalty is refused."""
+    (conv nets) / none (nets ``unnormalised_by_default``: the MLP critic). BatchNorm beside a
+    per-sample penalty is refused."""
     norm, m = cfg.nets.d_norm, cfg.model
     per_sample = m.penalty.name != "none" and PENALTIES.get(m.penalty.name, "model.penalty.name").per_sample
     if norm == "auto":
-        return "none" if per_sample or m.sn_d or cfg.nets.d == "mlp" else "batch"
+        plain = capability(DISCRIMINATORS.get(cfg.nets.d, "nets.d"), "unnormalised_by_default")
+        return "none" if per_sample or m.sn_d or plain else "batch"
     if norm == "virtual_batch":
         raise ConfigError(
             "bad value for 'nets.d_norm': virtual batch norm is a generator option (nets.g_norm); "

@@ -29,7 +29,12 @@ from gan_lightning.data import DATAMODULES
 from gan_lightning.data.domains import DomainBatch, DomainsDataModule, domain_pairs
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import OptimizerGroup
-from gan_lightning.models.translation import TranslationModule, register_translator, size_multiple
+from gan_lightning.models.translation import (
+    TranslationModule,
+    register_translator,
+    size_multiple,
+    translator_capability,
+)
 from gan_lightning.nets.stargan import LabelConditioned, StarDiscriminator, StarGenerator, ToDomain, max_layers
 from gan_lightning.nets.translation import size_problem
 from gan_lightning.penalties import penalty_from_config
@@ -104,9 +109,12 @@ class StarGAN(TranslationModule):
                 f"StarGAN applies its penalty on every D step; set it to 1, got {m.penalty.every}",
             ),
             (
-                not (cfg.nets.g == "resnet" and cfg.nets.g_norm == "instance"),
+                not (
+                    cfg.nets.g_norm == "instance"
+                    and translator_capability(cfg.nets.g, "blind_to_constant_planes_with_instance_norm", False)
+                ),
                 "nets.g_norm",
-                "the resnet generator's reflection-padded first layer keeps the tiled label a constant plane, "
+                f"the {cfg.nets.g} generator's reflection-padded first layer keeps the tiled label a constant plane, "
                 "which its instance norm then subtracts: G would never see the target domain; use nets.g=stargan "
                 "(zero padding, the paper's G) or nets.g_norm=batch",
             ),

@@ -35,10 +35,14 @@ def register_translator(name: str, net_class: type[nn.Module], build: Callable[.
     TRANSLATORS.register(name)(build)
 
 
+def translator_capability(g: str, name: str, default: Any = None) -> Any:
+    """Class attribute ``name`` of the net class of translator ``nets.g=g`` (``default`` where it has none)."""
+    return getattr(getattr(TRANSLATORS.get(g, "nets.g"), "net_class", None), name, default)
+
+
 def size_multiple(g: str) -> int:
     """What the image size of translator ``nets.g=g`` must be a multiple of (1: anything)."""
-    net_class = getattr(TRANSLATORS.get(g, "nets.g"), "net_class", None)
-    return int(getattr(net_class, "size_multiple", 1))
+    return int(translator_capability(g, "size_multiple", 1))
 
 
 register_translator(

@@ -34,7 +34,19 @@ def _mlp_g(nets: Any, shape: Shape, z_dim: int) -> nn.Module:
     return MLPGenerator(z_dim, shape, nets.mlp_hidden, nets.mlp_layers, nets.g_norm, image=len(shape) == 3)
 
 
+def with_capabilities(**capabilities: Any) -> Callable[[Any], Any]:
+    """Marks a net factory function with capabilities (see ``capability``), as a net class has them."""
+
+    def mark(factory: Any) -> Any:
+        for name, value in capabilities.items():
+            setattr(factory, name, value)
+        return factory
+
+    return mark
+
+
 @DISCRIMINATORS.register("mlp")
+@with_capabilities(maxout_units=True, unnormalised_by_default=True)  # PacGAN's MLP critics have no BatchNorm
 def _mlp_d(nets: Any, shape: Shape, norm: str) -> Critic:
     hidden, layers = nets.mlp_d_hidden or nets.mlp_hidden, nets.mlp_d_layers or nets.mlp_layers
     return MLPDiscriminator(shape, hidden, layers, norm, maxout=nets.mlp_maxout)

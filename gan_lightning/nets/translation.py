@@ -104,6 +104,9 @@ class ResidualBlock(nn.Module):
 
 class ResnetGenerator(nn.Module):
     size_multiple = 4  # gives back its input size only when the size halves twice evenly
+    # its first layer is reflection-padded: a constant input plane (a tiled label) stays a constant plane,
+    # whose offset instance norm then subtracts, so with instance norm the net cannot see such an input
+    blind_to_constant_planes_with_instance_norm = True
 
     def __init__(self, in_channels: int, out_channels: int, blocks: int = 9, width: int = 64, norm: str = "instance"):
         super().__init__()
