@@ -95,6 +95,28 @@ def test_every_other_model_trains_under_ddp_with_identical_ranks(tmp_path, mnist
     assert nets <= moved, f"nets whose weights did not change between steps 2 and 4: {nets - moved}"
 
 
+@pytest.mark.parametrize("exp", ["cyclegan_edges", "simgan_fashion"])
+def test_a_ddp_run_resumed_mid_way_equals_the_uninterrupted_one(tmp_path, mnist_root, exp: str) -> None:
+    """State no weight holds and each rank owns (CycleGAN's history of generated images per D, SimGAN's
+    history of refined images: each rank fills its own) is saved for every rank: two processes resumed
+    at step 2 end bit for bit where the run that went on ended."""
+    import shutil
+
+    from tests.helpers import assert_bitwise_equal
+
+    args = [f"exp={exp}", "steps=4", "trainer.accelerator=cpu", f"data.data_dir={mnist_root}", "data.batch_size=4"]
+    args += ["trainer.devices=2", "trainer.strategy=ddp", "metrics.names=[]", "log.keep_every=2"]
+    args += ["model.pool_size=4"] if exp == "cyclegan_edges" else ["model.history_size=4", "model.refiner_pretrain=1"]
+    args += [] if exp == "cyclegan_edges" else ["model.d_pretrain=0", "model.r_updates=1"]  # a D step from step 2
+    train_cli(tmp_path, *args, "out=whole")
+    shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
+    ckpts = tmp_path / "resumed" / "checkpoints"
+    (ckpts / "step=2.ckpt").replace(ckpts / "last.ckpt")
+    resumed = train_cli(tmp_path, *args, "out=resumed", "resume=auto")
+    assert resumed["status"] == "completed" and resumed["steps_done"] == 4
+    assert_bitwise_equal(weights(tmp_path, "resumed"), weights(tmp_path, "whole"))
+
+
 NAN_ON_RANK_1 = """
 import sys
 import torch

@@ -244,8 +244,8 @@ def test_simgan_resume_is_exact_with_the_history(mnist_root) -> None:
     run(*args, "out=part", extra_callbacks=[SignalAt(4)])
     resumed = run(*args, "out=part", "resume=auto")
     assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
-    history = [torch.load(r.run_dir / "checkpoints" / "last.ckpt", weights_only=False) for r in (full, resumed)]
-    h_full, h_resumed = (h["gan_lightning"]["history"] for h in history)
+    history = [torch.load(r.run_dir / "checkpoints" / "last.ckpt", weights_only=True) for r in (full, resumed)]
+    h_full, h_resumed = (h["gan_lightning"]["rank_states"][0]["history"] for h in history)
     assert h_full["count"] == h_resumed["count"] == 3 and torch.equal(h_full["images"], h_resumed["images"])
 
 

@@ -217,6 +217,9 @@ class GANModule(L.LightningModule):
         self.noise = NoiseSource(seed_for(int(self.cfg.seed), 0x0015E), rank, world, self.device)
         if "noise" in self._pending:
             self.noise.load_state_dict(self._pending.pop("noise"))
+        if "rank_states" in self._pending:
+            states = self._pending.pop("rank_states")
+            self.load_rank_state(states[rank % len(states)])
 
     def on_train_start(self) -> None:
         if "rng" in self._pending:
@@ -394,7 +397,27 @@ class GANModule(L.LightningModule):
             "g_step": self.g_step,
             "noise": self.noise.state_dict() if self.noise is not None else None,
             "rng": capture_rng(),
+            "rank_states": self.gathered_rank_states(),
         }
+
+    def rank_state(self) -> dict[str, Any]:
+        """State of this rank that no weight holds and the ranks do not share (a history buffer that
+        each rank fills with its own images), as CPU tensors: checkpoints keep every rank's."""
+        return {}
+
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        """Takes back what ``rank_state`` gave, at the start of a resumed fit (rank r gets saved rank
+        r's, or rank r mod N's when the run was saved by N processes)."""
+
+    def gathered_rank_states(self) -> list[dict[str, Any]]:
+        """Every rank's ``rank_state``, in rank order (a collective: every rank saves checkpoints)."""
+        own = self.rank_state()
+        trainer = self._trainer
+        if not own or trainer is None or trainer.world_size == 1:
+            return [own] if own else []
+        states: list[Any] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(states, own)
+        return states
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint["gan_lightning"]
@@ -402,3 +425,5 @@ class GANModule(L.LightningModule):
         if meta.get("noise") is not None:
             self._pending["noise"] = meta["noise"]
         self._pending["rng"] = meta["rng"]
+        if meta.get("rank_states"):
+            self._pending["rank_states"] = meta["rank_states"]

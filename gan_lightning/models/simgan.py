@@ -183,15 +183,11 @@ class SimGAN(TranslationModule):
         self.finish_step(stats)
         return stats
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["gan_lightning"]["history"] = self.history.state_dict()
+    def rank_state(self) -> dict[str, Any]:
+        return {"history": self.history.state_dict()}
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        state = checkpoint["gan_lightning"].get("history")
-        if state is not None:
-            self.history.load_state_dict(state)
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        self.history.load_state_dict(state["history"])
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

@@ -350,18 +350,9 @@ class CycleGAN(TranslationModule):
         rows = [a.cpu(), ab.cpu(), aba.cpu(), b.cpu(), ba.cpu(), bab.cpu()]
         return torch.stack(rows, 1).flatten(0, 1), 6
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["gan_lightning"]["pools"] = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}
+    def rank_state(self) -> dict[str, Any]:
+        return {"pools": {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}}
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        pools = checkpoint["gan_lightning"].get("pools")
-        if pools:
-            self.pool_a.load_state_dict(pools["a"], torch.device("cpu"))
-            self.pool_b.load_state_dict(pools["b"], torch.device("cpu"))
-
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        for pool in (self.pool_a, self.pool_b):
-            pool.images = [t.to(self.device) for t in pool.images]
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        self.pool_a.load_state_dict(state["pools"]["a"], self.device)
+        self.pool_b.load_state_dict(state["pools"]["b"], self.device)
