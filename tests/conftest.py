@@ -29,6 +29,24 @@ TINY = [
 ]
 
 
+def tiny_for(args: list[str]) -> list[str]:
+    """TINY for a run of ``args``, less the MLP width where the model (``model=`` or the experiment's) is
+    an image-to-image one: those refuse a nets.* key their nets do not read."""
+    import yaml
+
+    from gan_lightning.config import experiment_path
+    from gan_lightning.models import MODELS
+    from gan_lightning.models.translation import TranslationModule
+
+    name = next((a.split("=", 1)[1] for a in args if a.startswith(("model=", "model.name="))), None)
+    exp = next((a[4:] for a in args if a.startswith("exp=")), None)
+    if name is None and exp is not None:
+        name = (yaml.safe_load(experiment_path(exp).read_text()).get("model") or {}).get("name")
+    if name in MODELS and issubclass(MODELS[name], TranslationModule):
+        return [a for a in TINY if not a.startswith("nets.mlp_hidden=")]
+    return TINY
+
+
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
     """Write an IDX file (the MNIST format): magic, dims, then uint8 data."""
     magic = 2051 if array.ndim == 3 else 2049

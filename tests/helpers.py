@@ -9,12 +9,12 @@ import torch
 
 from gan_lightning.config import load_config
 from gan_lightning.train import TrainResult, train
-from tests.conftest import TINY
+from tests.conftest import tiny_for
 
 
 def run(*args: str, extra_callbacks: list[L.Callback] | None = None, tiny: bool = True) -> TrainResult:
     """Train with TINY settings plus ``args`` (key=value); optional extra callbacks go first."""
-    return train(load_config([*(TINY if tiny else []), *args]), callbacks=extra_callbacks)
+    return train(load_config([*(tiny_for(list(args)) if tiny else []), *args]), callbacks=extra_callbacks)
 
 
 def weights(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:

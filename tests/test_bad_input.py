@@ -19,7 +19,7 @@ import torch
 
 from gan_lightning import train as train_module
 from gan_lightning.cli import EXIT_WRITE, main
-from tests.conftest import REPO, TINY, make_folder_tree, make_mnist_tree
+from tests.conftest import REPO, TINY, make_folder_tree, make_mnist_tree, tiny_for
 
 
 def error_lines(err: str) -> list[str]:
@@ -166,7 +166,8 @@ def test_a_corrupt_image_in_a_folder_dataset_is_named(tmp_path: Path, capsys: py
     root = make_folder_tree(tmp_path / "folders", n=3, size=(32, 32))
     bad = root / "trainB" / "1.png"
     bad.write_bytes(bad.read_bytes()[:100])  # truncated
-    args = ["train", "exp=cyclegan_folder", *TINY, "steps=1", f"data.root={root}", "data.image_size=32"]
+    args = ["train", "exp=cyclegan_folder", *tiny_for(["exp=cyclegan_folder"]), "steps=1", f"data.root={root}"]
+    args.append("data.image_size=32")
     assert main(args) == 2
     line = one_error(capsys.readouterr().err)
     assert str(bad) in line and "replace it" in line, line
@@ -217,7 +218,7 @@ def test_an_image_size_the_nets_cannot_take_is_refused_at_config_time(
     args: list[str], needed: str, folder_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = [f"data.root={folder_root}"] if "exp=cyclegan_folder" in args else []
-    assert main(["train", *args, *data, *TINY, "steps=1"]) == 2
+    assert main(["train", *args, *data, *tiny_for(args), "steps=1"]) == 2
     line = one_error(capsys.readouterr().err)
     assert "bad value for 'data.image_size'" in line and needed in line, line
 

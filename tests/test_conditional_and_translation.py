@@ -340,3 +340,46 @@ def test_stargan_translate_restores_the_generators_mode() -> None:
         model.train(mode)
         model.translate(torch.zeros(2, 1, 28, 28), "image_to_edges")
         assert model.G.training is mode
+
+
+# each nets.* key set to a second value that changes a net which reads it
+OTHER_VALUE = {"g_width": 8, "d_width": 8, "g_norm": "none", "d_norm": "none", "resnet_blocks": 2, "patch_layers": 2}
+
+
+def test_each_image_net_reads_exactly_the_nets_keys_it_declares() -> None:
+    """For every registered translator and image discriminator, and every nets.* key: the net built with
+    the key changed differs from the one built without exactly when the key is in its ``reads`` (the
+    declaration the config check refuses ignored keys by)."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    import gan_lightning.models  # noqa: F401  (registers every model's nets)
+    from gan_lightning.models.translation import IMAGE_DISCRIMINATORS, TRANSLATORS, nets_keys_read
+    from gan_lightning.schema import NetsConfig
+
+    base = {"g_width": 4, "d_width": 4, "g_norm": "instance", "d_norm": "auto", "resnet_blocks": 1, "patch_layers": 1}
+    others = {"mlp_hidden": 7, "mlp_layers": 2, "attention_res": 8, "style_mapping_layers": 2, "style_norm": "adain"}
+    checked = set()
+    builders = ((TRANSLATORS, lambda f, n: f(n, 2, 1, 32)), (IMAGE_DISCRIMINATORS, lambda f, n: f(n, 1, 32)))
+    for registry, build in builders:
+        for name in registry.names():
+            factory = registry[name]
+            reference = repr(build(factory, OmegaConf.merge(OmegaConf.structured(NetsConfig), base)))
+            for key in [*OTHER_VALUE, *others]:
+                changed = {**base, key: {**OTHER_VALUE, **others}[key]}
+                net = build(factory, OmegaConf.merge(OmegaConf.structured(NetsConfig), changed))
+                assert (repr(net) != reference) == (key in nets_keys_read(factory)), (name, key)
+            checked.add(name)
+    assert {"unet", "resnet", "patchgan", "refiner", "local", "encdec", "global", "stargan"} <= checked
+    assert {f.name for f in fields(NetsConfig)} >= set(OTHER_VALUE) | set(others)
+
+
+def test_a_nets_key_no_chosen_net_reads_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"nets\.d_norm.*does not use it"):
+        load_config(["exp=simgan_fashion", "nets.d_norm=batch"])
+    with pytest.raises(ConfigError, match=r"nets\.resnet_blocks.*nets\.g=unet"):
+        load_config(["exp=pix2pix_edges", "nets.resnet_blocks=3"])
+    with pytest.raises(ConfigError, match=r"nets\.patch_layers"):
+        load_config(["exp=srgan_fashion", "nets.patch_layers=2"])
+    assert load_config(["exp=cyclegan_edges", "nets.resnet_blocks=3"]).nets.resnet_blocks == 3

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import TINY
+from tests.conftest import TINY, tiny_for
 
 pytestmark = pytest.mark.xdist_group("ddp")  # keep the two-process runs off the other worker
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.xdist_group("ddp")  # keep the two-process runs off the
 def train_cli(tmp_path, *args: str) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "gan_lightning", "train", *TINY, *args],
+        [sys.executable, "-m", "gan_lightning", "train", *tiny_for(list(args)), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

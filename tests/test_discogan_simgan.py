@@ -20,7 +20,8 @@ from gan_lightning.models.simgan import RefinedHistory
 from gan_lightning.registry import ConfigError
 from tests.helpers import assert_bitwise_equal, run, weights
 
-SMALL = ["nets.g_width=4", "nets.d_width=4", "nets.resnet_blocks=1"]
+SMALL = ["nets.g_width=4", "nets.d_width=4", "nets.resnet_blocks=1"]  # the refiner's blocks
+SMALL_DISCO = ["nets.g_width=4", "nets.d_width=4"]  # DiscoGAN's encoder-decoder has no residual blocks
 
 
 def data_args(root) -> list[str]:
@@ -73,7 +74,7 @@ def nll_fake(logits: torch.Tensor) -> float:
 def test_discogan_steps_train_their_nets_on_the_papers_losses(mnist_root) -> None:
     """G step: only G_AB, G_BA get gradients, from L_GAN_B + L_GAN_A + MSE(G_BA(G_AB(a)), a) +
     MSE(G_AB(G_BA(b)), b); D step: only D_A, D_B, from the full BCE of each D (Kim et al. 2017)."""
-    cfg = load_config(["exp=discogan_edges", *data_args(mnist_root), *SMALL])
+    cfg = load_config(["exp=discogan_edges", *data_args(mnist_root), *SMALL_DISCO])
     assert (cfg.model.loss, cfg.model.identity_weight, cfg.model.pool_size) == ("nonsaturating", 0.0, 0)
     assert (cfg.optim.lr_g, cfg.optim.lr_d, list(cfg.optim.betas)) == (2e-4, 2e-4, [0.5, 0.999])
     model, calls = recording_model(cfg)
@@ -231,7 +232,7 @@ def test_simgan_and_discogan_train_and_measure(mnist_root, monkeypatch) -> None:
     raw_l1 = (simulate(truth).double() - truth.double()).abs().mean() / 255
     assert final["synthetic/l1"] == pytest.approx(float(raw_l1), rel=1e-5)
     assert (result.run_dir / "samples" / "step_0000004.png").is_file()
-    result = run("exp=discogan_edges", *data_args(mnist_root), *SMALL, "steps=2", "out=d", "metrics.names=[]")
+    result = run("exp=discogan_edges", *data_args(mnist_root), *SMALL_DISCO, "steps=2", "out=d", "metrics.names=[]")
     assert result.status == "completed" and result.summary["steps_done"] == 2
 
 

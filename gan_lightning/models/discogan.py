@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gan_lightning.models.translation import IMAGE_DISCRIMINATORS, CycleGAN, CycleGANConfig, register_translator
+from gan_lightning.nets import with_capabilities
 from gan_lightning.nets.discogan import EncoderDecoder, GlobalDiscriminator
 from gan_lightning.registry import MODELS
 
@@ -25,10 +26,12 @@ register_translator(
     "encdec",
     EncoderDecoder,
     lambda nets, c_in, c_out, size: EncoderDecoder(c_in, c_out, size, nets.g_width, nets.g_norm),
+    reads=("g_width", "g_norm"),
 )
 
 
 @IMAGE_DISCRIMINATORS.register("global")
+@with_capabilities(reads=("d_width", "d_norm"))
 def global_discriminator(nets: Any, channels: int, size: int) -> GlobalDiscriminator:
     """DiscoGAN's D: one logit per image (batch norm unless nets.d_norm says otherwise)."""
     return GlobalDiscriminator(channels, size, nets.d_width, "batch" if nets.d_norm == "auto" else nets.d_norm)

@@ -25,6 +25,7 @@ from gan_lightning.data.base import PairBatch
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import OptimizerGroup
 from gan_lightning.models.translation import IMAGE_DISCRIMINATORS, TranslationModule, register_translator
+from gan_lightning.nets import with_capabilities
 from gan_lightning.nets.simgan import LocalDiscriminator, Refiner
 from gan_lightning.registry import MODELS, ConfigError
 from gan_lightning.schema import ModelConfig
@@ -33,8 +34,15 @@ register_translator(
     "refiner",
     Refiner,
     lambda nets, c_in, c_out, size: Refiner(c_in, c_out, nets.resnet_blocks, nets.g_width, nets.g_norm),
+    reads=("resnet_blocks", "g_width", "g_norm"),
 )
-IMAGE_DISCRIMINATORS.register("local")(lambda nets, channels, size: LocalDiscriminator(channels, nets.d_width))
+
+
+@IMAGE_DISCRIMINATORS.register("local")
+@with_capabilities(reads=("d_width",))
+def local_discriminator(nets: Any, channels: int, size: int) -> LocalDiscriminator:
+    """SimGAN's local D: a logit per patch (no normalisation layer)."""
+    return LocalDiscriminator(channels, nets.d_width)
 
 
 class RefinedHistory:

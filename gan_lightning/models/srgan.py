@@ -227,6 +227,7 @@ class SRGAN(TranslationModule):
             raise ConfigError(
                 f"bad value for 'data.name': srgan upsamples, '{cfg.data.name}' does not; use data=fashion_superres"
             )
+        cls.validate_nets_read(cfg)
         if m.content not in CONTENTS:
             raise ConfigError(f"bad value for 'model.content': one of {', '.join(CONTENTS)}, got '{m.content}'")
         if m.content == "vgg" and not Path(str(m.vgg_weights)).is_file():
@@ -249,6 +250,11 @@ class SRGAN(TranslationModule):
             raise ConfigError(
                 f"bad value for 'model.init_from': {m.init_from} is not a file; give a checkpoint (.ckpt)"
             )
+
+    @classmethod
+    def nets_read(cls, cfg: DictConfig) -> set[str]:
+        """SRResNet reads resnet_blocks, g_width, g_norm; its D d_width and d_norm."""
+        return {"g", "d", "init", "resnet_blocks", "g_width", "g_norm", "d_width", "d_norm"}
 
     def translator(self, c_in: int, c_out: int) -> nn.Module:
         n = self.cfg.nets

@@ -45,6 +45,7 @@ register_translator(
     "stargan",
     StarGenerator,
     lambda nets, c_in, c_out, size: StarGenerator(c_in, c_out, nets.g_width, nets.resnet_blocks, nets.g_norm),
+    reads=("g_width", "resnet_blocks", "g_norm"),
 )
 
 

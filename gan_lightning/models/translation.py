@@ -8,7 +8,7 @@ PatchGANs with cycle-consistency and identity terms and a history of generated i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
@@ -20,19 +20,27 @@ from gan_lightning.data.base import PairBatch
 from gan_lightning.data.translation import PairedDataModule
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule, OptimizerGroup
-from gan_lightning.nets import INITS
+from gan_lightning.nets import INITS, with_capabilities
 from gan_lightning.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator, size_problem
 from gan_lightning.registry import MODELS, ConfigError, Registry
-from gan_lightning.schema import ModelConfig
+from gan_lightning.schema import ModelConfig, NetsConfig
 
 TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("image-to-image generator")
 
 
-def register_translator(name: str, net_class: type[nn.Module], build: Callable[..., nn.Module]) -> None:
-    """``nets.g=name`` builds ``build(nets, c_in, c_out, size)``; the config checks read the
-    capabilities (``size_multiple``) of ``net_class``."""
+def register_translator(
+    name: str, net_class: type[nn.Module], build: Callable[..., nn.Module], reads: tuple[str, ...]
+) -> None:
+    """``nets.g=name`` builds ``build(nets, c_in, c_out, size)``, which reads the ``nets.*`` keys
+    ``reads``; the config checks read the capabilities (``size_multiple``) of ``net_class``."""
     build.net_class = net_class  # type: ignore[attr-defined]
+    build.reads = reads  # type: ignore[attr-defined]
     TRANSLATORS.register(name)(build)
+
+
+def nets_keys_read(factory: Any) -> tuple[str, ...]:
+    """The ``nets.*`` keys a registered translator or image discriminator reads (its ``reads``)."""
+    return tuple(getattr(factory, "reads", ()))
 
 
 def translator_capability(g: str, name: str, default: Any = None) -> Any:
@@ -46,15 +54,20 @@ def size_multiple(g: str) -> int:
 
 
 register_translator(
-    "unet", UNetGenerator, lambda nets, c_in, c_out, size: UNetGenerator(c_in, c_out, size, nets.g_width, nets.g_norm)
+    "unet",
+    UNetGenerator,
+    lambda nets, c_in, c_out, size: UNetGenerator(c_in, c_out, size, nets.g_width, nets.g_norm),
+    reads=("g_width", "g_norm"),
 )
 register_translator(
     "resnet",
     ResnetGenerator,
     lambda nets, c_in, c_out, size: ResnetGenerator(c_in, c_out, nets.resnet_blocks, nets.g_width, nets.g_norm),
+    reads=("resnet_blocks", "g_width", "g_norm"),
 )
 
 
+@with_capabilities(reads=("d_width", "d_norm", "patch_layers"))
 def patch_discriminator(nets: Any, channels: int, size: int = 0) -> nn.Module:
     norm = "instance" if nets.d_norm == "auto" else nets.d_norm
     return PatchDiscriminator(channels, nets.d_width, nets.patch_layers, norm)
@@ -115,6 +128,22 @@ class TranslationModule(GANModule):
         if cfg.nets.patch_layers < 1 or cfg.nets.resnet_blocks < 1:
             raise ConfigError("bad value in 'nets': patch_layers and resnet_blocks must be >= 1")
         cls.validate_data(cfg)
+        cls.validate_nets_read(cfg)  # after the data: a model-data mismatch is the first thing to fix
+
+    @classmethod
+    def validate_nets_read(cls, cfg: DictConfig) -> None:
+        """A ``nets.*`` key that neither chosen net reads (``reads`` of the translator and of the image
+        discriminator; ``init`` applies to both) and that differs from the model's default (else the
+        schema's) would be accepted and ignored: refused, naming the key."""
+        n, read = cfg.nets, cls.nets_read(cfg)
+        schema, defaults = NetsConfig(), cls.defaults.get("nets", {})
+        for f in fields(NetsConfig):
+            default = defaults.get(f.name, getattr(schema, f.name))
+            if f.name not in read and n[f.name] != default:
+                raise ConfigError(
+                    f"bad value for 'nets.{f.name}': model '{cfg.model.name}' with nets.g={n.g} and nets.d={n.d} "
+                    f"does not use it, so it would be ignored; leave nets.{f.name}={default}"
+                )
 
     @classmethod
     def validate_loss(cls, cfg: DictConfig) -> None:
@@ -125,6 +154,12 @@ class TranslationModule(GANModule):
                 "whose D term here would never see the generated images; use nonsaturating, least_squares, "
                 "hinge or wasserstein"
             )
+
+    @classmethod
+    def nets_read(cls, cfg: DictConfig) -> set[str]:
+        """The ``nets.*`` keys this model's nets read: nets.g's and nets.d's ``reads``, and ``init``."""
+        g, d = TRANSLATORS.get(cfg.nets.g, "nets.g"), IMAGE_DISCRIMINATORS.get(cfg.nets.d, "nets.d")
+        return {"g", "d", "init", *nets_keys_read(g), *nets_keys_read(d)}
 
     @classmethod
     def validate_data(cls, cfg: DictConfig) -> None:
