@@ -503,7 +503,8 @@ def compare_studies(
         welch = stats.ttest_ind(x, y, equal_var=False)
         mwu = stats.mannwhitneyu(x, y, alternative="two-sided")
         pooled = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
-        d = float((x.mean() - y.mean()) / pooled) if pooled > 0 else math.inf * np.sign(x.mean() - y.mean())
+        gap = float(x.mean() - y.mean())
+        d = gap / pooled if pooled > 0 else (math.copysign(math.inf, gap) if gap else 0.0)  # constant studies
         out["metrics"][key] = {
             "mean_a": float(x.mean()),
             "mean_b": float(y.mean()),

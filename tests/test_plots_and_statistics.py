@@ -79,6 +79,7 @@ def test_compare_leaves_a_metric_without_a_p_value_out_of_the_correction(tmp_pat
     _study(tmp_path / "b", {"covered": [8.0] * 5, "kl": list(rng.normal(5, 1, 5))})
     r = compare_studies(tmp_path / "a", tmp_path / "b")["metrics"]
     assert not r["covered"]["differ"] and np.isnan(r["covered"]["welch_p_adjusted"])
+    assert r["covered"]["cohens_d"] == 0.0  # equal constants: no effect (not inf * sign(0) = nan)
     assert r["kl"]["welch_p_adjusted"] == pytest.approx(r["kl"]["welch_p"])  # the only test in the family
     assert r["kl"]["differ"]
 
