@@ -30,9 +30,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the group markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Notebooks share one worker (they reuse the cached domain classifier in turn). The slow
-    quality tests (minutes each) come first, so pytest-xdist starts them early and the short
-    tests fill the workers around them, instead of one long test running alone at the end."""
+    quality tests (minutes each) and the notebooks (on a fresh machine the first one trains the
+    classifier, ~7 minutes) come first, so pytest-xdist starts them early and the short tests
+    fill the workers around them, instead of one long test running alone at the end."""
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.xdist_group("notebooks"))
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: collection order otherwise
