@@ -33,9 +33,7 @@ def register_translator(
 ) -> None:
     """``nets.g=name`` builds ``build(nets, c_in, c_out, size)``, which reads the ``nets.*`` keys
     ``reads``; the config checks read the capabilities (``size_multiple``) of ``net_class``."""
-    build.net_class = net_class  # type: ignore[attr-defined]
-    build.reads = reads  # type: ignore[attr-defined]
-    TRANSLATORS.register(name)(build)
+    TRANSLATORS.register(name)(with_capabilities(net_class=net_class, reads=reads)(build))
 
 
 def nets_keys_read(factory: Any) -> tuple[str, ...]:
