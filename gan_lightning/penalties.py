@@ -88,10 +88,11 @@ def clip_weights_(module: nn.Module, c: float) -> None:
         p.clamp_(-c, c)
 
 
-def penalty_from_config(model: Any, precision: Any) -> Penalty | None:
-    """The registered penalty of ``model.penalty`` (None for ``none``), checked once for every model
-    that takes one: a known name, and no 16-bit mixed precision (the penalty's double backward is
-    not loss-scaled there)."""
+def penalty_from_config(cfg: Any) -> Penalty | None:
+    """The registered penalty of ``cfg.model.penalty`` (None for ``none``), checked once for every model
+    that takes one: a known name, and no 16-bit mixed precision (``cfg.trainer.precision``: the
+    penalty's double backward is not loss-scaled there)."""
+    model, precision = cfg.model, cfg.trainer.get("precision", "32-true")
     if model.penalty.name == "none":
         return None
     penalty = PENALTIES.get(model.penalty.name, "model.penalty.name")

@@ -148,7 +148,7 @@ class GAN(GANModule):
         super().__init__(cfg, info)
         m = self.mcfg
         self.loss = LOSSES.get(m.loss, "model.loss")
-        self.penalty = penalty_from_config(m, self.cfg.trainer.get("precision", "32-true"))
+        self.penalty = penalty_from_config(self.cfg)
         self.G, self.D = self.build_nets()
         if m.sn_d:  # once, on the whole critic: heads and embeddings a variant added are covered
             add_spectral_norm(self.D)
@@ -241,7 +241,7 @@ class GAN(GANModule):
                 f"bad value for 'model.{'unroll' if m.unroll else 'feature_matching'}': it reads D outside the "
                 f"loop's one augmented view, so it does not combine with model.augment={m.augment}; drop one of them"
             )
-        penalty_from_config(m, cfg.trainer.get("precision", "32-true"))
+        penalty_from_config(cfg)
         resolve_d_norm(cfg)
 
     @classmethod

@@ -189,7 +189,7 @@ def validate_autoencoder_gan(cfg: DictConfig, feeds_noise_inputs: bool) -> None:
         raise ConfigError(
             f"bad value for 'model.loss': '{m.loss}' is for autoencoder critics; {m.name}'s D is a plain critic"
         )
-    penalty_from_config(m, cfg.trainer.get("precision", "32-true"))
+    penalty_from_config(cfg)
     if m.penalty.weight < 0:
         raise ConfigError(f"bad value for 'model.penalty.weight': must be >= 0, got {m.penalty.weight}")
     if m.penalty.every != 1:
@@ -252,7 +252,7 @@ class AAE(EncoderMixin, GANModule):
         super().__init__(cfg, info)
         m, nets, shape = self.mcfg, self.cfg.nets, tuple(self.info.shape)
         self.loss = LOSSES.get(m.loss, "model.loss")
-        self.penalty = penalty_from_config(m, self.cfg.trainer.get("precision", "32-true"))
+        self.penalty = penalty_from_config(self.cfg)
         labels = self.num_classes if m.supervised else 0
         decoder = build_generator(nets, shape, self.z_dim + labels)
         self.G: nn.Module = OneHotDecoder(decoder, labels) if m.supervised else decoder

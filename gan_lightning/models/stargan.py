@@ -90,7 +90,7 @@ class StarGAN(TranslationModule):
         self.domains = list(self.info.domains)
         k = len(self.domains)
         self.loss = LOSSES.get(m.loss, "model.loss")
-        self.penalty = penalty_from_config(m, self.cfg.trainer.get("precision", "32-true"))
+        self.penalty = penalty_from_config(self.cfg)
         self.G = LabelConditioned(self.translator(c + k, c), k)
         nets = self.cfg.nets
         self.D = self.initialised(StarDiscriminator(c, k, self.info.shape[-1], nets.d_width, nets.patch_layers))
@@ -135,7 +135,7 @@ class StarGAN(TranslationModule):
             if not ok:
                 raise ConfigError(f"bad value for '{key}': {msg}")
         LOSSES.get(m.loss, "model.loss")
-        penalty_from_config(m, cfg.trainer.get("precision", "32-true"))
+        penalty_from_config(cfg)
 
     @classmethod
     def validate_data(cls, cfg: DictConfig) -> None:

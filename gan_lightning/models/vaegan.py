@@ -93,7 +93,7 @@ class VAEGAN(EncoderMixin, GANModule):
         super().__init__(cfg, info)
         m, nets, shape = self.mcfg, self.cfg.nets, tuple(self.info.shape)
         self.loss = LOSSES.get(m.loss, "model.loss")
-        self.penalty = penalty_from_config(m, self.cfg.trainer.get("precision", "32-true"))
+        self.penalty = penalty_from_config(self.cfg)
         self.E = build_encoder(nets, shape, 2 * self.z_dim, str(m.e_norm))  # (mu, log sigma^2)
         self.G = build_generator(nets, shape, self.z_dim)
         self.D: Critic | None = None
