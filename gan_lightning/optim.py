@@ -15,21 +15,21 @@ OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer
 
 
 @OPTIMIZERS.register("adam")
-def _adam(params: Iterable[nn.Parameter], lr: float, o: Any, **kw: Any) -> torch.optim.Optimizer:
+def _adam(params: Iterable[nn.Parameter], lr: float, o: Any, /, **kw: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, **{"lr": lr, **kw}, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
 
 
 @OPTIMIZERS.register("rmsprop")
-def _rmsprop(params: Iterable[nn.Parameter], lr: float, o: Any, **kw: Any) -> torch.optim.Optimizer:
+def _rmsprop(params: Iterable[nn.Parameter], lr: float, o: Any, /, **kw: Any) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, **{"lr": lr, **kw}, eps=o.eps, weight_decay=o.weight_decay)
 
 
 @OPTIMIZERS.register("sgd")
-def _sgd(params: Iterable[nn.Parameter], lr: float, o: Any, **kw: Any) -> torch.optim.Optimizer:
+def _sgd(params: Iterable[nn.Parameter], lr: float, o: Any, /, **kw: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, **{"lr": lr, **kw}, momentum=o.betas[0], weight_decay=o.weight_decay)
 
 
-def build_optimizer(params: Iterable[nn.Parameter], lr: float, o: Any, **kw: Any) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[nn.Parameter], lr: float, o: Any, /, **kw: Any) -> torch.optim.Optimizer:
     """``kw`` overrides constructor arguments (the fast path's ``capturable`` and tensor ``lr``)."""
     return OPTIMIZERS.get(o.name, "optim.name")(params, lr, o, **kw)
 

@@ -124,6 +124,26 @@ def test_fast_path_trains_the_variants_bitwise_like_the_default_path(exp: str, m
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_fast_path_builds_capturable_optimizers_with_a_tensor_lr(optimizer: str, monkeypatch) -> None:
+    """On a GPU the fast path asks for capturable optimizers with the lr as a device tensor; a CPU
+    has none, so the GPU's answer is stood in for (this once raised "multiple values for 'lr'")."""
+    import gan_lightning.fast as fast
+
+    def as_on_a_gpu(name: str, lr: float, device: torch.device) -> dict:
+        return {"capturable": True, "lr": torch.tensor(float(lr))}
+
+    monkeypatch.setattr(fast, "capturable_optimizer_kwargs", as_on_a_gpu)
+    args = ["exp=gmm_ring", "model=wgan_gp", "perf.fast=true", f"optim.name={optimizer}", "optim.lr_d=3e-4"]
+    cfg = load_config(args)
+    model = build_model(cfg, build_datamodule(cfg).info)
+    optimizers, _ = model.configure_optimizers()
+    lrs = [opt.param_groups[0]["lr"] for opt in optimizers]
+    assert all(isinstance(lr, torch.Tensor) for lr in lrs)
+    assert [opt.param_groups[0]["capturable"] for opt in optimizers] == [True, True]
+    assert sorted(float(lr) for lr in lrs) == pytest.approx(sorted([cfg.optim.lr_g, 3e-4]))
+
+
 def test_optimizer_tensors_follow_the_model_after_a_resume() -> None:
     """Lightning restores optimizer state with CPU storages: a tensor lr (and initial_lr) must be
     moved to the model's device, and the scheduler then updates the tensor the step reads."""
