@@ -113,6 +113,36 @@ def test_resume_refuses_another_model_and_fewer_steps_but_extends_steps() -> Non
     assert "steps: 6" in (Path("a") / "config.yaml").read_text()
 
 
+class StopAt(L.Callback):
+    """Stops the fit at the end of G step k the way Lightning's own stops do (trainer.max_time's
+    Timer, EarlyStopping): through ``trainer.should_stop``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.g_step == self.step:
+            trainer.should_stop = True
+
+
+def test_a_run_stopped_by_lightning_saves_its_last_step_and_resumes_exactly() -> None:
+    args = ["exp=gmm_ring", "steps=12", "log.ckpt_every=1000"]
+    full = run(*args, "out=full")
+    part = run(*args, "out=part", extra_callbacks=[StopAt(5)])
+    assert part.status == "interrupted" and part.summary["steps_done"] == 5
+    assert part.summary["checkpoints"] == ["last.ckpt"]  # the stopped step, not only the last interval's
+    resumed = run(*args, "out=part", "resume=auto")
+    assert resumed.status == "completed" and resumed.summary["steps_done"] == 12
+    assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
+
+
+def test_trainer_max_time_ends_with_a_checkpoint_of_the_last_step() -> None:
+    stopped = run("exp=gmm_ring", "steps=1000000", "log.ckpt_every=0", "trainer.max_time=00:00:00:01", "out=t")
+    assert stopped.status == "interrupted" and 0 < stopped.summary["steps_done"] < 1000000
+    state = torch.load(Path("t") / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["gan_lightning"]["g_step"] == stopped.summary["steps_done"]
+
+
 def test_resume_of_a_finished_run_does_nothing() -> None:
     first = run("exp=gmm_ring", "steps=3", "out=a")
     before = weights(first.run_dir)

@@ -233,6 +233,9 @@ class RunManager(Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         self.state.steps_done = int(pl_module.g_step)
+        if self.state.status == "completed" and self._last_saved != self.state.steps_done:
+            # stopped by Lightning itself (trainer.max_time, EarlyStopping): keep the step it reached
+            self.save(trainer, "last.ckpt")
         digests = rank_digests(trainer, weights_sha1(pl_module))
         self.state.extra["weights_sha1"] = digests[0]
         if len(digests) > 1:
