@@ -226,6 +226,25 @@ def test_cyclegan_resume_is_exact_with_the_history_buffers(mnist_root) -> None:
     assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
 
 
+def test_cyclegan_resumes_exactly_from_a_checkpoint_of_the_older_layout(mnist_root) -> None:
+    """Checkpoints written before the per-rank states kept the pools under the metadata's own key
+    ``pools``; such a checkpoint resumes with its pools, not empty ones."""
+    from tests.helpers import assert_bitwise_equal, weights
+    from tests.test_resume import SignalAt
+
+    args = ["exp=cyclegan_edges", *data_args(mnist_root), "steps=8", "metrics.names=[]", "model.pool_size=4"]
+    full = run(*args, "out=full")
+    part = run(*args, "out=part", extra_callbacks=[SignalAt(3)])
+    path = part.run_dir / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(path, weights_only=False)
+    meta = ckpt["gan_lightning"]
+    (state,) = meta.pop("rank_states")
+    meta.update(state)  # the older layout: {"pools": {"a": ..., "b": ...}} beside g_step, noise, rng
+    torch.save(ckpt, path)
+    resumed = run(*args, "out=part", "resume=auto")
+    assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
+
+
 def test_discogan_resume_is_exact(mnist_root) -> None:
     """DiscoGAN's batch-normed encoder-decoders and global Ds: running statistics included."""
     from tests.helpers import assert_bitwise_equal, weights

@@ -427,3 +427,6 @@ class GANModule(L.LightningModule):
         self._pending["rng"] = meta["rng"]
         if meta.get("rank_states"):
             self._pending["rank_states"] = meta["rank_states"]
+        elif legacy := {k: meta[k] for k in self.rank_state() if k in meta}:
+            # written before per-rank states (one process's state under the metadata's own keys)
+            self._pending["rank_states"] = [legacy]
