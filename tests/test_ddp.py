@@ -15,7 +15,7 @@ from tests.conftest import TINY, tiny_for
 pytestmark = pytest.mark.xdist_group("ddp")  # keep the two-process runs off the other worker
 
 
-def train_cli(tmp_path, *args: str) -> dict:
+def train_cli(tmp_path, *args: str, timeout: int = 600) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-m", "gan_lightning", "train", *tiny_for(list(args)), *args],
@@ -23,7 +23,7 @@ def train_cli(tmp_path, *args: str) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     run_dir = tmp_path / next(a for a in args if a.startswith("out="))[4:]
@@ -189,3 +189,14 @@ def test_every_measure_under_ddp_equals_one_process_on_the_same_samples(tmp_path
             assert logged is None, key
         else:
             assert logged == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_translation_metrics_and_the_best_checkpoint_under_ddp(tmp_path, mnist_root) -> None:
+    """Rank 0 alone evaluated the image-to-image metrics, so rank 0 alone saw an improvement and
+    saved best.ckpt, whose collectives then waited for ranks that never came (a hang)."""
+    args = ["exp=pix2pix_edges", "steps=4", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
+    args += [f"data.data_dir={mnist_root}", "data.download=false", "metrics.every=2", "metrics.n=64", "out=ddp"]
+    summary = train_cli(tmp_path, *args, timeout=300)
+    assert summary["status"] == "completed" and summary["steps_done"] == 4
+    assert "ab/l1" in summary["final"] and summary["best"]
+    assert (tmp_path / "ddp" / "checkpoints" / "best.ckpt").is_file()

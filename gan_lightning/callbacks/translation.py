@@ -36,14 +36,20 @@ class TranslationMetrics(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = int(pl_module.g_step)
-        if (step >= self.steps or (self.every and step % self.every == 0)) and trainer.is_global_zero:
-            t0 = time.perf_counter()
+        if not (step >= self.steps or (self.every and step % self.every == 0)):
+            return
+        t0 = time.perf_counter()
+        values: dict[str, float] | None = None
+        if trainer.is_global_zero:  # rank 0 evaluates the test split
             values = translation_metrics(pl_module, self.dm, self.n, self.classifiers, self.inception)
             values.update(self.baseline)
-            elapsed = time.perf_counter() - t0
-            if self.state is not None:
-                self.record(step, values, elapsed)
-            pl_module.publish_metrics({**values, "time/metrics_s": elapsed})
+        if trainer.world_size > 1:  # every rank records the same values, so all take part in saving best.ckpt
+            values = trainer.strategy.broadcast(values, src=0)
+        assert values is not None
+        elapsed = time.perf_counter() - t0
+        if self.state is not None:
+            self.record(step, values, elapsed)
+        pl_module.publish_metrics({**values, "time/metrics_s": elapsed})
 
     def record(self, step: int, values: dict[str, float], elapsed: float) -> None:
         """Into the run's summary: values, directions, the primary key, the classifiers used."""
