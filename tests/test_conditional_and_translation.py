@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from gan_lightning.config import load_config
 from gan_lightning.data import build_datamodule
@@ -402,3 +405,25 @@ def test_a_nets_key_no_chosen_net_reads_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"nets\.patch_layers"):
         load_config(["exp=srgan_fashion", "nets.patch_layers=2"])
     assert load_config(["exp=cyclegan_edges", "nets.resnet_blocks=3"]).nets.resnet_blocks == 3
+
+
+def test_translation_fid_in_inception_space_hands_the_images_to_the_extractor_on_its_device() -> None:
+    """The classifier path moved its inputs to the classifier's device, the Inception path did not
+    (a trunk on a GPU got CPU images). A parameter on the meta device stands in for a GPU here."""
+    from gan_lightning.metrics.translation import score_translation
+
+    class Extractor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.anchor = nn.Parameter(torch.empty(1, device="meta"))
+            self.seen: list[torch.device] = []
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+            self.seen.append(x.device)
+            return torch.rand(len(x), 3, generator=torch.Generator().manual_seed(len(self.seen))), None
+
+    ex = Extractor()
+    images = torch.rand(12, 1, 8, 8)
+    scores = score_translation(images, images.flip(0), torch.zeros(12, dtype=torch.long), False, None, ex)
+    assert ex.seen and all(d.type == "meta" for d in ex.seen)
+    assert math.isfinite(scores["fid"])

@@ -130,8 +130,10 @@ def score_translation(
             out["agreement_ceiling"] = ceiling
             out["agreement_share"] = agreement / ceiling if ceiling > 0 else float("nan")
     elif inception is not None:
+        device = next(inception.parameters()).device
         feats = [
-            torch.cat([inception(x[i : i + 100])[0].cpu() for i in range(0, len(x), 100)]) for x in (pred01, tgt01)
+            torch.cat([inception(x[i : i + 100].to(device))[0].cpu() for i in range(0, len(x), 100)])
+            for x in (pred01, tgt01)
         ]
         out["fid"] = fid_from_features(*feats)
     return out
