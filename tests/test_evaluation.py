@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,43 @@ def test_fid_command_on_arrays_folders_and_splits(mnist_root, tmp_path, capsys) 
         cwd=tmp_path,
     )
     assert bad.returncode == 2 and "not a .npy file, an image folder, or a dataset split" in bad.stderr
+
+
+def test_metric_callbacks_move_their_extractors_to_the_models_device() -> None:
+    """Extractors are prepared before the fit, on "cuda", i.e. the first GPU; under DDP (or with
+    trainer.devices=[1]) the model lives on another one. At the fit's start each callback moves
+    them to the model's device. The meta device stands in for a second GPU here."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from gan_lightning.callbacks.metrics import GenerativeMetrics
+    from gan_lightning.callbacks.neighbours import NearestNeighbours
+    from gan_lightning.callbacks.translation import TranslationMetrics
+
+    class Moves:
+        directions: dict[str, str] = {}
+
+        def __init__(self) -> None:
+            self.device: torch.device | None = None
+
+        def default_primary(self) -> str:
+            return "fid"
+
+        def to(self, device: torch.device) -> Moves:
+            self.device = torch.device(device)
+            return self
+
+    model = SimpleNamespace(device=torch.device("meta"))
+    trainer = SimpleNamespace(is_global_zero=False)
+    for make in (
+        lambda ev: GenerativeMetrics(ev, every=1, steps=1, n=1),
+        lambda ev: NearestNeighbours(ev, Path("."), steps=1, state=None),  # type: ignore[arg-type]
+    ):
+        callback = make(Moves())
+        callback.on_train_start(trainer, model)
+        assert callback.evaluator.device == torch.device("meta")
+    translation = TranslationMetrics.__new__(TranslationMetrics)  # its constructor trains domain classifiers
+    translation.classifiers, translation.inception = {"b": nn.Linear(2, 2)}, nn.Linear(2, 2)
+    translation.on_train_start(trainer, model)
+    assert translation.classifiers["b"].weight.device.type == "meta" and translation.inception.weight.is_meta

@@ -44,6 +44,9 @@ class NearestNeighbours(L.Callback):
     def __init__(self, evaluator: Evaluator, run_dir: Path, steps: int, state: RunState, n: int = 2000):
         self.evaluator, self.dir, self.steps, self.state, self.n = evaluator, Path(run_dir) / "samples", steps, state, n
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.evaluator.to(pl_module.device)  # prepared before the fit: follow the model's device
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if int(pl_module.g_step) < self.steps or not trainer.is_global_zero or pl_module.info.kind != "image":
             return

@@ -34,6 +34,13 @@ class TranslationMetrics(L.Callback):
         # the task's model-free baseline (bicubic upsampling), measured once, logged with every evaluation
         self.baseline = baseline_metrics(datamodule, n, self.classifiers, self.inception)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        """The classifiers (and Inception) were built before the fit: follow the model's device."""
+        for clf in self.classifiers.values():
+            clf.to(pl_module.device)
+        if self.inception is not None:
+            self.inception.to(pl_module.device)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = int(pl_module.g_step)
         if not (step >= self.steps or (self.every and step % self.every == 0)):
