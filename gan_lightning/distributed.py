@@ -7,6 +7,9 @@ are the global ones. Every rank must call them at the same point of its step (th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -14,6 +17,29 @@ from torch import Tensor
 def distributed() -> bool:
     """Whether a torch.distributed process group is initialised (a DDP run)."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def several_devices(trainer: Mapping[str, Any]) -> bool:
+    """Whether Lightning would run these ``trainer.*`` settings on more than one device: several
+    nodes, ``devices`` N > 1 or a list (or "0,1") of several, or "auto"/-1 (every visible GPU) where
+    the accelerator may be a GPU and more than one is visible."""
+    if int(trainer.get("num_nodes", 1)) > 1:
+        return True
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, str):
+        text = devices.strip().strip("[]")
+        if text in ("auto", "-1"):
+            devices = -1
+        elif "," in text:
+            return len([d for d in text.split(",") if d.strip()]) > 1
+        else:
+            devices = int(text)
+    if isinstance(devices, int):
+        if devices != -1:
+            return devices > 1
+        gpu = str(trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
+        return gpu and torch.cuda.is_available() and torch.cuda.device_count() > 1
+    return len(list(devices)) > 1  # a list of device indices
 
 
 def sum_over_ranks_(t: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from gan_lightning.callbacks.translation import TranslationMetrics
 from gan_lightning.checkpoint import read_checkpoint
 from gan_lightning.config import to_yaml
 from gan_lightning.data import build_datamodule
+from gan_lightning.distributed import several_devices
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.models import build_model
 from gan_lightning.resume import ApplyOptimizerConfig, check_resume, read_changes, record_changes
@@ -66,10 +67,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None) -> li
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kw: dict[str, Any] = {"accelerator": "auto", "devices": 1}
     kw.update(dict(cfg.trainer))
-    devices = kw.get("devices", 1)
-    many = (isinstance(devices, int) and devices > 1) or (isinstance(devices, str) and devices not in ("1", "auto"))
-    many = many or int(kw.get("num_nodes", 1)) > 1
-    if kw.get("strategy") in ("ddp", None) and many:
+    if kw.get("strategy") in ("ddp", None) and several_devices(kw):
         from lightning.pytorch.strategies import DDPStrategy
 
         # alternating G and D steps leave one net without gradients in each backward; buffers are

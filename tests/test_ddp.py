@@ -200,3 +200,29 @@ def test_translation_metrics_and_the_best_checkpoint_under_ddp(tmp_path, mnist_r
     assert summary["status"] == "completed" and summary["steps_done"] == 4
     assert "ab/l1" in summary["final"] and summary["best"]
     assert (tmp_path / "ddp" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_several_devices_counts_what_lightning_would_use(monkeypatch) -> None:
+    """trainer.devices=auto (or -1) takes every visible GPU: with two, the run is a DDP run and needs
+    the GAN loop's DDP settings, and one-device options (perf.fast, unrolling) must refuse it."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from gan_lightning.config import load_config
+    from gan_lightning.distributed import several_devices
+    from gan_lightning.registry import ConfigError
+    from gan_lightning.train import trainer_kwargs
+
+    assert not several_devices({"devices": "auto"})  # this machine: no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    several = [{"devices": "auto"}, {"devices": -1}, {"devices": "-1"}, {"devices": [0, 1]}, {"devices": "0,1"}]
+    several += [{"devices": 2}, {"devices": "2"}, {"devices": 1, "num_nodes": 2}]
+    one = [{"devices": 1}, {"devices": "1"}, {"devices": [1]}, {"devices": "auto", "accelerator": "cpu"}, {}]
+    assert all(several_devices(t) for t in several) and not any(several_devices(t) for t in one)
+    kw = trainer_kwargs(load_config(["exp=gmm_ring", "trainer.devices=auto"]))
+    assert isinstance(kw["strategy"], DDPStrategy)
+    with pytest.raises(ConfigError, match="one device"):
+        load_config(["exp=gmm_ring", "perf.fast=true", "trainer.devices=auto"])
+    with pytest.raises(ConfigError, match="one"):
+        load_config(["exp=gmm_grid_pacgan_protocol", "model.unroll=1", "trainer.devices=auto"])
+    load_config(["exp=gmm_ring", "perf.fast=true", "trainer.devices=[1]"])  # one GPU, the second: allowed

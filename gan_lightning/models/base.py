@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from gan_lightning import __version__
 from gan_lightning.data import DATAMODULES
 from gan_lightning.data.base import DataInfo, seed_for
+from gan_lightning.distributed import several_devices
 from gan_lightning.models.noise import NoiseSource
 from gan_lightning.optim import build_optimizer, lazy_adjusted, lr_factor
 from gan_lightning.registry import ConfigError
@@ -97,8 +98,7 @@ class GANModule(L.LightningModule):
             )
         if cfg.optim.name not in ("adam", "rmsprop"):
             raise ConfigError(f"bad value for 'perf.fast': it needs optim.name adam or rmsprop, not '{cfg.optim.name}'")
-        devices = cfg.trainer.get("devices", 1)
-        if str(devices) not in ("1", "auto") or int(cfg.trainer.get("num_nodes", 1)) > 1:
+        if several_devices(cfg.trainer):
             raise ConfigError("bad value for 'perf.fast': it runs on one device (no DDP); drop trainer.devices")
         if str(cfg.trainer.get("precision", "32-true")).startswith("16"):
             raise ConfigError(

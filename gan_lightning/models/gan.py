@@ -33,6 +33,7 @@ from torch.func import functional_call
 
 from gan_lightning.augment import build_augment, validate_augment
 from gan_lightning.data.base import Batch
+from gan_lightning.distributed import several_devices
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import GANModule, OptimizerGroup
 from gan_lightning.nets import (
@@ -261,10 +262,7 @@ class GAN(GANModule):
                 f"bad value for 'model.{used[0]}': model '{m.name}' has a D that also reads labels or codes, "
                 "which packing, unrolling and feature matching do not cover; use a model of the GAN family"
             )
-        devices = cfg.trainer.get("devices", 1)
-        if (m.unroll > 0 or m.feature_matching) and (
-            str(devices) not in ("1", "auto") or int(cfg.trainer.get("num_nodes", 1)) > 1
-        ):
+        if (m.unroll > 0 or m.feature_matching) and several_devices(cfg.trainer):
             raise ConfigError(
                 f"bad value for 'trainer.devices': model.{'unroll' if m.unroll else 'feature_matching'} runs on one "
                 "device for now (its D gradients / feature means would be one rank's, not the global batch's)"
