@@ -114,11 +114,21 @@ class ReplayableStep:
         return self.static_out
 
 
-def optimizer_tensors_to_(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+def optimizer_tensors_to_(optimizer: torch.optim.Optimizer, device: torch.device, capturable: bool = False) -> None:
     """Move the tensor hyperparameters of ``optimizer``'s groups (a capturable optimizer's ``lr``
     and the scheduler's ``initial_lr``) to ``device`` in place of the CPU copies a checkpoint
-    restore leaves; the scheduler then updates the tensor the captured step reads."""
+    restore leaves; the scheduler then updates the tensor the captured step reads. ``capturable``:
+    also make groups restored from a checkpoint of the default path capturable (the flag on, the
+    lr a tensor, the step counts on ``device``), as the graphs need."""
     for group in optimizer.param_groups:
+        if capturable:
+            group["capturable"] = True
+            if not isinstance(group["lr"], Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]))
+            for p in group["params"]:
+                state = optimizer.state.get(p, {})
+                if isinstance(state.get("step"), Tensor):
+                    state["step"] = state["step"].to(device)
         for key in ("lr", "initial_lr"):
             value = group.get(key)
             if isinstance(value, Tensor) and value.device != device:

@@ -163,6 +163,22 @@ def test_optimizer_tensors_follow_the_model_after_a_resume() -> None:
     assert opt.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(0.05)  # updated in place
 
 
+def test_a_resume_that_turns_the_fast_path_on_makes_the_restored_optimizers_capturable() -> None:
+    """A checkpoint of the default path restores plain optimizer groups (a float lr, capturable off,
+    the step counts on the CPU) over the fast path's capturable ones; capture would then fail. The
+    groups are made capturable again, on the model's device (meta stands in for the GPU here)."""
+    param = nn.Parameter(torch.zeros(3))
+    opt = torch.optim.Adam([param], lr=0.1, foreach=False)
+    param.grad = torch.ones(3)
+    opt.step()  # state: exp_avg, exp_avg_sq, step (a CPU tensor)
+    target = torch.device("meta")
+    optimizer_tensors_to_(opt, target, capturable=True)
+    group = opt.param_groups[0]
+    assert group["capturable"] is True
+    assert isinstance(group["lr"], torch.Tensor) and group["lr"].device == target
+    assert opt.state[param]["step"].device == target
+
+
 # ----------------------------------------------------------------------------- pix2pix
 def test_pix2pix_runs_its_generator_once_per_step(mnist_root: Path) -> None:
     calls = []

@@ -229,7 +229,7 @@ class GANModule(L.LightningModule):
 
             optimizers = self.optimizers()
             for opt in optimizers if isinstance(optimizers, list) else [optimizers]:
-                optimizer_tensors_to_(opt.optimizer, self.device)
+                optimizer_tensors_to_(opt.optimizer, self.device, capturable=self.device.type == "cuda")
 
     def generator_for_sampling(self) -> nn.Module:
         """The net ``sample`` uses: the EMA generator when there is one."""
