@@ -116,3 +116,28 @@ def test_is_logits_code_path_on_random_weights(tmp_path, monkeypatch) -> None:
     torch.testing.assert_close(probs.sum(1), torch.ones(2))
     with pytest.raises(FeatureError, match="pt_inception-2015-12-05"):
         InceptionLogits(tmp_path / "nope.pth")
+
+
+def test_inception_features_are_taken_in_full_float32() -> None:
+    """Training turns TF32 on for speed (perf.tf32); the Inception trunk of the FID protocol runs
+    with it off, and the flags are restored afterwards."""
+    from torch import nn
+
+    seen: list[tuple[bool, bool]] = []
+
+    class Trunk(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return torch.zeros(len(x), 2048)
+
+    ex = InceptionFeatures.__new__(InceptionFeatures)  # without loading the real trunk
+    nn.Module.__init__(ex)
+    ex.resize_mode, ex.trunk = "tf1_bilinear", Trunk()
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        feats, _ = ex(torch.rand(2, 1, 28, 28))
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    assert feats.shape == (2, 2048) and seen == [(False, False)]

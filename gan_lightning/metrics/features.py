@@ -16,6 +16,8 @@ import importlib.util
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -119,6 +121,17 @@ def load_inception_trunk(path: Path | None = None) -> torch.jit.ScriptModule:
             raise FeatureError(f"cannot load the FID Inception trunk {path}: {e}") from None
 
 
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """TF32 off for cuDNN convolutions and cuBLAS matmuls inside the block, restored after."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 class InceptionFeatures(nn.Module):
     """[0, 1] images (N, 1 or 3, H, W) -> 2048-d Inception pool features (float32)."""
 
@@ -143,7 +156,8 @@ class InceptionFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images01: Tensor) -> tuple[Tensor, Tensor | None]:
-        return self.trunk(self.preprocess(images01)).float(), None
+        with full_float32():  # the protocol's network in float32, whatever perf.tf32 set for training
+            return self.trunk(self.preprocess(images01)).float(), None
 
 
 class InceptionLogits(nn.Module):
