@@ -7,11 +7,13 @@ are the global ones. Every rank must call them at the same point of its step (th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from gan_lightning.registry import ConfigError
 
 
 def distributed() -> bool:
@@ -32,8 +34,13 @@ def several_devices(trainer: Mapping[str, Any]) -> bool:
             devices = -1
         elif "," in text:
             return len([d for d in text.split(",") if d.strip()]) > 1
-        else:
+        elif text.isdigit():
             devices = int(text)
+    if isinstance(devices, bool) or not isinstance(devices, (int, str, Sequence)) or isinstance(devices, str):
+        raise ConfigError(
+            f"bad value for 'trainer.devices': {devices!r}; give a count (1, 2), a list of indices ([0, 1]), "
+            "'0,1', 'auto' or -1"
+        )
     if isinstance(devices, int):
         if devices != -1:
             return devices > 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,17 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> 
 
 # ----------------------------------------------------------------------------- train
 def metrics_device(cfg: DictConfig) -> str:
+    """Where this process's model will live, for what is built before the fit (extractors, reference
+    features): the GPU Lightning gives this local rank (``trainer.devices=[1]``: the second GPU)."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    return "cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu"
+    if not (torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")):
+        return "cpu"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    devices = cfg.trainer.get("devices", 1)
+    listed = [d for d in devices.split(",") if d.strip()] if isinstance(devices, str) and "," in devices else devices
+    if isinstance(listed, Sequence) and not isinstance(listed, str) and local_rank < len(listed):
+        return f"cuda:{int(listed[local_rank])}"
+    return f"cuda:{local_rank}"
 
 
 def build_evaluator(cfg: DictConfig, datamodule: Any, verbose: bool = True) -> Evaluator:

@@ -212,7 +212,8 @@ def test_several_devices_counts_what_lightning_would_use(monkeypatch) -> None:
     from gan_lightning.registry import ConfigError
     from gan_lightning.train import trainer_kwargs
 
-    assert not several_devices({"devices": "auto"})  # this machine: no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not several_devices({"devices": "auto"})  # no GPU: "auto" is one CPU process
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     several = [{"devices": "auto"}, {"devices": -1}, {"devices": "-1"}, {"devices": [0, 1]}, {"devices": "0,1"}]
@@ -226,3 +227,23 @@ def test_several_devices_counts_what_lightning_would_use(monkeypatch) -> None:
     with pytest.raises(ConfigError, match="one"):
         load_config(["exp=gmm_grid_pacgan_protocol", "model.unroll=1", "trainer.devices=auto"])
     load_config(["exp=gmm_ring", "perf.fast=true", "trainer.devices=[1]"])  # one GPU, the second: allowed
+    for bad in ("cuda:0", "", None, 1.5):
+        with pytest.raises(ConfigError, match=r"trainer\.devices"):
+            several_devices({"devices": bad})
+
+
+def test_metrics_are_prepared_on_the_gpu_of_this_rank(monkeypatch) -> None:
+    """Extractors and reference features are built before the fit, on the GPU Lightning will give
+    this process: devices=[1] is the second GPU, rank 1 of devices=2 the second too."""
+    from gan_lightning.config import load_config
+    from gan_lightning.train import metrics_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert metrics_device(load_config(["exp=gmm_ring"])) == "cuda:0"
+    assert metrics_device(load_config(["exp=gmm_ring", "trainer.devices=[1]"])) == "cuda:1"
+    assert metrics_device(load_config(["exp=gmm_ring", "trainer.accelerator=cpu"])) == "cpu"
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert metrics_device(load_config(["exp=gmm_ring", "trainer.devices=2"])) == "cuda:1"
+    assert metrics_device(load_config(["exp=gmm_ring", "trainer.devices=2,3"])) == "cuda:3"

@@ -177,6 +177,9 @@ def test_a_resume_that_turns_the_fast_path_on_makes_the_restored_optimizers_capt
     assert group["capturable"] is True
     assert isinstance(group["lr"], torch.Tensor) and group["lr"].device == target
     assert opt.state[param]["step"].device == target
+    on_cpu = torch.optim.Adam([nn.Parameter(torch.zeros(3))], lr=0.1, foreach=False)
+    optimizer_tensors_to_(on_cpu, torch.device("cpu"), capturable=True)  # the value survives the change
+    assert float(on_cpu.param_groups[0]["lr"]) == pytest.approx(0.1)
 
 
 # ----------------------------------------------------------------------------- pix2pix

@@ -143,6 +143,23 @@ def test_trainer_max_time_ends_with_a_checkpoint_of_the_last_step() -> None:
     assert state["gan_lightning"]["g_step"] == stopped.summary["steps_done"]
 
 
+def test_a_run_stopped_before_its_first_step_leaves_the_checkpoint_alone() -> None:
+    """Resuming a run whose trainer.max_time is used up stops before any step: nothing trained, so
+    nothing is saved over last.ckpt (nor is a step-0 checkpoint written for a fresh run)."""
+
+    class StopAtOnce(L.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            trainer.should_stop = True
+
+    fresh = run("exp=gmm_ring", "steps=6", "out=a", extra_callbacks=[StopAtOnce()])
+    assert fresh.summary["steps_done"] == 0 and not (Path("a") / "checkpoints" / "last.ckpt").exists()
+    first = run("exp=gmm_ring", "steps=6", "out=b", extra_callbacks=[SignalAt(3)])
+    before = (first.run_dir / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    again = run("exp=gmm_ring", "steps=6", "out=b", "resume=auto", extra_callbacks=[StopAtOnce()])
+    assert again.summary["steps_done"] == 3
+    assert (first.run_dir / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
+
+
 def test_resume_of_a_finished_run_does_nothing() -> None:
     first = run("exp=gmm_ring", "steps=3", "out=a")
     before = weights(first.run_dir)

@@ -233,7 +233,8 @@ class RunManager(Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         self.state.steps_done = int(pl_module.g_step)
-        if self.state.status == "completed" and self._last_saved != self.state.steps_done:
+        trained = self.state.steps_done > self._start_step
+        if self.state.status == "completed" and trained and self._last_saved != self.state.steps_done:
             # stopped by Lightning itself (trainer.max_time, EarlyStopping): keep the step it reached
             self.save(trainer, "last.ckpt")
         digests = rank_digests(trainer, weights_sha1(pl_module))

@@ -209,5 +209,6 @@ class InceptionLogits(nn.Module):
     @torch.no_grad()
     def forward(self, images01: Tensor) -> tuple[Tensor, Tensor]:
         x = to_rgb(quantize(images01)).to(torch.uint8)
-        (logits,) = self.net(x)
+        with full_float32():
+            (logits,) = self.net(x)
         return logits, logits.softmax(dim=1)
