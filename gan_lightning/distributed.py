@@ -21,32 +21,47 @@ def distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def parse_devices(trainer: Mapping[str, Any]) -> int | list[int]:
+    """``trainer.devices`` as Lightning reads it: a count (-1 for "auto": every visible GPU) or a
+    list of device indices ([0, 1] or "0,1"). Anything else is a ConfigError."""
+    devices = trainer.get("devices", 1)
+    try:
+        if isinstance(devices, str):
+            text = devices.strip().strip("[]")
+            if text in ("auto", "-1"):
+                return -1
+            if "," in text:
+                return [int(d) for d in text.split(",") if d.strip()]
+            if text.isdigit():
+                return int(text)
+        elif isinstance(devices, int) and not isinstance(devices, bool):
+            return devices
+        elif isinstance(devices, Sequence):
+            return [int(d) for d in devices]
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(
+        f"bad value for 'trainer.devices': {devices!r}; give a count (1, 2), a list of indices ([0, 1]), "
+        "'0,1', 'auto' or -1"
+    )
+
+
+def may_use_gpu(trainer: Mapping[str, Any]) -> bool:
+    """Whether ``trainer.accelerator`` lets Lightning pick a GPU and one is visible."""
+    return str(trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
 def several_devices(trainer: Mapping[str, Any]) -> bool:
     """Whether Lightning would run these ``trainer.*`` settings on more than one device: several
-    nodes, ``devices`` N > 1 or a list (or "0,1") of several, or "auto"/-1 (every visible GPU) where
-    the accelerator may be a GPU and more than one is visible."""
+    nodes, ``devices`` N > 1 or a list of several, or "auto"/-1 where several GPUs are visible."""
     if int(trainer.get("num_nodes", 1)) > 1:
         return True
-    devices = trainer.get("devices", 1)
-    if isinstance(devices, str):
-        text = devices.strip().strip("[]")
-        if text in ("auto", "-1"):
-            devices = -1
-        elif "," in text:
-            return len([d for d in text.split(",") if d.strip()]) > 1
-        elif text.isdigit():
-            devices = int(text)
-    if isinstance(devices, bool) or not isinstance(devices, (int, str, Sequence)) or isinstance(devices, str):
-        raise ConfigError(
-            f"bad value for 'trainer.devices': {devices!r}; give a count (1, 2), a list of indices ([0, 1]), "
-            "'0,1', 'auto' or -1"
-        )
-    if isinstance(devices, int):
-        if devices != -1:
-            return devices > 1
-        gpu = str(trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
-        return gpu and torch.cuda.is_available() and torch.cuda.device_count() > 1
-    return len(list(devices)) > 1  # a list of device indices
+    devices = parse_devices(trainer)
+    if isinstance(devices, list):
+        return len(devices) > 1
+    if devices == -1:
+        return may_use_gpu(trainer) and torch.cuda.device_count() > 1
+    return devices > 1
 
 
 def sum_over_ranks_(t: Tensor) -> Tensor:

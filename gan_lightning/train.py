@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from gan_lightning.callbacks.translation import TranslationMetrics
 from gan_lightning.checkpoint import read_checkpoint
 from gan_lightning.config import to_yaml
 from gan_lightning.data import build_datamodule
-from gan_lightning.distributed import several_devices
+from gan_lightning.distributed import may_use_gpu, parse_devices, several_devices
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.models import build_model
 from gan_lightning.resume import ApplyOptimizerConfig, check_resume, read_changes, record_changes
@@ -98,14 +97,12 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> 
 def metrics_device(cfg: DictConfig) -> str:
     """Where this process's model will live, for what is built before the fit (extractors, reference
     features): the GPU Lightning gives this local rank (``trainer.devices=[1]``: the second GPU)."""
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if not (torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")):
+    if not may_use_gpu(cfg.trainer):
         return "cpu"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    devices = cfg.trainer.get("devices", 1)
-    listed = [d for d in devices.split(",") if d.strip()] if isinstance(devices, str) and "," in devices else devices
-    if isinstance(listed, Sequence) and not isinstance(listed, str) and local_rank < len(listed):
-        return f"cuda:{int(listed[local_rank])}"
+    devices = parse_devices(cfg.trainer)
+    if isinstance(devices, list) and local_rank < len(devices):
+        return f"cuda:{devices[local_rank]}"
     return f"cuda:{local_rank}"
 
 
