@@ -65,7 +65,7 @@ class GenerativeMetrics(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         from gan_lightning.wandb_utils import define_metrics
 
-        self.evaluator.to(pl_module.device)  # prepared on "cuda" (the first GPU) before the fit; follow the model
+        self.evaluator.to(pl_module.device)  # prepared before the fit (train.metrics_device): follow the model
 
         if trainer.is_global_zero:
             define_metrics(trainer, {p + k: d for k, d in self.evaluator.directions.items() for p in ("", "raw/")})
