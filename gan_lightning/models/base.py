@@ -28,6 +28,10 @@ from gan_lightning.rng import capture_rng, restore_rng
 from gan_lightning.schema import EMAConfig, ModelConfig, to_container, typed_schema
 
 CHECKPOINT_FORMAT = 1
+# "standing statistics" of the EMA generator's BatchNorm layers (Brock et al. 2019, sec. 4 / app. C):
+# averages over this many batches of this many samples, drawn from a fixed seed
+STANDING_BATCHES, STANDING_BATCH = 16, 256
+STANDING_SEED = 0x57A7
 
 
 class OptimizerGroup(NamedTuple):
@@ -69,6 +73,7 @@ class GANModule(L.LightningModule):
         self._pending: dict[str, Any] = {}
         self._finite = True
         self._nonfinite_at: int | None = None
+        self._standing_at: int | None = None  # g_step of the EMA generator's last statistics pass
         g = torch.Generator().manual_seed(seed_for(int(self.cfg.seed), 0xF1CED))
         n_grid = max(1, int(self.cfg.log.grid))
         self.register_buffer("fixed_z", torch.randn(n_grid, self.z_dim, generator=g), persistent=False)
@@ -232,8 +237,41 @@ class GANModule(L.LightningModule):
                 optimizer_tensors_to_(opt.optimizer, self.device, capturable=self.device.type == "cuda")
 
     def generator_for_sampling(self) -> nn.Module:
-        """The net ``sample`` uses: the EMA generator when there is one."""
-        raise NotImplementedError
+        """The net ``sample`` uses: the EMA generator when there is one (its BatchNorm statistics
+        its own, see ``standing_statistics``), else G."""
+        ema = getattr(self, "G_ema", None)
+        if ema is None:
+            return self.G
+        if self._standing_at != self.g_step:
+            self.standing_statistics(ema)
+            self._standing_at = self.g_step
+        return ema
+
+    @torch.no_grad()
+    def standing_statistics(self, net: nn.Module) -> None:
+        """Recompute ``net``'s BatchNorm running statistics from its own activations.
+
+        ``update_ema`` averages weights but copies the live G's buffers, statistics of other
+        weights: the eval-mode EMA generator then normalises with the wrong means and variances.
+        A cumulative average over fixed-seed batches in train mode replaces them; the global RNG
+        and the live G are untouched, so sampling stays a function of the checkpoint.
+        """
+        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        was_training = net.training
+        net.train()
+        g = torch.Generator().manual_seed(STANDING_SEED)
+        for _ in range(STANDING_BATCHES):
+            y = self.labels_for(STANDING_BATCH)
+            self.generate(self.draw_z(STANDING_BATCH, g).to(self.device), net, None if y is None else y.to(self.device))
+        net.train(was_training)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
     def generate(self, z: Tensor, net: nn.Module | None = None, y: Tensor | None = None) -> Tensor:
         net = net or self.generator_for_sampling()
@@ -422,6 +460,7 @@ class GANModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint["gan_lightning"]
         self.g_step = int(meta["g_step"])
+        self._standing_at = None
         if meta.get("noise") is not None:
             self._pending["noise"] = meta["noise"]
         self._pending["rng"] = meta["rng"]

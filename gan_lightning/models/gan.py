@@ -297,9 +297,6 @@ class GAN(GANModule):
         """n_critic D steps, each on ``pack`` batches (its packs of real samples)."""
         return int(self.mcfg.n_critic) * int(self.mcfg.pack)
 
-    def generator_for_sampling(self) -> nn.Module:
-        return self.G_ema if self.G_ema is not None else self.G
-
     def optimizer_groups(self) -> list[OptimizerGroup]:
         o, (every_g, every_d) = self.cfg.optim, self.lazy_intervals()
         return [

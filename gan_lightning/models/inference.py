@@ -326,9 +326,6 @@ class AAE(EncoderMixin, GANModule):
     def labels_for(self, n: int) -> Tensor | None:
         return torch.arange(n) % self.num_classes if self.mcfg.supervised else None
 
-    def generator_for_sampling(self) -> nn.Module:
-        return self.G_ema if self.G_ema is not None else self.G
-
     @property
     def grid_nrow(self) -> int | None:
         return max(1, min(len(self.fixed_z) // self.num_classes, 10)) if self.mcfg.supervised else None

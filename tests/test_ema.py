@@ -1,0 +1,102 @@
+"""The EMA generator samples with BatchNorm statistics of its own weights, not the live G's."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from gan_lightning.config import load_config
+from gan_lightning.data import build_datamodule
+from gan_lightning.models import build_model
+
+
+def ema_model(mnist_root, *extra: str):
+    cfg = load_config(
+        [
+            "exp=dcgan",
+            "data=fashion_mnist",
+            f"data.data_dir={mnist_root}",
+            "data.download=false",
+            "nets.g_width=8",
+            "nets.d_width=8",
+            "model.ema.decay=0.999",
+            *extra,
+        ]
+    )
+    return build_model(cfg, build_datamodule(cfg).info)
+
+
+def drift_live_generator(model) -> None:
+    """Move G's weights far from the EMA's and let G's running statistics follow them."""
+    with torch.no_grad():
+        for p in model.G.parameters():
+            p.mul_(4.0).add_(0.1)
+        model.G.train()
+        for _ in range(30):
+            model.G(torch.randn(64, model.z_dim))
+    model.g_step = 10
+    model.update_ema(model.G_ema, model.G, model.mcfg.ema)  # weights barely move, buffers were copied
+
+
+def batch_norm_input_moments(net: nn.Module, z: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Float64 reference: per-channel mean and variance of what enters each BatchNorm, in train mode."""
+    ref = copy.deepcopy(net).double().train()
+    found: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def hook(_m, inputs):
+        x = inputs[0].transpose(0, 1).flatten(1)
+        found.append((x.mean(1), x.var(1)))
+
+    handles = [m.register_forward_pre_hook(hook) for m in ref.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        ref(z.double())
+    for h in handles:
+        h.remove()
+    return found
+
+
+def test_ema_generator_batch_norm_statistics_are_its_own(mnist_root) -> None:
+    model = ema_model(mnist_root)
+    drift_live_generator(model)
+    net = model.generator_for_sampling()
+    assert net is model.G_ema
+    truth = batch_norm_input_moments(net, torch.randn(8000, model.z_dim, generator=torch.Generator().manual_seed(5)))
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == len(truth) >= 1
+    for bn, (mean, var) in zip(bns, truth):
+        scale = var.sqrt().mean().item()
+        assert (bn.running_mean.double() - mean).abs().max().item() < 0.05 * scale
+        assert ((bn.running_var.double() / var) - 1).abs().max().item() < 0.1
+        assert bn.momentum == 0.1  # restored after the statistics pass
+
+
+def test_ema_statistics_pass_leaves_the_global_rng_and_the_live_generator_alone(mnist_root) -> None:
+    model = ema_model(mnist_root)
+    drift_live_generator(model)
+    live = {k: v.clone() for k, v in model.G.state_dict().items()}
+    torch.manual_seed(3)
+    model.generator_for_sampling()
+    after = torch.rand(3)
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(3))
+    for k, v in model.G.state_dict().items():
+        assert torch.equal(v, live[k]), k
+    # the statistics are a function of the EMA weights alone: another live G's buffers change nothing
+    other = ema_model(mnist_root)
+    other.G_ema.load_state_dict(model.G_ema.state_dict())
+    other.g_step = model.g_step
+    other.generator_for_sampling()
+    for a, b in zip(model.G_ema.buffers(), other.G_ema.buffers()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("decay", ["0.0"])
+def test_without_ema_sampling_uses_the_live_generator_untouched(mnist_root, decay: str) -> None:
+    model = ema_model(mnist_root, f"model.ema.decay={decay}")
+    before = {k: v.clone() for k, v in model.G.state_dict().items()}
+    assert model.generator_for_sampling() is model.G
+    for k, v in model.G.state_dict().items():
+        assert torch.equal(v, before[k]), k
