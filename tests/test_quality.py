@@ -32,11 +32,11 @@ def test_real_fashion_mnist_classifier_stacked_modes_and_quickstart(tmp_path_fac
     2. 26,000 real stacks (VEEGAN's count) read channel by channel cover about every one of the
        1,000 modes (classifier errors only move samples between modes), with a small KL to the
        data's mode distribution;
-    3. `make train`'s experiment at a quarter of its length (1,200 of 5,000 G steps, to keep the
-       suite short) makes every class of clothing, with the domain classifier's FID far below that
-       of noise (hundreds). Measured at 1,200 steps, seed 0, 5k samples: raw G 13.8 with 10 classes,
-       EMA G 28.4 with 9 (the EMA, decay 0.999, still carries early weights); at 2,500 steps 10.7 and
-       15.3, at 5,000 steps 7.6 and 8.4 (10k samples)."""
+    3. `make train`'s experiment at a fifth of its length (1,200 of 5,600 G steps, to keep the
+       suite short), with the metrics the quickstart itself skips, makes every class of clothing,
+       with the domain classifier's FID far below that of noise (hundreds). Measured at 1,200 steps,
+       seed 0, 5k samples (batch 32, Adam 8e-4; 2026-11-27): raw G 11.3, EMA G 15.8 (BatchNorm
+       standing statistics; the EMA, decay 0.999, still carries early weights), 10 classes each."""
     from gan_lightning.config import load_config
     from gan_lightning.data import build_datamodule
     from gan_lightning.data.base import to_model_space
@@ -53,12 +53,19 @@ def test_real_fashion_mnist_classifier_stacked_modes_and_quickstart(tmp_path_fac
     values = ev.compute(ev.extract(to_model_space(images[:26000])))
     assert values["stacked/modes"] >= 990 and values["stacked/kl"] < 0.1, values
 
-    args = ("exp=quickstart", "steps=1200", "out=qs", "log.progress=false", "metrics.every=0", "metrics.n=5000")
+    args = (
+        "exp=quickstart",
+        "steps=1200",
+        "out=qs",
+        "log.progress=false",
+        "metrics.names=[fid,classes]",
+        "metrics.n=5000",
+    )
     result = run(*args, tiny=False)
     final = result.summary["final"]
     assert result.status == "completed" and result.summary["steps_done"] == 1200
-    assert final["raw/classes/covered"] == 10 and final["classes/covered"] >= 8, final
-    assert final["raw/fid"] < 20 and final["fid"] < 40, final
+    assert final["raw/classes/covered"] == 10 and final["classes/covered"] >= 9, final
+    assert final["raw/fid"] < 17 and final["fid"] < 25, final
     used = result.summary["metrics"]["classifier"]  # the classifier of part 1, read from the cache
     assert used["fingerprint"] == ex.meta["fingerprint"] and used["test_accuracy"] == ex.meta["test_accuracy"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 
 import lightning as L
 import torch
@@ -241,7 +241,7 @@ class GANModule(L.LightningModule):
         its own, see ``standing_statistics``), else G."""
         ema = getattr(self, "G_ema", None)
         if ema is None:
-            return self.G
+            return cast(nn.Module, self.G)
         if self._standing_at != self.g_step:
             self.standing_statistics(ema)
             self._standing_at = self.g_step
