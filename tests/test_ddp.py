@@ -58,8 +58,11 @@ def test_two_processes_equal_one_with_the_doubled_batch(tmp_path, mnist_root, mo
     assert two["status"] == one["status"] == "completed" and two["steps_done"] == 6
     assert two["device"].startswith("2 x CPU")
     a, b = weights(tmp_path, "ddp"), weights(tmp_path, "single")
+    # atol 1e-4: batch 16 twice and batch 32 once sum in other orders; Adam turns that float noise
+    # into weight differences up to 2.6e-5 after 6 steps (sngan_conv, measured on an AVX-512 CPU),
+    # while a rank training on wrong data moves weights by ~lr = 2e-4 per step
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs")
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4, msg=f"{k} differs")
     # every rank ends with the same weights, bit for bit
     digests = two["rank_weights_sha1"]
     assert len(digests) == 2 and digests[0] == digests[1] == two["weights_sha1"]

@@ -62,7 +62,6 @@ def test_ema_generator_batch_norm_statistics_are_its_own(mnist_root) -> None:
     model = ema_model(mnist_root)
     drift_live_generator(model)
     net = model.generator_for_sampling()
-    assert net is model.G_ema
     truth = batch_norm_input_moments(net, torch.randn(8000, model.z_dim, generator=torch.Generator().manual_seed(5)))
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(bns) == len(truth) >= 1
@@ -88,9 +87,31 @@ def test_ema_statistics_pass_leaves_the_global_rng_and_the_live_generator_alone(
     other = ema_model(mnist_root)
     other.G_ema.load_state_dict(model.G_ema.state_dict())
     other.g_step = model.g_step
-    other.generator_for_sampling()
-    for a, b in zip(model.G_ema.buffers(), other.G_ema.buffers()):
+    for a, b in zip(model.generator_for_sampling().buffers(), other.generator_for_sampling().buffers()):
         assert torch.equal(a, b)
+
+
+def test_sampling_leaves_the_model_state_alone(mnist_root) -> None:
+    """The statistics pass works on a copy: the stored EMA generator (checkpoints, DDP ranks, of
+    which only rank 0 samples grids) is the same whether or not anything was sampled."""
+    model = ema_model(mnist_root)
+    drift_live_generator(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.sample(8, generator=torch.Generator().manual_seed(0))
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k
+    # the sampling net is the EMA generator's weights with its own statistics, not a submodule
+    net = model.generator_for_sampling()
+    assert net is model.generator_for_sampling()  # one statistics pass per G step
+    for (k, p), q in zip(model.G_ema.named_parameters(), net.parameters()):
+        assert torch.equal(p, q), k
+    model.g_step += 1
+    assert model.generator_for_sampling() is not net  # a new G step: a new pass
+    net = model.generator_for_sampling()
+    model.G_ema.load_state_dict(model.G.state_dict())  # new weights at the same step: a new pass too
+    assert model.generator_for_sampling() is not net
 
 
 @pytest.mark.parametrize("decay", ["0.0"])

@@ -63,6 +63,7 @@ def test_training_writes_interpolations_and_neighbours(mnist_root) -> None:
         "data.download=false",
         "steps=3",
         "out=n",
+        "metrics.names=[fid,classes]",  # the neighbours are found in the metrics' feature space
         "log.sample_every=3",
         "log.interp_pairs=2",
         "log.interp_points=5",

@@ -73,7 +73,9 @@ class GANModule(L.LightningModule):
         self._pending: dict[str, Any] = {}
         self._finite = True
         self._nonfinite_at: int | None = None
-        self._standing_at: int | None = None  # g_step of the EMA generator's last statistics pass
+        # the EMA generator's sampling copy with its own BatchNorm statistics, and the g_step it is for
+        # (in a dict, so it is no submodule: never in checkpoints, never moved or synced)
+        self._sampling: dict[str, Any] = {}
         g = torch.Generator().manual_seed(seed_for(int(self.cfg.seed), 0xF1CED))
         n_grid = max(1, int(self.cfg.log.grid))
         self.register_buffer("fixed_z", torch.randn(n_grid, self.z_dim, generator=g), persistent=False)
@@ -237,24 +239,32 @@ class GANModule(L.LightningModule):
                 optimizer_tensors_to_(opt.optimizer, self.device, capturable=self.device.type == "cuda")
 
     def generator_for_sampling(self) -> nn.Module:
-        """The net ``sample`` uses: the EMA generator when there is one (its BatchNorm statistics
-        its own, see ``standing_statistics``), else G."""
+        """The net ``sample`` uses: G, or with an EMA of G a copy of the EMA generator whose
+        BatchNorm statistics are its own (``standing_statistics``), made once per G step. Sampling
+        leaves the model's state alone, so checkpoints and DDP ranks do not depend on it."""
         ema = getattr(self, "G_ema", None)
         if ema is None:
             return cast(nn.Module, self.G)
-        if self._standing_at != self.g_step:
-            self.standing_statistics(ema)
-            self._standing_at = self.g_step
-        return ema
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in ema.modules()):
+            return cast(nn.Module, ema)
+        # in-place writes (EMA updates, load_state_dict) bump the version counters; CUDA-graph
+        # replays do not, but they come with a new g_step
+        key = (self.g_step, next(ema.parameters()).device, sum(p._version for p in ema.parameters()))
+        if self._sampling.get("key") != key:
+            self._sampling.clear()  # the old copy goes before the new one is made
+            net = copy.deepcopy(ema)
+            self.standing_statistics(net)
+            self._sampling.update(key=key, net=net)
+        return cast(nn.Module, self._sampling["net"])
 
     @torch.no_grad()
     def standing_statistics(self, net: nn.Module) -> None:
         """Recompute ``net``'s BatchNorm running statistics from its own activations.
 
         ``update_ema`` averages weights but copies the live G's buffers, statistics of other
-        weights: the eval-mode EMA generator then normalises with the wrong means and variances.
+        weights: the eval-mode EMA generator would normalise with the wrong means and variances.
         A cumulative average over fixed-seed batches in train mode replaces them; the global RNG
-        and the live G are untouched, so sampling stays a function of the checkpoint.
+        is untouched, so sampling stays a function of the checkpoint.
         """
         norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
         if not norms:
@@ -460,7 +470,7 @@ class GANModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint["gan_lightning"]
         self.g_step = int(meta["g_step"])
-        self._standing_at = None
+        self._sampling.clear()
         if meta.get("noise") is not None:
             self._pending["noise"] = meta["noise"]
         self._pending["rng"] = meta["rng"]
