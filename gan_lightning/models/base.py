@@ -34,6 +34,11 @@ STANDING_BATCHES, STANDING_BATCH = 16, 256
 STANDING_SEED = 0x57A7
 
 
+def running_norms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """``net``'s BatchNorm layers that keep running statistics."""
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
 class OptimizerGroup(NamedTuple):
     """What one optimizer trains, at which base lr, and its lazy regularisation interval (1: none)."""
 
@@ -245,7 +250,7 @@ class GANModule(L.LightningModule):
         ema = getattr(self, "G_ema", None)
         if ema is None:
             return cast(nn.Module, self.G)
-        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in ema.modules()):
+        if not running_norms(ema):
             return cast(nn.Module, ema)
         # in-place writes (EMA updates, load_state_dict) bump the version counters; CUDA-graph
         # replays do not, but they come with a new g_step
@@ -266,9 +271,7 @@ class GANModule(L.LightningModule):
         A cumulative average over fixed-seed batches in train mode replaces them; the global RNG
         is untouched, so sampling stays a function of the checkpoint.
         """
-        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        if not norms:
-            return
+        norms = running_norms(net)
         momenta = [m.momentum for m in norms]
         for m in norms:
             m.reset_running_stats()
