@@ -42,7 +42,7 @@ install: $(BIN)/gan-lightning
 	@echo "installed: $$($(BIN)/python -c 'import torch, lightning; print("torch", torch.__version__, "lightning", lightning.__version__)')"
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=25 $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)

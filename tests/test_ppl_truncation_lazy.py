@@ -159,8 +159,10 @@ def test_evaluate_ppl_and_the_truncation_sweep_of_a_tiny_stylegan(capsys: pytest
     result = run(*STYLE, "steps=2", "out=r")
     ckpt = str(result.run_dir / "checkpoints" / "last.ckpt")
     assert main(["evaluate", ckpt, "--metrics", "ppl", "--n", "16", "--ppl-n", "20", "--out", "ppl.json"]) == 0
-    values = json.loads(Path("ppl.json").read_text())["values"]
+    written = json.loads(Path("ppl.json").read_text())
+    values = written["values"]
     assert set(values) == {"ppl", "raw/ppl"} and all(math.isfinite(v) and v > 0 for v in values.values())
+    assert written["ppl_space"] == "w"  # the space measured in is stated, not only the one asked for
 
     assert main(["truncation", ckpt, "--psi", "1,0.7,0", "--n", "16", "--out", "tr/sweep"]) == 0
     table = json.loads(Path("tr/sweep.json").read_text())
@@ -173,6 +175,17 @@ def test_evaluate_ppl_and_the_truncation_sweep_of_a_tiny_stylegan(capsys: pytest
     assert main(["truncation", ckpt, "--psi", "1.0,x"]) == 2
     err = capsys.readouterr().err
     assert "bad value for '--psi': 'x' is not a number" in err and "such as --psi 1.0,0.9,0.7,0.5" in err
+
+
+def test_evaluate_states_that_ppl_fell_back_to_z_for_a_generator_without_a_mapping_net(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = run(*TINY, "exp=dcgan", "data=synthetic", "data.image_size=16", "data.n=16", "steps=1", "out=d")
+    ckpt = str(result.run_dir / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    assert main(["evaluate", ckpt, "--metrics", "ppl", "--n", "16", "--ppl-n", "8", "--out", "dppl.json"]) == 0
+    assert json.loads(Path("dppl.json").read_text())["ppl_space"] == "z"
+    assert "ppl in Z" in capsys.readouterr().err  # said where it happens, not only in the file
 
 
 def test_psi_1_is_no_truncation_bitwise_and_models_without_truncation_are_refused() -> None:

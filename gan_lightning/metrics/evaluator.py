@@ -185,6 +185,7 @@ class Evaluator:
     _extractors: dict[str, Any] = field(default_factory=dict)
     _reference: Reference | None = None
     _cache: dict[str, Any] = field(default_factory=dict)  # per-evaluator reference quantities
+    notes: dict[str, Any] = field(default_factory=dict)  # what measures report about how they measured
     generator: Any = None  # during ``compute``: (model, net) of the generator being measured
     prefix: str = ""  # during ``compute``: that generator's key prefix
 
@@ -408,4 +409,4 @@ class Evaluator:
         if "channel_probs" in needs:
             meta = self.extractor("channel_probs").meta
             d["channel_classifier"] = {k: meta[k] for k in ("dataset", "fingerprint", "test_accuracy")}
-        return d
+        return {**d, **self.notes}

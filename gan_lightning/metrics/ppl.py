@@ -29,6 +29,7 @@ raw generator are measured on the same paths (and every DDP rank computes the sa
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -136,10 +137,14 @@ def _ppl(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     if ctx.generator is None:
         raise ConfigError("metric 'ppl' needs the generator: use it in training or `evaluate`")
     model, net = ctx.generator
+    space = ppl_space_of(net, ctx.ppl_space)
+    if space != ctx.ppl_space and "ppl_space" not in ctx.notes:
+        print(f"[ppl] {type(net).__name__} has no mapping network: ppl in Z (slerp), not in W", file=sys.stderr)
+    ctx.notes["ppl_space"] = space
     extractor = ctx.extractor("feats")
 
     def embed(images01: Tensor) -> Tensor:
         return extractor(images01.float().to(ctx.device))[0]
 
-    value = perceptual_path_length(model, net, embed, ctx.ppl_n, ctx.ppl_space, ctx.batch_size)
+    value = perceptual_path_length(model, net, embed, ctx.ppl_n, space, ctx.batch_size)
     return {"ppl": value}
