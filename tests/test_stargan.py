@@ -282,6 +282,8 @@ def test_resume_is_bitwise_exact(mnist_root) -> None:
         (["model.n_critic=0"], "model.n_critic"),
         (["model.rec_weight=-1"], "model.rec_weight"),
         (["data.blur_sigma=0"], "data.blur_sigma"),
+        (["model.penalty.every=4"], "stargan applies its penalty on every D step"),  # not lazy
+        (["model.penalty.weight=-1"], "model.penalty.weight"),
     ],
 )
 def test_bad_configs(extra: list[str], match: str) -> None:

@@ -23,6 +23,7 @@ from gan_lightning.data.base import DataInfo, seed_for
 from gan_lightning.distributed import several_devices
 from gan_lightning.models.noise import NoiseSource
 from gan_lightning.optim import build_optimizer, lazy_adjusted, lr_factor
+from gan_lightning.penalties import penalty_from_config
 from gan_lightning.registry import ConfigError
 from gan_lightning.rng import capture_rng, restore_rng
 from gan_lightning.schema import EMAConfig, ModelConfig, to_container, typed_schema
@@ -57,6 +58,7 @@ class GANModule(L.LightningModule):
     defaults: ClassVar[dict[str, Any]] = {}
     # whether perf.fast (gan_lightning/fast.py) can replay this model's D and G steps
     fast_path: ClassVar[bool] = False
+    lazy_penalty: ClassVar[bool] = False  # its D step applies model.penalty every k-th step (penalty.every)
     # whether ``encode`` maps images to z (BiGAN, ALI, AAE): latent inversion starts from its output
     has_encoder: ClassVar[bool] = False
     # whether it passes G its per-rank noise as ``draw`` (nets with ``noise_inputs``: nets.g=style)
@@ -97,8 +99,27 @@ class GANModule(L.LightningModule):
         """Checks of the model section beyond its types (subclasses extend)."""
         if cfg.model.z_dim < 1:
             raise ConfigError(f"bad value for 'model.z_dim': must be >= 1, got {cfg.model.z_dim}")
+        cls.validate_penalty(cfg)
         if cfg.perf.fast:
             cls.validate_fast_path(cfg)
+
+    @classmethod
+    def validate_penalty(cls, cfg: DictConfig) -> None:
+        """``model.penalty`` of the models that have one: a known name, a weight >= 0, and an interval
+        above 1 only where the D step is lazy (``lazy_penalty``)."""
+        p = cfg.model.get("penalty")
+        if p is None:
+            return
+        penalty_from_config(cfg)
+        if p.weight < 0:
+            raise ConfigError(f"bad value for 'model.penalty.weight': must be >= 0, got {p.weight}")
+        if p.every < 1:
+            raise ConfigError(f"bad value for 'model.penalty.every': must be >= 1 D steps (1: each), got {p.every}")
+        if p.every != 1 and not cls.lazy_penalty:
+            raise ConfigError(
+                f"bad value for 'model.penalty.every': {cfg.model.name} applies its penalty on every D step (lazy "
+                f"regularisation is the GAN loop's), got {p.every}; set model.penalty.every=1"
+            )
 
     @classmethod
     def validate_fast_path(cls, cfg: DictConfig) -> None:

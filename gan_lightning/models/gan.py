@@ -134,6 +134,7 @@ class GAN(GANModule):
     Config = GANConfig
     defaults: ClassVar[dict[str, Any]] = {"nets": {"g": "mlp", "d": "mlp"}}
     fast_path = True  # every variant runs the shared steps below, which perf.fast replays
+    lazy_penalty = True  # critic_step's penalty_due
     # D judges samples alone through a trunk and a head (a Critic): what packing, unrolling and
     # feature matching need. Models whose D also reads labels or codes say False.
     plain_critic: ClassVar[bool] = True
@@ -196,8 +197,6 @@ class GAN(GANModule):
         loss = LOSSES.get(m.loss, "model.loss")
         checks = [
             (m.n_critic >= 1, "model.n_critic", f"must be >= 1 D steps per G step, got {m.n_critic}"),
-            (m.penalty.weight >= 0, "model.penalty.weight", f"must be >= 0, got {m.penalty.weight}"),
-            (m.penalty.every >= 1, "model.penalty.every", f"must be >= 1 D steps (1: each), got {m.penalty.every}"),
             (
                 m.penalty.every == 1 or m.penalty.name != "none",
                 "model.penalty.every",
@@ -242,7 +241,6 @@ class GAN(GANModule):
                 f"bad value for 'model.{'unroll' if m.unroll else 'feature_matching'}': it reads D outside the "
                 f"loop's one augmented view, so it does not combine with model.augment={m.augment}; drop one of them"
             )
-        penalty_from_config(cfg)
         resolve_d_norm(cfg)
 
     @classmethod

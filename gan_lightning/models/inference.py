@@ -179,8 +179,8 @@ PRIORS = ("gaussian", "mixture")
 
 def validate_autoencoder_gan(cfg: DictConfig, feeds_noise_inputs: bool) -> None:
     """The checks shared by the models with their own step on an encoder and a plain critic (aae,
-    vaegan): the nets, the encoder's trunk and norm, a non-energy loss, and the penalty, applied on
-    every D step (lazy regularisation is the GAN loop's)."""
+    vaegan): the nets, the encoder's trunk and norm and a non-energy loss (their penalty:
+    ``GANModule.validate_penalty``)."""
     m = cfg.model
     validate_nets(cfg.nets, str(m.name), feeds_noise_inputs)
     check_encoder_trunk(cfg.nets)
@@ -188,14 +188,6 @@ def validate_autoencoder_gan(cfg: DictConfig, feeds_noise_inputs: bool) -> None:
     if LOSSES.get(m.loss, "model.loss").energy:
         raise ConfigError(
             f"bad value for 'model.loss': '{m.loss}' is for autoencoder critics; {m.name}'s D is a plain critic"
-        )
-    penalty_from_config(cfg)
-    if m.penalty.weight < 0:
-        raise ConfigError(f"bad value for 'model.penalty.weight': must be >= 0, got {m.penalty.weight}")
-    if m.penalty.every != 1:
-        raise ConfigError(
-            f"bad value for 'model.penalty.every': {m.name} applies its penalty on every D step (lazy regularisation "
-            f"is the GAN loop's), got {m.penalty.every}; set model.penalty.every=1"
         )
 
 

@@ -103,12 +103,6 @@ class StarGAN(TranslationModule):
             (m.n_critic >= 1, "model.n_critic", f"must be >= 1 D steps per G step, got {m.n_critic}"),
             (m.cls_weight >= 0, "model.cls_weight", f"must be >= 0, got {m.cls_weight}"),
             (m.rec_weight >= 0, "model.rec_weight", f"must be >= 0, got {m.rec_weight}"),
-            (m.penalty.weight >= 0, "model.penalty.weight", f"must be >= 0, got {m.penalty.weight}"),
-            (
-                m.penalty.every == 1,
-                "model.penalty.every",
-                f"StarGAN applies its penalty on every D step; set it to 1, got {m.penalty.every}",
-            ),
             (
                 not (
                     cfg.nets.g_norm == "instance"
@@ -135,7 +129,6 @@ class StarGAN(TranslationModule):
             if not ok:
                 raise ConfigError(f"bad value for '{key}': {msg}")
         LOSSES.get(m.loss, "model.loss")
-        penalty_from_config(cfg)
 
     @classmethod
     def validate_data(cls, cfg: DictConfig) -> None:
