@@ -128,7 +128,6 @@ class StarGAN(TranslationModule):
         for ok, key, msg in checks:
             if not ok:
                 raise ConfigError(f"bad value for '{key}': {msg}")
-        LOSSES.get(m.loss, "model.loss")
 
     @classmethod
     def validate_data(cls, cfg: DictConfig) -> None:
