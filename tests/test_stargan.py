@@ -268,7 +268,7 @@ def test_trains_with_pair_metrics_grid_and_sampling(mnist_root, monkeypatch) -> 
     final = result.summary["final"]
     pairs = [name for _, _, name in domain_pairs(["image", "edges", "inverted", "blurred"])]
     assert len(pairs) == 12
-    for key in ("l1", "agreement", "agreement_share", "agreement_ceiling", "fid"):
+    for key in ("l1", "agreement", "agreement_share", "agreement_ceiling", "fid", "round_trip_l1", "hidden_code_ratio"):
         assert all(f"{p}/{key}" in final for p in pairs)
         expected = float(np.mean([final[f"{p}/{key}"] for p in pairs]))
         torch.testing.assert_close(final[f"mean/{key}"], expected, equal_nan=True)
@@ -282,6 +282,51 @@ def test_trains_with_pair_metrics_grid_and_sampling(mnist_root, monkeypatch) -> 
     assert x.shape == (5, 1, 28, 28) and x.min() >= 0 and x.max() <= 1
     a = torch.rand(3, 1, 28, 28) * 2 - 1
     torch.testing.assert_close(model.translate(a, "inverted_to_edges"), model.translate(a, "image_to_edges"))
+
+
+class StubDomains:
+    """Two domains, image and inverted (x -> 255 - x), 50 random 16x16 test images."""
+
+    def __init__(self) -> None:
+        self.info = type("Info", (), {"domains": ["image", "inverted"]})()
+        torch.manual_seed(0)
+        image = torch.randint(0, 256, (50, 1, 16, 16), dtype=torch.uint8)
+        self.views, self.labels = torch.stack([image, 255 - image]), torch.zeros(50, dtype=torch.long)
+
+    def test_domains(self):
+        return self.views, self.labels
+
+
+class Translator:
+    """``translate`` of a stub model: ``to[target](x)`` in model space [-1, 1]."""
+
+    def __init__(self, to):
+        self.to = to
+
+    def translate(self, x, direction):
+        return self.to[direction.rsplit("_to_", 1)[-1]](x)
+
+
+def test_hidden_code_ratio_is_one_for_a_true_translator_and_large_for_a_hiding_one() -> None:
+    from gan_lightning.metrics.translation import domain_pair_metrics
+
+    dm = StubDomains()
+    honest = domain_pair_metrics(Translator({"inverted": lambda x: -x, "image": lambda x: -x + 0.1}), dm, 50, {})
+    # honest: image -> inverted exact, inverted -> image off by 0.1 in [-1, 1], i.e. 0.05 in [0, 1] (up to clamping)
+    rt = honest["image_to_inverted/round_trip_l1"]
+    torch.testing.assert_close(honest["inverted_to_image/l1"], rt)  # G(true x_inv, image) = G(G(x, inv), image)
+    torch.testing.assert_close(honest["image_to_inverted/hidden_code_ratio"], 1.0, rtol=1e-5, atol=0)
+    assert 0.04 < rt <= 0.05
+    # hiding: the 'inverted' image is a near-constant grey carrying x at amplitude 1e-3, and the way
+    # back decodes it exactly: round trip ~0, but the true inverted image decodes to garbage
+    hiding = {"inverted": lambda x: 1e-3 * x, "image": lambda x: (x * 1e3).clamp(-1, 1)}
+    out = domain_pair_metrics(Translator(hiding), dm, 50, {})
+    assert out["image_to_inverted/round_trip_l1"] < 1e-3
+    assert out["image_to_inverted/hidden_code_ratio"] > 100
+    torch.testing.assert_close(
+        out["mean/hidden_code_ratio"],
+        (out["image_to_inverted/hidden_code_ratio"] + out["inverted_to_image/hidden_code_ratio"]) / 2,
+    )
 
 
 def test_resume_is_bitwise_exact(mnist_root) -> None:

@@ -24,6 +24,8 @@ DIRECTIONS = {
     "agreement": True,
     "agreement_ceiling": True,
     "agreement_share": True,
+    "round_trip_l1": False,
+    "hidden_code_ratio": False,
 }
 
 
@@ -72,21 +74,34 @@ def translation_metrics(
 def domain_pair_metrics(model: Any, dm: Any, n: int, classifiers: dict[str, Any]) -> dict[str, float]:
     """Multi-domain data (every test image in each domain, ``dm.test_domains()``): the measures of
     each ordered pair under '<source>_to_<target>/...' (the target domain's classifier), and their
-    means over the pairs under 'mean/...'."""
+    means over the pairs under 'mean/...'.
+
+    Also, per pair i -> j, the check for hidden codes (Chu et al. 2017): ``round_trip_l1``, the L1 of
+    G(G(x_i, j), i) to x_i (the cycle G is trained on), and ``hidden_code_ratio``, the L1 of G(true x_j, i)
+    to x_i (pair j -> i's l1) over it. Near 1, G reads what the target domain shows; far above 1, G
+    decodes a code it hid in its own translations and not the target domain's images."""
     from gan_lightning.data.domains import domain_pairs
 
     views, labels = dm.test_domains()
     n = min(n, len(labels))
+    names = list(dm.info.domains)
     out: dict[str, float] = {}
-    per_pair: dict[str, list[float]] = {}
-    for i, j, name in domain_pairs(dm.info.domains):
-        pred01 = model.translate(to_model_space(views[i, :n]), name).float().cpu().add(1).div(2).clamp(0, 1)
+    round_trips: dict[tuple[int, int], float] = {}
+    for i, j, name in domain_pairs(names):
+        pred = model.translate(to_model_space(views[i, :n]), name).float().cpu()
+        pred01 = pred.add(1).div(2).clamp(0, 1)
         tgt01 = views[j, :n].float() / 255
-        scores = score_translation(pred01, tgt01, labels[:n], True, classifiers.get(dm.info.domains[j]))
+        scores = score_translation(pred01, tgt01, labels[:n], True, classifiers.get(names[j]))
+        back01 = model.translate(pred.clamp(-1, 1), f"{names[j]}_to_{names[i]}").float().cpu().add(1).div(2)
+        round_trips[i, j] = float((back01.clamp(0, 1) - views[i, :n].float() / 255).abs().mean())
         out.update({f"{name}/{k}": v for k, v in scores.items()})
-        for k, v in scores.items():
-            per_pair.setdefault(k, []).append(v)
-    out.update({f"mean/{k}": sum(v) / len(v) for k, v in per_pair.items()})
+    for i, j, name in domain_pairs(names):
+        out[f"{name}/round_trip_l1"] = round_trips[i, j]
+        out[f"{name}/hidden_code_ratio"] = out[f"{names[j]}_to_{names[i]}/l1"] / max(round_trips[i, j], 1e-6)
+    keys = {key.split("/", 1)[1] for key in out}
+    pairs = [name for _, _, name in domain_pairs(names)]
+    common = [k for k in sorted(keys) if all(f"{p}/{k}" in out for p in pairs)]
+    out.update({f"mean/{k}": sum(out[f"{p}/{k}"] for p in pairs) / len(pairs) for k in common})
     return out
 
 
