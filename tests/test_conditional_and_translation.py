@@ -173,6 +173,38 @@ def test_cyclegan_cycle_and_identity_terms(mnist_root) -> None:
     torch.testing.assert_close(s["loss/g"], expected)
 
 
+@pytest.mark.parametrize("exp", ["cyclegan_edges", "discogan_edges"])
+def test_cycle_noise_enters_the_cycle_terms_only(exp: str, mnist_root) -> None:
+    """model.cycle_noise=s: with identity generators the cycle term is exactly d(a + s * eps_b, a) + d(b + s * eps_a, b)
+    (eps from the run's noise, in that order; d the model's distance), the adversarial terms see the clean
+    translations."""
+    from gan_lightning.data.base import PairBatch
+    from gan_lightning.models.noise import NoiseSource
+
+    cfg = load_config(
+        [f"exp={exp}", *data_args(mnist_root), "nets.g_width=8", "nets.d_width=8", "model.cycle_noise=0.5"]
+    )
+    info = build_datamodule(cfg).info
+    model = build_model(cfg, info)
+    model.G_AB, model.G_BA = torch.nn.Identity(), torch.nn.Identity()
+    model.noise = NoiseSource(3)
+    model.optimizers = lambda: (None, None)
+    model.backward_step = lambda opt, loss: None
+    model.finish_step = lambda stats: None
+    shape = tuple(info.shape)
+    a, b = torch.rand(1, 4, *shape) * 2 - 1, torch.rand(1, 4, *shape) * 2 - 1
+    stats = model.training_step(PairBatch(a, b, torch.zeros(1, 4)), 0)
+    replay = NoiseSource(3)
+    eps_b, eps_a = replay.normal(4, *shape), replay.normal(4, *shape)
+    expected = model.cycle_distance(a[0] + 0.5 * eps_b, a[0]) + model.cycle_distance(b[0] + 0.5 * eps_a, b[0])
+    torch.testing.assert_close(stats["g/cycle"], expected)
+    assert float(expected) > 0.1
+    clean_adv = model.adversarial_g(model.D_B(a[0])) + model.adversarial_g(model.D_A(b[0]))
+    torch.testing.assert_close(stats["g/adv"], clean_adv)
+    with pytest.raises(ConfigError, match=r"model\.cycle_noise"):
+        load_config([f"exp={exp}", "model.cycle_noise=-1"])
+
+
 def test_cyclegan_adversarial_terms_have_the_papers_weights(mnist_root) -> None:
     """Zhu et al. 2017: G minimises E[(D(G(x)) - 1)^2] (no 1/2) beside lambda * cycle, and D's
     least-squares objective E[(D(y) - 1)^2] + E[D(G(x))^2] is divided by 2."""

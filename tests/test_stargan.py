@@ -152,10 +152,10 @@ def test_each_step_trains_only_its_net_with_the_papers_terms(mnist_root) -> None
     torch.testing.assert_close(g["loss/g"], g["g/adv"] + 1.0 * g["g/cls"] + 10.0 * g["g/rec"])
 
 
-def test_rec_noise_perturbs_only_the_intermediate_of_the_round_trip(mnist_root) -> None:
-    """model.rec_noise=s: L_rec = |x - G(G(x, c') + s * eps, c)| with eps ~ N(0, 1) from the run's noise
+def test_cycle_noise_perturbs_only_the_intermediate_of_the_round_trip(mnist_root) -> None:
+    """model.cycle_noise=s: L_rec = |x - G(G(x, c') + s * eps, c)| with eps ~ N(0, 1) from the run's noise
     (Bashkirova et al. 2019's defence against hidden codes); adversarial and class terms see the clean fake."""
-    model, grads = built(mnist_root, "model.rec_noise=0.3")
+    model, grads = built(mnist_root, "model.cycle_noise=0.3")
     model.noise = NoiseSource(5)
     torch.manual_seed(0)
     x = torch.rand(6, 1, 28, 28) * 2 - 1
@@ -348,7 +348,7 @@ def test_resume_is_bitwise_exact(mnist_root) -> None:
         (["nets.d_norm=batch"], "no normalisation"),
         (["model.n_critic=0"], "model.n_critic"),
         (["model.rec_weight=-1"], "model.rec_weight"),
-        (["model.rec_noise=-0.1"], "model.rec_noise"),
+        (["model.cycle_noise=-0.1"], "model.cycle_noise"),
         (["data.blur_sigma=0"], "data.blur_sigma"),
         (["model.penalty.every=4"], "stargan applies its penalty on every D step"),  # not lazy
         (["model.penalty.weight=-1"], "model.penalty.weight"),

@@ -5,7 +5,7 @@ channels); D has two heads on one trunk, D_src (WGAN-GP critic on patches) and D
 logits). With c the source domain and c' a random other domain (a different one per image):
 
     L_D = -L_adv + lambda_cls * L_cls^r,   L_cls^r = CE(D_cls(x), c)                (eq. 7)
-    L_G =  L_adv + lambda_cls * L_cls^f + lambda_rec * L_rec,  (model.rec_noise: noise on G(x, c') in L_rec)
+    L_G =  L_adv + lambda_cls * L_cls^f + lambda_rec * L_rec,  (model.cycle_noise: noise on G(x, c') in L_rec)
            L_cls^f = CE(D_cls(G(x, c')), c'),  L_rec = ||x - G(G(x, c'), c)||_1      (eq. 3, 4, 7)
 
 with L_adv the Wasserstein objective plus the gradient penalty on D_src (eq. 8), lambda_cls = 1,
@@ -30,6 +30,7 @@ from gan_lightning.data.domains import DomainBatch, DomainsDataModule, domain_pa
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import OptimizerGroup
 from gan_lightning.models.translation import (
+    CycleConfig,
     TranslationModule,
     register_translator,
     size_multiple,
@@ -39,7 +40,7 @@ from gan_lightning.nets.stargan import LabelConditioned, StarDiscriminator, Star
 from gan_lightning.nets.translation import size_problem
 from gan_lightning.penalties import penalty_from_config
 from gan_lightning.registry import MODELS, ConfigError
-from gan_lightning.schema import ModelConfig, PenaltyConfig
+from gan_lightning.schema import PenaltyConfig
 
 register_translator(
     "stargan",
@@ -50,16 +51,13 @@ register_translator(
 
 
 @dataclass
-class StarGANConfig(ModelConfig):
+class StarGANConfig(CycleConfig):  # cycle_noise: on G(x, c') in L_rec
     name: str = "stargan"
     loss: str = "wasserstein"  # D_src's adversarial loss (WGAN-GP in the paper)
     n_critic: int = 5  # D steps per G step, each on its own real batch
     penalty: PenaltyConfig = field(default_factory=lambda: PenaltyConfig(name="gp", weight=10.0))
     cls_weight: float = 1.0  # lambda_cls: domain classification, of real images for D and of fakes for G
     rec_weight: float = 10.0  # lambda_rec: ||x - G(G(x, c'), c)||_1
-    # std of N(0, 1) noise added to G(x, c') before G maps it back (0: the paper). Breaks low-amplitude hidden
-    # codes that meet the cycle term without translating (Chu et al. 2017); the defence of Bashkirova et al. 2019
-    rec_noise: float = 0.0
 
 
 @MODELS.register("stargan")
@@ -106,7 +104,6 @@ class StarGAN(TranslationModule):
             (m.n_critic >= 1, "model.n_critic", f"must be >= 1 D steps per G step, got {m.n_critic}"),
             (m.cls_weight >= 0, "model.cls_weight", f"must be >= 0, got {m.cls_weight}"),
             (m.rec_weight >= 0, "model.rec_weight", f"must be >= 0, got {m.rec_weight}"),
-            (m.rec_noise >= 0, "model.rec_noise", f"a noise std, must be >= 0, got {m.rec_noise}"),
             (
                 not (
                     cfg.nets.g_norm == "instance"
@@ -227,14 +224,6 @@ class StarGAN(TranslationModule):
         self.backward_step(opt, loss)
         stats["loss/d"] = loss.detach()
         return stats
-
-    def perturbed(self, fake: Tensor) -> Tensor:
-        """The intermediate of the round trip, with ``model.rec_noise`` Gaussian noise when set."""
-        std = float(self.mcfg.rec_noise)
-        if std == 0:
-            return fake
-        assert self.noise is not None  # set up in on_fit_start
-        return fake + std * self.noise.normal(len(fake), *fake.shape[1:]).to(fake)
 
     def generator_step(self, x: Tensor, source: Tensor, target: Tensor, opt: Any) -> dict[str, Tensor]:
         """L_adv + lambda_cls * CE(D_cls(G(x, c')), c') + lambda_rec * |x - G(G(x, c'), c)|: G's only."""

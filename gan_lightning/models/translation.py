@@ -109,12 +109,26 @@ class ImagePool:
         self.images = [] if state["images"] is None else [t.to(device) for t in state["images"]]
 
 
+@dataclass
+class CycleConfig(ModelConfig):
+    """Keys of the models with a round trip (a cycle or reconstruction term through a translation)."""
+
+    # std of N(0, 1) noise added (in [-1, 1] model space) to the translation before it is mapped back, in the
+    # cycle term only; 0: the papers. Breaks low-amplitude codes hidden in the translation that meet the cycle
+    # term without translating (Chu et al. 2017); the defence of Bashkirova et al. 2019
+    cycle_noise: float = 0.0
+
+
 class TranslationModule(GANModule):
     """Shared by pix2pix and CycleGAN: one real batch per step, translation grids and sampling."""
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
         super().validate(cfg)
+        if issubclass(cls.Config, CycleConfig) and cfg.model.cycle_noise < 0:
+            raise ConfigError(
+                f"bad value for 'model.cycle_noise': a noise std, must be >= 0, got {cfg.model.cycle_noise}"
+            )
         TRANSLATORS.get(cfg.nets.g, "nets.g")
         cls.validate_loss(cfg)
         IMAGE_DISCRIMINATORS.get(cfg.nets.d, "nets.d")
@@ -127,6 +141,14 @@ class TranslationModule(GANModule):
             raise ConfigError("bad value in 'nets': patch_layers and resnet_blocks must be >= 1")
         cls.validate_data(cfg)
         cls.validate_nets_read(cfg)  # after the data: a model-data mismatch is the first thing to fix
+
+    def perturbed(self, translation: Tensor) -> Tensor:
+        """A translation on its way back in a cycle term: with ``model.cycle_noise`` Gaussian noise when set."""
+        std = float(getattr(self.mcfg, "cycle_noise", 0.0))
+        if std == 0:
+            return translation
+        assert self.noise is not None  # set up in on_fit_start
+        return translation + std * self.noise.normal(len(translation), *translation.shape[1:]).to(translation)
 
     @classmethod
     def validate_nets_read(cls, cfg: DictConfig) -> None:
@@ -280,7 +302,7 @@ class Pix2Pix(TranslationModule):
 
 
 @dataclass
-class CycleGANConfig(ModelConfig):
+class CycleGANConfig(CycleConfig):
     name: str = "cyclegan"
     loss: str = "least_squares"  # LSGAN, as in Zhu et al. 2017
     cycle_weight: float = 10.0  # lambda of ||G_BA(G_AB(a)) - a||_1 + ||G_AB(G_BA(b)) - b||_1
@@ -343,7 +365,9 @@ class CycleGAN(TranslationModule):
         with self.frozen(self.D_A, self.D_B):  # G step: both generators at once
             fake_b, fake_a = self.G_AB(a), self.G_BA(b)
             adv = self.adversarial_g(self.D_B(fake_b)) + self.adversarial_g(self.D_A(fake_a))
-            cycle = self.cycle_distance(self.G_BA(fake_b), a) + self.cycle_distance(self.G_AB(fake_a), b)
+            cycle = self.cycle_distance(self.G_BA(self.perturbed(fake_b)), a) + self.cycle_distance(
+                self.G_AB(self.perturbed(fake_a)), b
+            )
             g_loss = adv + m.cycle_weight * cycle
             stats = {"g/adv": adv.detach(), "g/cycle": cycle.detach()}
             if m.identity_weight > 0:
