@@ -241,8 +241,13 @@ def test_translation_runs_write_grids_and_metrics(exp: str, mnist_root) -> None:
     result = run(f"exp={exp}", *data_args(mnist_root), "steps=3", "out=t", "log.sample_every=3", "metrics.n=100")
     final = result.summary["final"]
     assert {"ab/l1", "ab/fid", "ab/agreement"} <= set(final)
-    if exp == "cyclegan_edges":
+    if exp == "cyclegan_edges":  # both ways on true test pairs: the hidden-code check, from the l1s
         assert {"ba/l1", "ba/fid", "ba/agreement"} <= set(final)
+        for d, back in (("ab", "ba"), ("ba", "ab")):
+            assert 0 < final[f"{d}/round_trip_l1"] < 1
+            assert final[f"{d}/hidden_code_ratio"] == pytest.approx(final[f"{back}/l1"] / final[f"{d}/round_trip_l1"])
+    else:
+        assert "ab/hidden_code_ratio" not in final
     assert (result.run_dir / "samples" / "step_0000003.png").is_file()
     from gan_lightning.sample import sample_data_space
 

@@ -3,7 +3,11 @@ L1, SSIM and PSNR against the true translation (where the task has one), FID of 
 target-domain images, and label agreement: the target domain's classifier labels the
 translation as the class of the input (fashion_edges has labels; folders do not), beside its
 ceiling (the classifier's agreement on the true targets) and the share of the ceiling reached.
-A task with a model-free baseline (super-resolution: bicubic upsampling) has the same measures of it."""
+A task with a model-free baseline (super-resolution: bicubic upsampling) has the same measures of it.
+Models that translate both ways on a task with true pairs also get the check for hidden codes (Chu et al.
+2017): ``round_trip_l1`` through G's own translation and ``hidden_code_ratio``, the way back's L1 from the
+true target images over it (about 1 for a translator that reads the target domain, far above for one that
+decodes a code it hid in its translations)."""
 
 from __future__ import annotations
 
@@ -62,42 +66,55 @@ def translation_metrics(
     truth = bool(getattr(dm, "paired", False) or getattr(dm, "true_test_pairs", False))
     classifiers = classifiers or {}
     out: dict[str, float] = {}
+    cycle = truth and set(model.directions) == {"ab", "ba"}  # both ways and the true pairs: the hidden-code check
     for direction in model.directions:
         src, tgt, target_domain = (a, b, "b") if direction == "ab" else (b, a, "a")
-        pred01 = model.translate(to_model_space(src), direction).float().cpu().add(1).div(2).clamp(0, 1)
+        pred = model.translate(to_model_space(src), direction).float().cpu()
+        pred01 = pred.add(1).div(2).clamp(0, 1)
         scores = score_translation(pred01, tgt.float() / 255, labels, truth, classifiers.get(target_domain), inception)
         out.update({f"{direction}/{k}": v for k, v in scores.items()})
+        if cycle:
+            out[f"{direction}/round_trip_l1"] = round_trip_l1(model, pred, src, direction[::-1])
+    if cycle:
+        for direction in model.directions:
+            out[f"{direction}/hidden_code_ratio"] = hidden_code_ratio(out, direction, direction[::-1])
     return out
+
+
+def round_trip_l1(model: Any, translation: Tensor, src: Tensor, back: str) -> float:
+    """L1 in [0, 1] of the translation (model space) mapped back by ``back`` to the source images (uint8)."""
+    back01 = model.translate(translation.clamp(-1, 1), back).float().cpu().add(1).div(2).clamp(0, 1)
+    return float((back01 - src.float() / 255).abs().mean())
+
+
+def hidden_code_ratio(out: dict[str, float], direction: str, back: str) -> float:
+    """The check for hidden codes (Chu et al. 2017) of ``direction``: the L1 of the way back from the *true*
+    target images (``back``'s l1) over the L1 of the round trip through G's own translation. Near 1, G reads
+    what the target domain shows; far above 1, G decodes a code it hid in its translations."""
+    return out[f"{back}/l1"] / max(out[f"{direction}/round_trip_l1"], 1e-6)
 
 
 @torch.no_grad()
 def domain_pair_metrics(model: Any, dm: Any, n: int, classifiers: dict[str, Any]) -> dict[str, float]:
     """Multi-domain data (every test image in each domain, ``dm.test_domains()``): the measures of
     each ordered pair under '<source>_to_<target>/...' (the target domain's classifier), and their
-    means over the pairs under 'mean/...'.
-
-    Also, per pair i -> j, the check for hidden codes (Chu et al. 2017): ``round_trip_l1``, the L1 of
-    G(G(x_i, j), i) to x_i (the cycle G is trained on), and ``hidden_code_ratio``, the L1 of G(true x_j, i)
-    to x_i (pair j -> i's l1) over it. Near 1, G reads what the target domain shows; far above 1, G
-    decodes a code it hid in its own translations and not the target domain's images."""
+    means over the pairs under 'mean/...'. Per pair i -> j also ``round_trip_l1``, the L1 of G(G(x_i, j), i)
+    to x_i (the cycle G is trained on), and ``hidden_code_ratio``, pair j -> i's l1 over it."""
     from gan_lightning.data.domains import domain_pairs
 
     views, labels = dm.test_domains()
     n = min(n, len(labels))
     names = list(dm.info.domains)
     out: dict[str, float] = {}
-    round_trips: dict[tuple[int, int], float] = {}
     for i, j, name in domain_pairs(names):
         pred = model.translate(to_model_space(views[i, :n]), name).float().cpu()
         pred01 = pred.add(1).div(2).clamp(0, 1)
         tgt01 = views[j, :n].float() / 255
         scores = score_translation(pred01, tgt01, labels[:n], True, classifiers.get(names[j]))
-        back01 = model.translate(pred.clamp(-1, 1), f"{names[j]}_to_{names[i]}").float().cpu().add(1).div(2)
-        round_trips[i, j] = float((back01.clamp(0, 1) - views[i, :n].float() / 255).abs().mean())
         out.update({f"{name}/{k}": v for k, v in scores.items()})
+        out[f"{name}/round_trip_l1"] = round_trip_l1(model, pred, views[i, :n], f"{names[j]}_to_{names[i]}")
     for i, j, name in domain_pairs(names):
-        out[f"{name}/round_trip_l1"] = round_trips[i, j]
-        out[f"{name}/hidden_code_ratio"] = out[f"{names[j]}_to_{names[i]}/l1"] / max(round_trips[i, j], 1e-6)
+        out[f"{name}/hidden_code_ratio"] = hidden_code_ratio(out, name, f"{names[j]}_to_{names[i]}")
     keys = {key.split("/", 1)[1] for key in out}
     pairs = [name for _, _, name in domain_pairs(names)]
     common = [k for k in sorted(keys) if all(f"{p}/{k}" in out for p in pairs)]
