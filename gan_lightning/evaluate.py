@@ -47,26 +47,54 @@ def evaluate_checkpoint(
     """Metrics of a checkpoint's generators; written as JSON beside the checkpoint (or ``out``)."""
     model = load_model(ckpt, device)
     kind = model.info.kind
-    names = metrics or (["modes"] if kind == "toy" else ["fid", "kid", "prdc", "is", "classes"])
-    evaluator = checkpoint_evaluator(
-        model, names, n, features, ref_split, device, data_dir, resize, is_weights, ppl_space=ppl_space, ppl_n=ppl_n
-    )
     path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
-    evaluator.artifacts_prefix = str(path.with_suffix(""))  # pictures some measures draw: <json stem>-*.png
-    evaluator.prepare().check_model(model)
-    values = compute_metrics(evaluator, model, n, None, raw_too, seed)
-    result = {
-        "checkpoint": str(ckpt),
-        "g_step": model.g_step,
-        "n": n,
-        "seed": seed,
-        **evaluator.describe(),
-        "values": values,
-    }
+    if kind == "pair":  # image-to-image: the measures the run's TranslationMetrics callback takes, on the test split
+        values, described = evaluate_translation(model, metrics, n, features, device, data_dir)
+    else:
+        names = metrics or (["modes"] if kind == "toy" else ["fid", "kid", "prdc", "is", "classes"])
+        evaluator = checkpoint_evaluator(
+            model, names, n, features, ref_split, device, data_dir, resize, is_weights, ppl_space=ppl_space, ppl_n=ppl_n
+        )
+        evaluator.artifacts_prefix = str(path.with_suffix(""))  # pictures some measures draw: <json stem>-*.png
+        evaluator.prepare().check_model(model)
+        values, described = compute_metrics(evaluator, model, n, None, raw_too, seed), evaluator.describe()
+    result = {"checkpoint": str(ckpt), "g_step": model.g_step, "n": n, "seed": seed, **described, "values": values}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result)  # strict JSON: a non-finite value (e.g. an infinite mode KL) is null
     result["written_to"] = str(path)
     return result
+
+
+def evaluate_translation(
+    model: Any, metrics: list[str] | None, n: int, features: str, device: str, data_dir: str | None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """A translation model's measures on ``n`` test images (per direction or domain pair, and the task's
+    model-free baseline), with the domain classifiers (or Inception features where the task has none)."""
+    from gan_lightning.metrics.translation import baseline_metrics, domain_classifiers, translation_metrics
+
+    if metrics and metrics != ["translation"]:
+        raise ConfigError(
+            f"bad value for '--metrics': an image-to-image model is measured by 'translation' (L1, SSIM, PSNR, FID, "
+            f"label agreement, the hidden-code check), got {','.join(metrics)}; use --metrics translation"
+        )
+    dm = datamodule_for(model.cfg, data_dir)
+    if hasattr(dm, "prepare"):
+        dm.prepare()
+    classifiers = {k: c.to(device) for k, c in domain_classifiers(dm, verbose=True).items()}
+    inception = None
+    if not classifiers and features == "inception":
+        from gan_lightning.metrics.features import InceptionFeatures
+
+        inception = InceptionFeatures().to(device)
+    values = translation_metrics(model, dm, n, classifiers, inception)
+    values.update(baseline_metrics(dm, n, classifiers, inception))
+    described = {
+        "metrics": "image-to-image on the test split: L1/SSIM/PSNR to the true translation, FID and label agreement",
+        "classifiers": {
+            k: {f: c.meta[f] for f in ("dataset", "fingerprint", "test_accuracy")} for k, c in classifiers.items()
+        },
+    }
+    return values, described
 
 
 def checkpoint_evaluator(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -253,6 +254,17 @@ def test_translation_runs_write_grids_and_metrics(exp: str, mnist_root) -> None:
 
     x, _ = sample_data_space(result.run_dir / "checkpoints" / "last.ckpt", 5)
     assert x.shape[0] == 5 and x.min() >= 0 and x.max() <= 1
+    from gan_lightning.cli import main
+
+    # `gan-lightning evaluate` of the last checkpoint measures what the run measured at its end
+    ckpt = str(result.run_dir / "checkpoints" / "last.ckpt")
+    out = result.run_dir / "evaluated.json"
+    assert main(["evaluate", ckpt, "--n", "100", "--data-dir", str(mnist_root), "--out", str(out)]) == 0
+    evaluated = json.loads(out.read_text())["values"]
+    assert set(evaluated) == {k for k in final if k.split("/")[0] in ("ab", "ba")}
+    for key, value in evaluated.items():
+        assert value == pytest.approx(final[key], rel=1e-6), key
+    assert main(["evaluate", ckpt, "--metrics", "fid", "--data-dir", str(mnist_root)]) == 2  # not its measure
 
 
 def test_cyclegan_resume_is_exact_with_the_history_buffers(mnist_root) -> None:

@@ -280,6 +280,13 @@ def test_trains_with_pair_metrics_grid_and_sampling(mnist_root, monkeypatch) -> 
 
     x, model = sample_data_space(result.run_dir / "checkpoints" / "last.ckpt", 5)
     assert x.shape == (5, 1, 28, 28) and x.min() >= 0 and x.max() <= 1
+    from gan_lightning.evaluate import evaluate_checkpoint
+
+    # `gan-lightning evaluate` of the last checkpoint measures what the run measured at its end
+    evaluated = evaluate_checkpoint(result.run_dir / "checkpoints" / "last.ckpt", None, 40, data_dir=str(mnist_root))
+    assert evaluated["g_step"] == 2 and set(evaluated["values"]) == {k for k in final if "_to_" in k or "mean/" in k}
+    for key, value in evaluated["values"].items():
+        assert value == pytest.approx(final[key], rel=1e-6, nan_ok=True), key
     a = torch.rand(3, 1, 28, 28) * 2 - 1
     torch.testing.assert_close(model.translate(a, "inverted_to_edges"), model.translate(a, "image_to_edges"))
 
