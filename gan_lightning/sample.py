@@ -80,10 +80,10 @@ def sample_to_file(
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, x.numpy().astype(np.float32))
-    elif model.info.kind == "image":
-        save_grid(x, out)
-    else:
+    elif model.info.kind == "toy":  # points: a scatter plot over the mixture's modes
         save_scatter(x, model.info, out, f"{Path(ckpt).name}: {n} samples")
+    else:  # images, or a translation model's translations of test inputs
+        save_grid(x, out)
     return out
 
 

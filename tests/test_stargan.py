@@ -280,6 +280,10 @@ def test_trains_with_pair_metrics_grid_and_sampling(mnist_root, monkeypatch) -> 
 
     x, model = sample_data_space(result.run_dir / "checkpoints" / "last.ckpt", 5)
     assert x.shape == (5, 1, 28, 28) and x.min() >= 0 and x.max() <= 1
+    from gan_lightning.sample import sample_to_file
+
+    png = sample_to_file(result.run_dir / "checkpoints" / "last.ckpt", 5, result.run_dir / "s.png")
+    assert Image.open(png).size[0] > 5 * 28  # a grid of the translations, not a 2-d scatter plot
     from gan_lightning.evaluate import evaluate_checkpoint
 
     # `gan-lightning evaluate` of the last checkpoint measures what the run measured at its end
