@@ -476,3 +476,68 @@ def test_translation_fid_in_inception_space_hands_the_images_to_the_extractor_on
     scores = score_translation(images, images.flip(0), torch.zeros(12, dtype=torch.long), False, None, ex)
     assert ex.seen and all(d.type == "meta" for d in ex.seen)
     assert math.isfinite(scores["fid"])
+
+
+# ----------------------------------------------------------------------------- EMA of the generators
+TRANSLATION_EXPERIMENTS = {
+    "pix2pix": "pix2pix_edges",
+    "cyclegan": "cyclegan_edges",
+    "discogan": "discogan_edges",
+    "stargan": "stargan_fashion",
+    "simgan": "simgan_fashion",
+    "srgan": "srgan_fashion",
+}
+
+
+def test_every_translation_model_is_in_the_ema_tests() -> None:
+    from gan_lightning.models import MODELS
+    from gan_lightning.models.translation import TranslationModule
+
+    registered = {name for name in MODELS.names() if issubclass(MODELS[name], TranslationModule)}
+    assert registered == set(TRANSLATION_EXPERIMENTS)
+
+
+def translator_params(model) -> set[int]:
+    return {id(p) for d in model.directions for p in model.nets_for(d).parameters()}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSLATION_EXPERIMENTS))
+def test_with_ema_every_translation_comes_from_an_average_never_from_a_trained_weight(
+    name: str, mnist_root, tmp_path
+) -> None:
+    """model.ema.decay > 0: the nets that translate (metrics, grids, sampling) hold none of the parameters the
+    G optimizer trains, and start as copies of them; without it they are the trained nets themselves."""
+    from tests.conftest import data_overrides
+
+    exp = TRANSLATION_EXPERIMENTS[name]
+    common = [f"exp={exp}", *data_overrides(exp, mnist_root, tmp_path)]
+    cfg = load_config([*common, "model.ema.decay=0.9"])
+    model = build_model(cfg, build_datamodule(cfg).info)
+    trained = {id(p) for p in model.optimizer_groups()[0].params}
+    assert translator_params(model) and not translator_params(model) & trained
+    for g in model.averaged:
+        raw, ema = getattr(model, g).state_dict(), getattr(model, f"{g}_ema").state_dict()
+        assert raw.keys() == ema.keys() and all(torch.equal(raw[k], ema[k]) for k in raw)
+    plain = load_config(common)
+    model = build_model(plain, build_datamodule(plain).info)
+    assert model.averaged == () and translator_params(model) <= {id(p) for p in model.optimizer_groups()[0].params}
+
+
+def test_translation_ema_update_is_the_lerp_after_start_and_a_copy_before(mnist_root) -> None:
+    cfg = load_config(["exp=cyclegan_edges", *data_args(mnist_root), "nets.g_width=4", "nets.d_width=4"])
+    cfg.model.ema.decay, cfg.model.ema.start = 0.9, 3
+    model = build_model(cfg, build_datamodule(cfg).info)
+    raw = [p for p in model.G_AB.parameters()]
+    with torch.no_grad():
+        for p in model.G_AB_ema.parameters():
+            p.fill_(1.0)
+    model.g_step = 2  # before start: a copy
+    model.update_averages()
+    assert all(torch.equal(e, p) for e, p in zip(model.G_AB_ema.parameters(), raw))
+    with torch.no_grad():
+        for p in model.G_AB_ema.parameters():
+            p.fill_(1.0)
+    model.g_step = 3
+    model.update_averages()
+    for e, p in zip(model.G_AB_ema.parameters(), raw):
+        torch.testing.assert_close(e, 0.9 * torch.ones_like(p) + 0.1 * p)

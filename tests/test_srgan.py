@@ -190,6 +190,13 @@ def test_g_loss_wiring_and_the_l2_only_switch(small_root) -> None:
     model.load_generator(str(cfg.model.init_from))
     assert all(torch.equal(v, w[f"G.{k}"]) for k, v in model.G.state_dict().items())
     assert result.summary["steps_done"] == 2
+    # with an EMA of G the average starts from the loaded G too: after one step, 0.999 W_loaded + 0.001 G_1
+    init = f"model.init_from={l2.run_dir / 'checkpoints' / 'last.ckpt'}"
+    one = run(*args(small_root), init, "model.ema.decay=0.999", "steps=1", "out=ema", "metrics.names=[]")
+    w1 = weights(one.run_dir)
+    for k in (k for k in w1 if k.startswith("G_ema.") and w1[k].is_floating_point() and "running" not in k):
+        g = k[len("G_ema.") :]
+        torch.testing.assert_close(w1[k], 0.999 * w[f"G.{g}"] + 0.001 * w1[f"G.{g}"])
 
 
 def test_srgan_trains_with_metrics_and_resumes_exactly(small_root) -> None:

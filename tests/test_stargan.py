@@ -343,11 +343,14 @@ def test_hidden_code_ratio_is_one_for_a_true_translator_and_large_for_a_hiding_o
 def test_resume_is_bitwise_exact(mnist_root) -> None:
     from tests.test_resume import SignalAt
 
-    common = [*args(mnist_root), "steps=4"]
+    common = [*args(mnist_root), "steps=4", "model.ema.decay=0.5", "model.cycle_noise=0.1"]  # both resume too
     full = run(*common, "out=full")
     run(*common, "out=part", extra_callbacks=[SignalAt(2)])
     resumed = run(*common, "out=part", "resume=auto")
     assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
+    w = weights(full.run_dir)
+    averaged = [k for k in w if k.startswith("G_ema.")]
+    assert averaged and any(not torch.equal(w[k], w["G." + k[len("G_ema.") :]]) for k in averaged)
 
 
 # ----------------------------------------------------------------------------- bad config

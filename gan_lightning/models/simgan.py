@@ -24,11 +24,15 @@ from torch import Tensor, nn
 from gan_lightning.data.base import PairBatch
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import OptimizerGroup
-from gan_lightning.models.translation import IMAGE_DISCRIMINATORS, TranslationModule, register_translator
+from gan_lightning.models.translation import (
+    IMAGE_DISCRIMINATORS,
+    TranslationConfig,
+    TranslationModule,
+    register_translator,
+)
 from gan_lightning.nets import with_capabilities
 from gan_lightning.nets.simgan import LocalDiscriminator, Refiner
 from gan_lightning.registry import MODELS, ConfigError
-from gan_lightning.schema import ModelConfig
 
 register_translator(
     "refiner",
@@ -89,7 +93,7 @@ class RefinedHistory:
 
 
 @dataclass
-class SimGANConfig(ModelConfig):
+class SimGANConfig(TranslationConfig):
     name: str = "simgan"
     loss: str = "nonsaturating"  # cross-entropy per patch; R minimises -log D(R(x)) (the paper's l_real)
     reg_weight: float = 0.1  # lambda of the self-regularisation ||R(x) - x||_1 (mean per pixel)
@@ -126,6 +130,7 @@ class SimGAN(TranslationModule):
         self.R = self.translator(c_a, c_b)
         self.D = self.discriminator(c_b)
         self.history = RefinedHistory(int(self.mcfg.history_size))
+        self.average("R")
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -144,7 +149,7 @@ class SimGAN(TranslationModule):
             )
 
     def nets_for(self, direction: str) -> nn.Module:
-        return self.R
+        return self.generator("R")
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
         o = self.cfg.optim

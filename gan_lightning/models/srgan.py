@@ -45,10 +45,9 @@ from gan_lightning.data.base import PairBatch
 from gan_lightning.data.superres import bicubic_upsample
 from gan_lightning.losses import LOSSES
 from gan_lightning.models.base import OptimizerGroup
-from gan_lightning.models.translation import TranslationModule
+from gan_lightning.models.translation import TranslationConfig, TranslationModule
 from gan_lightning.nets.srgan import SRGANDiscriminator, SRResNet
 from gan_lightning.registry import MODELS, ConfigError, first_line
-from gan_lightning.schema import ModelConfig
 
 CONTENTS = ("pixel", "classifier", "vgg")
 CLASSIFIER_CUTS = {1: 3, 2: 7, 3: 11}  # DomainClassifier.trunk[:cut] ends at conv block k's ReLU
@@ -60,7 +59,7 @@ VGG_FIX = (
 
 
 @dataclass
-class SRGANConfig(ModelConfig):
+class SRGANConfig(TranslationConfig):
     name: str = "srgan"
     loss: str = "nonsaturating"  # D: sigmoid + BCE; G: -log D(G(LR)) (Ledig et al. 2017)
     adversarial: bool = True  # false: SRResNet, the same G trained on the content loss alone
@@ -211,6 +210,7 @@ class SRGAN(TranslationModule):
         d_norm = "batch" if n.d_norm == "auto" else str(n.d_norm)
         self.D = self.initialised(SRGANDiscriminator(c_b, self.info.shape_b[-1], int(n.d_width), norm=d_norm))
         self._content: list[FeatureContent] = []  # a plain list: outside the module tree and the state_dict
+        self.average("G")
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -262,7 +262,7 @@ class SRGAN(TranslationModule):
         return self.initialised(SRResNet(c_in, c_out, scale, int(n.resnet_blocks), int(n.g_width), str(n.g_norm)))
 
     def nets_for(self, direction: str) -> nn.Module:
-        return self.G
+        return self.generator("G")
 
     # ------------------------------------------------------------------ content loss
     def content_net(self) -> FeatureContent | None:
@@ -292,6 +292,7 @@ class SRGAN(TranslationModule):
         self.content_net()  # built (or its classifier trained) before the first step
         if self.mcfg.init_from and self.g_step == 0:  # a new run: a resume has restored its own G
             self.load_generator(str(self.mcfg.init_from))
+            self.reset_averages()
 
     def load_generator(self, path: str) -> None:
         """G's weights from the checkpoint at ``path`` (its 'G.' entries)."""

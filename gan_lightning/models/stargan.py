@@ -18,7 +18,7 @@ translate images; the penalty goes through ``GANModule.add_penalty`` like the GA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +95,7 @@ class StarGAN(TranslationModule):
         self.G = LabelConditioned(self.translator(c + k, c), k)
         nets = self.cfg.nets
         self.D = self.initialised(StarDiscriminator(c, k, self.info.shape[-1], nets.d_width, nets.patch_layers))
+        self.average("G")
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -165,7 +166,7 @@ class StarGAN(TranslationModule):
         target = direction.rsplit("_to_", 1)[-1]
         if target not in self.domains:
             raise ValueError(f"unknown direction '{direction}': the domains are {', '.join(self.domains)}")
-        return ToDomain(self.G, self.domains.index(target))
+        return ToDomain(cast(LabelConditioned, self.generator("G")), self.domains.index(target))
 
     @torch.no_grad()
     def translate(self, images: Tensor, direction: str | None = None, batch_size: int = 250) -> Tensor:
@@ -173,10 +174,10 @@ class StarGAN(TranslationModule):
         return super().translate(images, direction or self.directions[0], batch_size)
 
     def generator_for_sampling(self) -> nn.Module:
-        return self.G
+        return self.generator("G")
 
     def generators_to_evaluate(self, raw_too: bool = True) -> dict[str, nn.Module]:
-        return {"": self.G}
+        return {"": self.generator("G")}
 
     @torch.no_grad()
     def translation_grid(self, a: Tensor, b: Tensor) -> tuple[Tensor, int]:

@@ -8,8 +8,8 @@ PatchGANs with cycle-consistency and identity terms and a history of generated i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, cast
 
 import torch
 from omegaconf import DictConfig
@@ -23,7 +23,7 @@ from gan_lightning.models.base import GANModule, OptimizerGroup
 from gan_lightning.nets import INITS, with_capabilities
 from gan_lightning.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator, size_problem
 from gan_lightning.registry import MODELS, ConfigError, Registry
-from gan_lightning.schema import ModelConfig, NetsConfig
+from gan_lightning.schema import EMAConfig, ModelConfig, NetsConfig
 
 TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("image-to-image generator")
 
@@ -110,7 +110,14 @@ class ImagePool:
 
 
 @dataclass
-class CycleConfig(ModelConfig):
+class TranslationConfig(ModelConfig):
+    """Keys every image-to-image model has."""
+
+    ema: EMAConfig = field(default_factory=EMAConfig)  # of each generator; translations, grids and metrics use it
+
+
+@dataclass
+class CycleConfig(TranslationConfig):
     """Keys of the models with a round trip (a cycle or reconstruction term through a translation)."""
 
     # std of N(0, 1) noise added (in [-1, 1] model space) to the translation before it is mapped back, in the
@@ -120,7 +127,10 @@ class CycleConfig(ModelConfig):
 
 
 class TranslationModule(GANModule):
-    """Shared by pix2pix and CycleGAN: one real batch per step, translation grids and sampling."""
+    """Shared by the image-to-image models: one real batch per step, translation grids and sampling, and
+    an EMA of each generator the model names in ``average`` (when ``model.ema.decay`` > 0)."""
+
+    averaged: tuple[str, ...] = ()  # the generators with an EMA copy '<name>_ema'
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -141,6 +151,34 @@ class TranslationModule(GANModule):
             raise ConfigError("bad value in 'nets': patch_layers and resnet_blocks must be >= 1")
         cls.validate_data(cfg)
         cls.validate_nets_read(cfg)  # after the data: a model-data mismatch is the first thing to fix
+
+    # ------------------------------------------------------------------ EMA of the generators
+    def average(self, *names: str) -> None:
+        """Keep an EMA copy ``<name>_ema`` of each generator ``names`` when ``model.ema.decay`` > 0 (each model
+        calls this once its generators exist); ``generator`` then hands out the copy for translating."""
+        emas = {name: self.make_ema(getattr(self, name), self.mcfg.ema) for name in names}
+        self.averaged = tuple(name for name, ema in emas.items() if ema is not None)
+        for name in self.averaged:
+            setattr(self, f"{name}_ema", emas[name])
+
+    def generator(self, name: str) -> nn.Module:
+        """The net that translates for generator ``name``: its EMA copy when there is one, else itself."""
+        net = getattr(self, f"{name}_ema") if name in self.averaged else getattr(self, name)
+        return cast(nn.Module, net)
+
+    def update_averages(self) -> None:
+        for name in self.averaged:
+            self.update_ema(getattr(self, f"{name}_ema"), getattr(self, name), self.mcfg.ema)
+
+    def reset_averages(self) -> None:
+        """Each EMA copy <- its generator (after a generator's weights were loaded from elsewhere)."""
+        with torch.no_grad():
+            for name in self.averaged:
+                getattr(self, f"{name}_ema").load_state_dict(getattr(self, name).state_dict())
+
+    def finish_step(self, stats: dict[str, Tensor]) -> None:
+        self.update_averages()  # after the step's G update, at the G step count the GAN family's EMA uses
+        super().finish_step(stats)
 
     def perturbed(self, translation: Tensor) -> Tensor:
         """A translation on its way back in a cycle term: with ``model.cycle_noise`` Gaussian noise when set."""
@@ -244,7 +282,7 @@ class TranslationModule(GANModule):
 
 
 @dataclass
-class Pix2PixConfig(ModelConfig):
+class Pix2PixConfig(TranslationConfig):
     name: str = "pix2pix"
     loss: str = "nonsaturating"  # the conditional GAN loss (Isola et al. use the original GAN objective)
     l1_weight: float = 100.0  # lambda of the L1 term
@@ -269,9 +307,10 @@ class Pix2Pix(TranslationModule):
         self.loss = LOSSES.get(self.mcfg.loss, "model.loss")
         self.G = self.translator(c_a, c_b)
         self.D = self.discriminator(c_a + c_b)
+        self.average("G")
 
     def nets_for(self, direction: str) -> nn.Module:
-        return self.G
+        return self.generator("G")
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
         o = self.cfg.optim
@@ -336,6 +375,7 @@ class CycleGAN(TranslationModule):
         self.G_AB, self.G_BA = self.translator(c_a, c_b), self.translator(c_b, c_a)
         self.D_A, self.D_B = self.discriminator(c_a), self.discriminator(c_b)
         self.pool_a, self.pool_b = ImagePool(self.mcfg.pool_size), ImagePool(self.mcfg.pool_size)
+        self.average("G_AB", "G_BA")
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -349,7 +389,7 @@ class CycleGAN(TranslationModule):
         return ("ab", "ba")
 
     def nets_for(self, direction: str) -> nn.Module:
-        return self.G_AB if direction == "ab" else self.G_BA
+        return self.generator("G_AB" if direction == "ab" else "G_BA")
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
         o = self.cfg.optim  # both generators in one optimizer, both discriminators in the other
