@@ -174,6 +174,22 @@ def test_cycle_noise_perturbs_only_the_intermediate_of_the_round_trip(mnist_root
     torch.testing.assert_close(g["g/cls"], F.cross_entropy(fake_cls, target))
 
 
+def test_identity_term_maps_each_image_to_its_own_domain_unchanged(mnist_root) -> None:
+    """model.identity_weight=w (not in the paper; CycleGAN's identity loss): L_G gains w * |G(x, c) - x|_1 with c
+    the source domain, which also trains the same-domain translation the grids show."""
+    model, grads = built(mnist_root, "model.identity_weight=5")
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 28, 28) * 2 - 1
+    source, target = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([1, 2, 3, 0, 2, 3])
+    g = model.generator_step(x, source, target, None)
+    assert all(grads["G"]) and not any(grads["D"])
+    with torch.no_grad():
+        identity = (model.G(x, source) - x).abs().mean()
+    torch.testing.assert_close(g["g/identity"], identity)
+    torch.testing.assert_close(g["loss/g"], g["g/adv"] + g["g/cls"] + 10.0 * g["g/rec"] + 5.0 * identity)
+    assert "g/identity" not in built(mnist_root)[0].generator_step(x, source, target, None)  # 0: the paper
+
+
 def test_random_targets_are_other_domains_uniformly(mnist_root) -> None:
     model, _ = built(mnist_root)
     source = torch.arange(4).repeat(3000)
@@ -363,6 +379,7 @@ def test_resume_is_bitwise_exact(mnist_root) -> None:
         (["model.n_critic=0"], "model.n_critic"),
         (["model.rec_weight=-1"], "model.rec_weight"),
         (["model.cycle_noise=-0.1"], "model.cycle_noise"),
+        (["model.identity_weight=-1"], "model.identity_weight"),
         (["data.blur_sigma=0"], "data.blur_sigma"),
         (["model.penalty.every=4"], "stargan applies its penalty on every D step"),  # not lazy
         (["model.penalty.weight=-1"], "model.penalty.weight"),

@@ -58,6 +58,7 @@ class StarGANConfig(CycleConfig):  # cycle_noise: on G(x, c') in L_rec
     penalty: PenaltyConfig = field(default_factory=lambda: PenaltyConfig(name="gp", weight=10.0))
     cls_weight: float = 1.0  # lambda_cls: domain classification, of real images for D and of fakes for G
     rec_weight: float = 10.0  # lambda_rec: ||x - G(G(x, c'), c)||_1
+    identity_weight: float = 0.0  # ||G(x, c) - x||_1, c the source (not in the paper; CycleGAN's identity loss)
 
 
 @MODELS.register("stargan")
@@ -105,6 +106,7 @@ class StarGAN(TranslationModule):
             (m.n_critic >= 1, "model.n_critic", f"must be >= 1 D steps per G step, got {m.n_critic}"),
             (m.cls_weight >= 0, "model.cls_weight", f"must be >= 0, got {m.cls_weight}"),
             (m.rec_weight >= 0, "model.rec_weight", f"must be >= 0, got {m.rec_weight}"),
+            (m.identity_weight >= 0, "model.identity_weight", f"must be >= 0, got {m.identity_weight}"),
             (
                 not (
                     cfg.nets.g_norm == "instance"
@@ -227,7 +229,8 @@ class StarGAN(TranslationModule):
         return stats
 
     def generator_step(self, x: Tensor, source: Tensor, target: Tensor, opt: Any) -> dict[str, Tensor]:
-        """L_adv + lambda_cls * CE(D_cls(G(x, c')), c') + lambda_rec * |x - G(G(x, c'), c)|: G's only."""
+        """L_adv + lambda_cls * CE(D_cls(G(x, c')), c') + lambda_rec * |x - G(G(x, c'), c)|
+        (+ identity_weight * |G(x, c) - x|): G's only."""
         m = self.mcfg
         with self.frozen(self.D):
             fake = self.G(x, target)
@@ -236,5 +239,10 @@ class StarGAN(TranslationModule):
             cls = F.cross_entropy(fake_cls, target)
             rec = (self.G(self.perturbed(fake), source) - x).abs().mean()
             loss = adv + m.cls_weight * cls + m.rec_weight * rec
+            stats = {"g/adv": adv.detach(), "g/cls": cls.detach(), "g/rec": rec.detach()}
+            if m.identity_weight > 0:
+                identity = (self.G(x, source) - x).abs().mean()
+                loss = loss + m.identity_weight * identity
+                stats["g/identity"] = identity.detach()
             self.backward_step(opt, loss)
-        return {"loss/g": loss.detach(), "g/adv": adv.detach(), "g/cls": cls.detach(), "g/rec": rec.detach()}
+        return {"loss/g": loss.detach(), **stats}
