@@ -6,8 +6,8 @@ ceiling (the classifier's agreement on the true targets) and the share of the ce
 A task with a model-free baseline (super-resolution: bicubic upsampling) has the same measures of it.
 Models that translate both ways on a task with true pairs also get the check for hidden codes (Chu et al.
 2017): ``round_trip_l1`` through G's own translation and ``hidden_code_ratio``, the way back's L1 from the
-true target images over it (about 1 for a translator that reads the target domain, far above for one that
-decodes a code it hid in its translations)."""
+true target images over it (about 1 when both directions are right; far above 1 when the round trip carries
+what the true target images lack: a code hidden in G's translations, or errors of the two directions that cancel)."""
 
 from __future__ import annotations
 
@@ -89,8 +89,10 @@ def round_trip_l1(model: Any, translation: Tensor, src: Tensor, back: str) -> fl
 
 def hidden_code_ratio(out: dict[str, float], direction: str, back: str) -> float:
     """The check for hidden codes (Chu et al. 2017) of ``direction``: the L1 of the way back from the *true*
-    target images (``back``'s l1) over the L1 of the round trip through G's own translation. Near 1, G reads
-    what the target domain shows; far above 1, G decodes a code it hid in its translations."""
+    target images (``back``'s l1) over the L1 of the round trip through G's own translation. Near 1 when both
+    directions are right; far above 1 when the round trip carries what the true target images lack: a code
+    hidden in the translations, or errors of the two directions that cancel (a large ratio with a poor way back
+    from the true images, as StarGAN's image<->blurred, is the hidden code)."""
     return out[f"{back}/l1"] / max(out[f"{direction}/round_trip_l1"], 1e-6)
 
 
