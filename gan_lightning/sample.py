@@ -24,8 +24,8 @@ def sample_data_space(
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     model = load_model(ckpt, device)
-    if raw and getattr(model, "G_ema", None) is not None:
-        model.G_ema = None
+    if raw:
+        model.use_raw_generators()
     if model.info.kind == "pair" and truncation is not None:
         model.truncated(torch.empty(0), model.generator_for_sampling(), truncation)  # translations have none: refused
     if model.info.kind == "pair":  # translations of n test inputs (a seeded choice), A -> B

@@ -541,3 +541,21 @@ def test_translation_ema_update_is_the_lerp_after_start_and_a_copy_before(mnist_
     model.update_averages()
     for e, p in zip(model.G_AB_ema.parameters(), raw):
         torch.testing.assert_close(e, 0.9 * torch.ones_like(p) + 0.1 * p)
+
+
+@pytest.mark.parametrize("exp", ["cyclegan_edges", "stargan_fashion"])
+def test_sample_raw_translates_with_the_trained_generator_and_default_with_the_average(
+    exp: str, mnist_root, tmp_path
+) -> None:
+    from gan_lightning.checkpoint import load_model
+    from gan_lightning.sample import sample_data_space
+    from tests.conftest import data_overrides
+
+    result = run(f"exp={exp}", *data_overrides(exp, mnist_root, tmp_path), "model.ema.decay=0.5", "steps=2", "out=e")
+    ckpt = result.run_dir / "checkpoints" / "last.ckpt"
+    averaged, _ = sample_data_space(ckpt, 6)
+    raw, model = sample_data_space(ckpt, 6, raw=True)
+    assert not torch.equal(averaged, raw)
+    direction = model.directions[0]
+    assert all(p.requires_grad for p in model.nets_for(direction).parameters())  # the trained nets translated
+    assert not any(p.requires_grad for p in load_model(ckpt, "cpu").nets_for(direction).parameters())  # averages

@@ -264,6 +264,11 @@ class GANModule(L.LightningModule):
             for opt in optimizers if isinstance(optimizers, list) else [optimizers]:
                 optimizer_tensors_to_(opt.optimizer, self.device, capturable=self.device.type == "cuda")
 
+    def use_raw_generators(self) -> None:
+        """From now on sample and translate with the trained generator(s), not their EMA (``sample --raw``)."""
+        if getattr(self, "G_ema", None) is not None:
+            setattr(self, "G_ema", None)  # noqa: B010  (a plain assignment would fix G_ema's type to None for mypy)
+
     def generator_for_sampling(self) -> nn.Module:
         """The net ``sample`` uses: G, or with an EMA of G a copy of the EMA generator whose
         BatchNorm statistics are its own (``standing_statistics``), made once per G step. Sampling

@@ -166,6 +166,9 @@ class TranslationModule(GANModule):
         net = getattr(self, f"{name}_ema") if name in self.averaged else getattr(self, name)
         return cast(nn.Module, net)
 
+    def use_raw_generators(self) -> None:
+        self.averaged = ()  # ``generator`` hands out the trained nets; the averages stay in the state dict
+
     def update_averages(self) -> None:
         for name in self.averaged:
             self.update_ema(getattr(self, f"{name}_ema"), getattr(self, name), self.mcfg.ema)
