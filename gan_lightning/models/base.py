@@ -267,7 +267,7 @@ class GANModule(L.LightningModule):
     def use_raw_generators(self) -> None:
         """From now on sample and translate with the trained generator(s), not their EMA (``sample --raw``)."""
         if getattr(self, "G_ema", None) is not None:
-            setattr(self, "G_ema", None)  # noqa: B010  (a plain assignment would fix G_ema's type to None for mypy)
+            setattr(self, "G_ema", None)  # noqa: B010  (a plain assignment would fix its type to None for mypy)
 
     def generator_for_sampling(self) -> nn.Module:
         """The net ``sample`` uses: G, or with an EMA of G a copy of the EMA generator whose
