@@ -70,7 +70,12 @@ def evaluate_translation(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """A translation model's measures on ``n`` test images (per direction or domain pair, and the task's
     model-free baseline), with the domain classifiers (or Inception features where the task has none)."""
-    from gan_lightning.metrics.translation import baseline_metrics, domain_classifiers, translation_metrics
+    from gan_lightning.metrics.translation import (
+        baseline_metrics,
+        describe_translation_measures,
+        translation_features,
+        translation_metrics,
+    )
 
     if metrics and metrics != ["translation"]:
         raise ConfigError(
@@ -80,21 +85,10 @@ def evaluate_translation(
     dm = datamodule_for(model.cfg, data_dir)
     if hasattr(dm, "prepare"):
         dm.prepare()
-    classifiers = {k: c.to(device) for k, c in domain_classifiers(dm, verbose=True).items()}
-    inception = None
-    if not classifiers and features == "inception":
-        from gan_lightning.metrics.features import InceptionFeatures
-
-        inception = InceptionFeatures().to(device)
+    classifiers, inception = translation_features(dm, features, device, verbose=True)
     values = translation_metrics(model, dm, n, classifiers, inception)
     values.update(baseline_metrics(dm, n, classifiers, inception))
-    described = {
-        "metrics": "image-to-image on the test split: L1/SSIM/PSNR to the true translation, FID and label agreement",
-        "classifiers": {
-            k: {f: c.meta[f] for f in ("dataset", "fingerprint", "test_accuracy")} for k, c in classifiers.items()
-        },
-    }
-    return values, described
+    return values, describe_translation_measures(classifiers)
 
 
 def checkpoint_evaluator(

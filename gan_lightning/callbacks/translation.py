@@ -8,7 +8,13 @@ from typing import Any
 import lightning as L
 
 from gan_lightning.callbacks.run import RunState
-from gan_lightning.metrics.translation import DIRECTIONS, baseline_metrics, domain_classifiers, translation_metrics
+from gan_lightning.metrics.translation import (
+    DIRECTIONS,
+    baseline_metrics,
+    describe_translation_measures,
+    translation_features,
+    translation_metrics,
+)
 
 
 class TranslationMetrics(L.Callback):
@@ -23,14 +29,8 @@ class TranslationMetrics(L.Callback):
         device: str = "cpu",
     ):
         self.dm, self.every, self.steps, self.n, self.state = datamodule, every, steps, n, state
-        self.classifiers = domain_classifiers(datamodule, verbose=True)  # trained once, before training starts
-        self.inception = None
-        if not self.classifiers and features == "inception":
-            from gan_lightning.metrics.features import InceptionFeatures
-
-            self.inception = InceptionFeatures().to(device)
-        for clf in self.classifiers.values():
-            clf.to(device)
+        # trained once, before training starts
+        self.classifiers, self.inception = translation_features(datamodule, features, device, verbose=True)
         # the task's model-free baseline (bicubic upsampling), measured once, logged with every evaluation
         self.baseline = baseline_metrics(datamodule, n, self.classifiers, self.inception)
 
@@ -64,14 +64,5 @@ class TranslationMetrics(L.Callback):
         directions = {k: DIRECTIONS[k.split("/")[1]] for k in values}
         primary = next((k for k in ("ab/fid", "ab/l1", "mean/fid", "mean/l1") if k in values), None)  # mean: StarGAN
         self.state.record(step, values, directions, primary)
-        self.state.extra.setdefault(
-            "metrics",
-            {
-                "metrics": "image-to-image: L1 to the true translation, FID and label agreement on the test split",
-                "classifiers": {
-                    k: {f: c.meta[f] for f in ("dataset", "fingerprint", "test_accuracy")}
-                    for k, c in self.classifiers.items()
-                },
-            },
-        )
+        self.state.extra.setdefault("metrics", describe_translation_measures(self.classifiers))
         self.state.eval_s += elapsed

@@ -54,6 +54,30 @@ def domain_classifiers(dm: Any, verbose: bool = False) -> dict[str, Any]:
     return {k: get_classifier(view, verbose=verbose) for k, view in dm.domain_views().items()}
 
 
+def translation_features(
+    dm: Any, features: str = "classifier", device: str = "cpu", verbose: bool = False
+) -> tuple[dict[str, Any], Any]:
+    """(domain classifiers, Inception or None) on ``device``: the feature nets the translation measures use;
+    Inception only for a task without classifiers and ``features='inception'``."""
+    classifiers = {k: c.to(device) for k, c in domain_classifiers(dm, verbose=verbose).items()}
+    inception = None
+    if not classifiers and features == "inception":
+        from gan_lightning.metrics.features import InceptionFeatures
+
+        inception = InceptionFeatures().to(device)
+    return classifiers, inception
+
+
+def describe_translation_measures(classifiers: dict[str, Any]) -> dict[str, Any]:
+    """What a run's or an evaluation's JSON says about the translation measures and their classifiers."""
+    return {
+        "metrics": "image-to-image: L1 to the true translation, FID and label agreement on the test split",
+        "classifiers": {
+            k: {f: c.meta[f] for f in ("dataset", "fingerprint", "test_accuracy")} for k, c in classifiers.items()
+        },
+    }
+
+
 @torch.no_grad()
 def translation_metrics(
     model: Any, dm: Any, n: int = 10000, classifiers: dict[str, Any] | None = None, inception: Any = None
@@ -117,10 +141,10 @@ def domain_pair_metrics(model: Any, dm: Any, n: int, classifiers: dict[str, Any]
         out[f"{name}/round_trip_l1"] = round_trip_l1(model, pred, views[i, :n], f"{names[j]}_to_{names[i]}")
     for i, j, name in domain_pairs(names):
         out[f"{name}/hidden_code_ratio"] = hidden_code_ratio(out, name, f"{names[j]}_to_{names[i]}")
-    keys = {key.split("/", 1)[1] for key in out}
-    pairs = [name for _, _, name in domain_pairs(names)]
-    common = [k for k in sorted(keys) if all(f"{p}/{k}" in out for p in pairs)]
-    out.update({f"mean/{k}": sum(out[f"{p}/{k}"] for p in pairs) / len(pairs) for k in common})
+    per_pair: dict[str, list[float]] = {}
+    for key, value in out.items():
+        per_pair.setdefault(key.split("/", 1)[1], []).append(value)
+    out.update({f"mean/{k}": sum(v) / len(v) for k, v in per_pair.items()})
     return out
 
 

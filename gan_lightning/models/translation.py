@@ -185,7 +185,7 @@ class TranslationModule(GANModule):
 
     def perturbed(self, translation: Tensor) -> Tensor:
         """A translation on its way back in a cycle term: with ``model.cycle_noise`` Gaussian noise when set."""
-        std = float(getattr(self.mcfg, "cycle_noise", 0.0))
+        std = float(self.mcfg.cycle_noise)  # only the models with a CycleConfig call this
         if std == 0:
             return translation
         assert self.noise is not None  # set up in on_fit_start
