@@ -55,7 +55,7 @@ class Retrained(Exception):
 @pytest.mark.usefixtures("private_cache")
 def test_classifier_cache_is_keyed_by_training_data_not_dataset_name(mnist_root, monkeypatch) -> None:
     """fashion_edges' clothes side trains on Fashion-MNIST's images: it reuses their classifier."""
-    from gan_lightning.metrics.translation import EdgeView
+    from gan_lightning.data.translation import EdgeView
 
     ex = clf.get_classifier(fashion_dm(mnist_root), verbose=False)
     cached = sorted((clf.cache_dir() / "evaluators").glob("*.pt"))

@@ -188,9 +188,20 @@ class FashionEdgesDataModule(FashionPairsDataModule):
         return edge_map(images, self.dcfg.threshold), images, labels
 
     def domain_views(self) -> dict[str, Any]:
-        from gan_lightning.metrics.translation import EdgeView  # the edge maps' view (metrics builds on data)
-
         return {"b": self.fashion, "a": EdgeView(self)}
+
+
+class EdgeView:
+    """The A domain (edge maps) of fashion_edges, shaped like a DataModule for get_classifier."""
+
+    domain_classifier = True
+
+    def __init__(self, dm: Any):
+        self.dm, self.dcfg = dm, dm.dcfg
+        self.info = type("Info", (), {"name": "fashion_edges_A"})()
+
+    def split(self, train: bool, size: int | None = None) -> tuple[Tensor, Tensor]:
+        return self.dm.edge_split(train, size)
 
 
 # ----------------------------------------------------------------------------- folders

@@ -33,19 +33,6 @@ DIRECTIONS = {
 }
 
 
-class EdgeView:
-    """The A domain (edge maps) of fashion_edges, shaped like a DataModule for get_classifier."""
-
-    domain_classifier = True
-
-    def __init__(self, dm: Any):
-        self.dm, self.dcfg = dm, dm.dcfg
-        self.info = type("Info", (), {"name": "fashion_edges_A"})()
-
-    def split(self, train: bool, size: int | None = None) -> tuple[Tensor, Tensor]:
-        return self.dm.edge_split(train, size)
-
-
 def domain_classifiers(dm: Any, verbose: bool = False) -> dict[str, Any]:
     """{'a': classifier of domain A, 'b': of domain B} for the domains the data module has a
     labelled view of (``domain_views``)."""
