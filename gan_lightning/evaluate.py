@@ -49,7 +49,7 @@ def evaluate_checkpoint(
     kind = model.info.kind
     path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
     if kind == "pair":  # image-to-image: the measures the run's TranslationMetrics callback takes, on the test split
-        values, described = evaluate_translation(model, metrics, n, features, device, data_dir)
+        values, described = evaluate_translation(model, metrics, n, features, device, data_dir, raw_too)
     else:
         names = metrics or (["modes"] if kind == "toy" else ["fid", "kid", "prdc", "is", "classes"])
         evaluator = checkpoint_evaluator(
@@ -66,10 +66,17 @@ def evaluate_checkpoint(
 
 
 def evaluate_translation(
-    model: Any, metrics: list[str] | None, n: int, features: str, device: str, data_dir: str | None
+    model: Any,
+    metrics: list[str] | None,
+    n: int,
+    features: str,
+    device: str,
+    data_dir: str | None,
+    raw_too: bool = True,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """A translation model's measures on ``n`` test images (per direction or domain pair, and the task's
-    model-free baseline), with the domain classifiers (or Inception features where the task has none)."""
+    model-free baseline), with the domain classifiers (or Inception features where the task has none); with an
+    EMA and ``raw_too``, the trained generators' measures as well, under ``raw/``."""
     from gan_lightning.metrics.translation import (
         baseline_metrics,
         describe_translation_measures,
@@ -87,6 +94,9 @@ def evaluate_translation(
         dm.prepare()
     classifiers, inception = translation_features(dm, features, device, verbose=True)
     values = translation_metrics(model, dm, n, classifiers, inception)
+    if raw_too and model.averaged:
+        with model.raw_generators():
+            values.update({f"raw/{k}": v for k, v in translation_metrics(model, dm, n, classifiers, inception).items()})
     values.update(baseline_metrics(dm, n, classifiers, inception))
     return values, describe_translation_measures(classifiers)
 

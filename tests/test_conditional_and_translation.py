@@ -559,3 +559,30 @@ def test_sample_raw_translates_with_the_trained_generator_and_default_with_the_a
     direction = model.directions[0]
     assert all(p.requires_grad for p in model.nets_for(direction).parameters())  # the trained nets translated
     assert not any(p.requires_grad for p in load_model(ckpt, "cpu").nets_for(direction).parameters())  # averages
+
+
+def test_evaluate_of_a_translator_with_an_ema_also_measures_its_raw_generators(mnist_root) -> None:
+    """As for z-generators: the EMA's measures under their names, the trained nets' under raw/ (what a
+    translation by the trained nets scores), and --no-raw leaves them out."""
+    from gan_lightning.checkpoint import load_model
+    from gan_lightning.evaluate import evaluate_checkpoint
+    from gan_lightning.metrics.translation import translation_metrics
+
+    args = ("exp=cyclegan_edges", *data_args(mnist_root), "model.ema.decay=0.5", "steps=3", "out=er")
+    result = run(*args, "metrics.n=60")
+    ckpt = result.run_dir / "checkpoints" / "last.ckpt"
+    values = evaluate_checkpoint(ckpt, None, 60, data_dir=str(mnist_root))["values"]
+    final = result.summary["final"]
+    averaged = {k: v for k, v in values.items() if not k.startswith("raw/")}
+    assert averaged == pytest.approx({k: final[k] for k in averaged}, rel=1e-6)
+    model = load_model(ckpt)
+    model.use_raw_generators()
+    dm = build_datamodule(model.cfg)
+    dm.prepare()
+    by_trained_nets = translation_metrics(model, dm, 60)
+    assert {f"raw/{k}" for k in by_trained_nets} <= set(values)
+    for key in ("ab/l1", "ba/l1", "ab/round_trip_l1"):
+        assert values[f"raw/{key}"] == pytest.approx(by_trained_nets[key], rel=1e-6)
+        assert values[f"raw/{key}"] != values[key]  # decay 0.5 after 3 steps: another net
+    skipped = evaluate_checkpoint(ckpt, None, 60, data_dir=str(mnist_root), raw_too=False)["values"]
+    assert not any(k.startswith("raw/") for k in skipped)

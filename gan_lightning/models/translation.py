@@ -7,7 +7,8 @@ PatchGANs with cycle-consistency and identity terms and a history of generated i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, cast
 
@@ -168,6 +169,16 @@ class TranslationModule(GANModule):
 
     def use_raw_generators(self) -> None:
         self.averaged = ()  # ``generator`` hands out the trained nets; the averages stay in the state dict
+
+    @contextmanager
+    def raw_generators(self) -> Iterator[None]:
+        """Within: the trained nets translate (``use_raw_generators``); after: the averages again."""
+        averaged = self.averaged
+        self.use_raw_generators()
+        try:
+            yield
+        finally:
+            self.averaged = averaged
 
     def update_averages(self) -> None:
         for name in self.averaged:
