@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--study-seeds", default="", help="then study the best configuration over these seeds, e.g. 0-4")
     sw.set_defaults(func=_sweep)
 
-    b = sub.add_parser("bench", help="the benchmarks of benchmarks/ (a source checkout): loop, fid or all")
+    b = sub.add_parser("bench", help="the benchmarks of benchmarks/ (a source checkout): one of them, or all")
     b.add_argument("which", nargs="?", default="all", choices=["all", "loop", "toy", "fid", "measures", "distances"])
     b.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark script")
     b.set_defaults(func=_bench)
