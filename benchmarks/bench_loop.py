@@ -42,6 +42,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+# what a timed run leaves out: loggers, metrics, pictures, checkpoints, the progress bar
+UNTIMED_OFF = [
+    "logger=[]",
+    "metrics.names=[]",
+    "log.progress=false",
+    "log.sample_every=0",
+    "log.ckpt_every=0",
+    "log.interpolate=false",
+    "log.neighbours=false",
+]
+
+
 def bench_config(batch: int, steps: int, device: torch.device, extra: list[str] | None = None):  # type: ignore[no-untyped-def]
     return load_config(
         [
@@ -50,13 +62,7 @@ def bench_config(batch: int, steps: int, device: torch.device, extra: list[str] 
             "data.image_size=32",
             f"data.batch_size={batch}",
             f"steps={steps}",
-            "logger=[]",
-            "metrics.names=[]",
-            "log.progress=false",
-            "log.sample_every=0",
-            "log.ckpt_every=0",
-            "log.interpolate=false",
-            "log.neighbours=false",
+            *UNTIMED_OFF,
             "log.every=100",
             f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
             *(extra or []),
@@ -156,6 +162,27 @@ def metrics_cost(device: torch.device, n: int, interval: int) -> dict[str, float
     }
 
 
+def provenance() -> dict[str, object]:
+    """Versions, command and date, recorded with every benchmark result."""
+    import lightning
+
+    return {
+        "versions": {
+            "torch": torch.__version__,
+            "lightning": lightning.__version__,
+            "python": platform.python_version(),
+        },
+        "command": "python " + " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def write_result(result: dict[str, object], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
 def main() -> None:
     quiet_libraries()
     p = argparse.ArgumentParser()
@@ -212,7 +239,6 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]), file=sys.stderr)
-    import lightning
 
     result = {
         "benchmark": "WGAN-GP, DCGAN nets 32x32, n_critic 5, Adam 1e-4 (0, 0.9), data resident on the device",
@@ -224,18 +250,9 @@ def main() -> None:
         "best_of": args.repeats,
         "rows": rows,
         "metrics_callback": metrics_cost(device, args.metrics_n or (10000 if gpu else 1000), 1000),
-        "versions": {
-            "torch": torch.__version__,
-            "lightning": lightning.__version__,
-            "python": platform.python_version(),
-        },
-        "command": "python " + " ".join(sys.argv),
-        "date": time.strftime("%Y-%m-%d"),
+        **provenance(),
     }
-    out = Path(args.out or Path(__file__).parent / "results" / f"loop_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, Path(args.out or Path(__file__).parent / "results" / f"loop_{device.type}.json"))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ each loop and their ratio. Writes benchmarks/results/toy_<device>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.bench_loop import StepTimer  # noqa: E402
+from benchmarks.bench_loop import UNTIMED_OFF, StepTimer, provenance, write_result  # noqa: E402
 from gan_lightning.cli import quiet_libraries  # noqa: E402
 from gan_lightning.config import load_config  # noqa: E402
 from gan_lightning.data.toy import MIXTURE_STD, mixture_centres, sample_mixture  # noqa: E402
@@ -43,13 +42,7 @@ def toy_config(steps: int, extra: list[str] | None = None):  # type: ignore[no-u
         [
             f"exp={EXPERIMENT}",
             f"steps={steps}",
-            "logger=[]",
-            "metrics.names=[]",
-            "log.progress=false",
-            "log.sample_every=0",
-            "log.ckpt_every=0",
-            "log.interpolate=false",
-            "log.neighbours=false",
+            *UNTIMED_OFF,
             "trainer.accelerator=cpu",
             *(extra or []),
         ]
@@ -113,7 +106,6 @@ def main() -> None:
     for _ in range(args.repeats):  # alternate, so drift of the machine hits both alike
         plain.append(plain_loop(args.steps, args.warmup))
         ours.append(framework_loop(args.steps, args.warmup))
-    import lightning
 
     result = {
         "benchmark": f"{EXPERIMENT}: MLP G 4x400 + BatchNorm, maxout D 3x200x5, NS loss, Adam, batch 100",
@@ -127,18 +119,9 @@ def main() -> None:
         "plain_ms_per_step": round(1000 / max(plain), 2),
         "gan_lightning_ms_per_step": round(1000 / max(ours), 2),
         "all_runs": {"plain": [round(v, 1) for v in plain], "gan_lightning": [round(v, 1) for v in ours]},
-        "versions": {
-            "torch": torch.__version__,
-            "lightning": lightning.__version__,
-            "python": platform.python_version(),
-        },
-        "command": "python " + " ".join(sys.argv),
-        "date": time.strftime("%Y-%m-%d"),
+        **provenance(),
     }
-    out = Path(args.out or Path(__file__).parent / "results" / "toy_cpu.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, Path(args.out or Path(__file__).parent / "results" / "toy_cpu.json"))
 
 
 if __name__ == "__main__":
