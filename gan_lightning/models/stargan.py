@@ -178,9 +178,6 @@ class StarGAN(TranslationModule):
     def generator_for_sampling(self) -> nn.Module:
         return self.generator("G")
 
-    def generators_to_evaluate(self, raw_too: bool = True) -> dict[str, nn.Module]:
-        return {"": self.generator("G")}
-
     @torch.no_grad()
     def translation_grid(self, a: Tensor, b: Tensor) -> tuple[Tensor, int]:
         """Rows of (input, its translation to each domain), in model space (``a``: domain 0 images)."""

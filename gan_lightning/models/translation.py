@@ -282,9 +282,6 @@ class TranslationModule(GANModule):
     def generator_for_sampling(self) -> nn.Module:
         return self.nets_for("ab")
 
-    def generators_to_evaluate(self, raw_too: bool = True) -> dict[str, nn.Module]:
-        return {"": self.nets_for("ab")}
-
     @property
     def directions(self) -> tuple[str, ...]:
         return ("ab",)
