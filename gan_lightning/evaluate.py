@@ -78,6 +78,7 @@ def evaluate_translation(
     model-free baseline), with the domain classifiers (or Inception features where the task has none); with an
     EMA and ``raw_too``, the trained generators' measures as well, under ``raw/``."""
     from gan_lightning.metrics.translation import (
+        TargetMemo,
         baseline_metrics,
         describe_translation_measures,
         translation_features,
@@ -93,11 +94,13 @@ def evaluate_translation(
     if hasattr(dm, "prepare"):
         dm.prepare()
     classifiers, inception = translation_features(dm, features, device, verbose=True)
-    values = translation_metrics(model, dm, n, classifiers, inception)
+    memo: TargetMemo = {}  # the targets' features, shared by the EMA's, the trained nets' and the baseline's scores
+    values = translation_metrics(model, dm, n, classifiers, inception, memo)
     if raw_too and model.averaged:
         with model.raw_generators():
-            values.update({f"raw/{k}": v for k, v in translation_metrics(model, dm, n, classifiers, inception).items()})
-    values.update(baseline_metrics(dm, n, classifiers, inception))
+            raw = translation_metrics(model, dm, n, classifiers, inception, memo)
+            values.update({f"raw/{k}": v for k, v in raw.items()})
+    values.update(baseline_metrics(dm, n, classifiers, inception, memo))
     return values, describe_translation_measures(classifiers)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gan_lightning.config import load_config
 from gan_lightning.data import build_datamodule
@@ -393,3 +394,49 @@ def test_bad_configs(extra: list[str], match: str) -> None:
 def test_two_domain_models_refuse_multi_domain_data() -> None:
     with pytest.raises(ConfigError, match="translates images: use data=fashion_edges"):
         load_config(["exp=stargan_fashion", "model=pix2pix"])
+
+
+class ThreeDomains(StubDomains):
+    """StubDomains with a third domain, the image upside down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.info.domains = ["image", "inverted", "flipped"]
+        self.views = torch.cat([self.views, self.views[:1].flip(-2)])
+
+
+class CountingClassifier(nn.Module):
+    """A stand-in domain classifier: features and class probabilities that depend on the images; counts what it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(256, 3)
+        self.images_seen = 0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.images_seen += len(x)
+        feats = self.proj(x.flatten(1))
+        return feats, feats.softmax(1)
+
+
+def test_the_targets_features_are_computed_once_per_target_domain_and_reused_by_later_evaluations() -> None:
+    """The test split's target images never change during a run: with a memo, each target domain's images go
+    through the feature net once (not once per pair), and a second evaluation runs it on the translations only,
+    with the same values as without the memo."""
+    from gan_lightning.metrics.translation import domain_pair_metrics
+
+    torch.manual_seed(0)
+    dm, clf = ThreeDomains(), CountingClassifier()
+    classifiers = {name: clf for name in dm.info.domains}
+    model = Translator({"inverted": lambda x: -x, "image": lambda x: -x + 0.1, "flipped": lambda x: x.flip(-2)})
+    plain = domain_pair_metrics(model, dm, 50, classifiers)
+    assert clf.images_seen == (6 + 3) * 50  # six pairs' translations, three target domains (not six)
+    memo: dict = {}
+    clf.images_seen = 0
+    first = domain_pair_metrics(model, dm, 50, classifiers, memo=memo)
+    assert clf.images_seen == (6 + 3) * 50
+    second = domain_pair_metrics(model, dm, 50, classifiers, memo=memo)
+    assert clf.images_seen == (6 + 3 + 6) * 50
+    assert first == plain and second == plain
+    domain_pair_metrics(model, dm, 40, classifiers, memo=memo)  # another n: other targets, computed anew
+    assert clf.images_seen == (6 + 3 + 6 + 6 + 3) * 50 - (6 + 3) * 10

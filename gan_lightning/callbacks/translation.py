@@ -10,6 +10,7 @@ import lightning as L
 from gan_lightning.callbacks.run import RunState
 from gan_lightning.metrics.translation import (
     DIRECTIONS,
+    TargetMemo,
     baseline_metrics,
     describe_translation_measures,
     translation_features,
@@ -31,8 +32,9 @@ class TranslationMetrics(L.Callback):
         self.dm, self.every, self.steps, self.n, self.state = datamodule, every, steps, n, state
         # trained once, before training starts
         self.classifiers, self.inception = translation_features(datamodule, features, device, verbose=True)
+        self.memo: TargetMemo = {}  # the test targets' features, computed by the first evaluation
         # the task's model-free baseline (bicubic upsampling), measured once, logged with every evaluation
-        self.baseline = baseline_metrics(datamodule, n, self.classifiers, self.inception)
+        self.baseline = baseline_metrics(datamodule, n, self.classifiers, self.inception, self.memo)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         """The classifiers (and Inception) were built before the fit: follow the model's device."""
@@ -48,7 +50,7 @@ class TranslationMetrics(L.Callback):
         t0 = time.perf_counter()
         values: dict[str, float] | None = None
         if trainer.is_global_zero:  # rank 0 evaluates the test split
-            values = translation_metrics(pl_module, self.dm, self.n, self.classifiers, self.inception)
+            values = translation_metrics(pl_module, self.dm, self.n, self.classifiers, self.inception, self.memo)
             values.update(self.baseline)
         if trainer.world_size > 1:  # every rank records the same values, so all take part in saving best.ckpt
             values = trainer.strategy.broadcast(values, src=0)

@@ -65,12 +65,24 @@ def describe_translation_measures(classifiers: dict[str, Any]) -> dict[str, Any]
     }
 
 
+# what a feature net gave on a task's target images, by (the net's id, the target's name, n): the test split does
+# not change during a run, so an evaluation that shares the memo runs the nets on the translations only
+TargetMemo = dict[tuple[int, str, int], tuple[Tensor, Tensor | None]]
+
+
 @torch.no_grad()
 def translation_metrics(
-    model: Any, dm: Any, n: int = 10000, classifiers: dict[str, Any] | None = None, inception: Any = None
+    model: Any,
+    dm: Any,
+    n: int = 10000,
+    classifiers: dict[str, Any] | None = None,
+    inception: Any = None,
+    memo: TargetMemo | None = None,
 ) -> dict[str, float]:
+    """Each direction's measures (each ordered domain pair's for a multi-domain task) on ``n`` test images;
+    ``memo`` keeps the target images' features for the next evaluation with the same feature nets."""
     if dm.info.domains:  # a multi-domain task (StarGAN's): every ordered pair of domains
-        return domain_pair_metrics(model, dm, n, classifiers or {})
+        return domain_pair_metrics(model, dm, n, classifiers or {}, memo)
     a, b, labels = dm.test_pairs()
     n = min(n, len(a), len(b))
     a, b, labels = a[:n], b[:n], labels[:n]
@@ -82,7 +94,9 @@ def translation_metrics(
         src, tgt, target_domain = (a, b, "b") if direction == "ab" else (b, a, "a")
         pred = model.translate(to_model_space(src), direction).float().cpu()
         pred01 = pred.add(1).div(2).clamp(0, 1)
-        scores = score_translation(pred01, tgt.float() / 255, labels, truth, classifiers.get(target_domain), inception)
+        scores = score_translation(
+            pred01, tgt.float() / 255, labels, truth, classifiers.get(target_domain), inception, (memo, target_domain)
+        )
         out.update({f"{direction}/{k}": v for k, v in scores.items()})
         if cycle:
             out[f"{direction}/round_trip_l1"] = round_trip_l1(model, pred, src, direction[::-1])
@@ -108,7 +122,9 @@ def hidden_code_ratio(out: dict[str, float], direction: str, back: str) -> float
 
 
 @torch.no_grad()
-def domain_pair_metrics(model: Any, dm: Any, n: int, classifiers: dict[str, Any]) -> dict[str, float]:
+def domain_pair_metrics(
+    model: Any, dm: Any, n: int, classifiers: dict[str, Any], memo: TargetMemo | None = None
+) -> dict[str, float]:
     """Multi-domain data (every test image in each domain, ``dm.test_domains()``): the measures of
     each ordered pair under '<source>_to_<target>/...' (the target domain's classifier), and their
     means over the pairs under 'mean/...'. Per pair i -> j also ``round_trip_l1``, the L1 of G(G(x_i, j), i)
@@ -119,11 +135,12 @@ def domain_pair_metrics(model: Any, dm: Any, n: int, classifiers: dict[str, Any]
     n = min(n, len(labels))
     names = list(dm.info.domains)
     out: dict[str, float] = {}
+    memo = {} if memo is None else memo  # each target domain's features once, not once per pair
     for i, j, name in domain_pairs(names):
         pred = model.translate(to_model_space(views[i, :n]), name).float().cpu()
         pred01 = pred.add(1).div(2).clamp(0, 1)
         tgt01 = views[j, :n].float() / 255
-        scores = score_translation(pred01, tgt01, labels[:n], True, classifiers.get(names[j]))
+        scores = score_translation(pred01, tgt01, labels[:n], True, classifiers.get(names[j]), None, (memo, names[j]))
         out.update({f"{name}/{k}": v for k, v in scores.items()})
         out[f"{name}/round_trip_l1"] = round_trip_l1(model, pred, views[i, :n], f"{names[j]}_to_{names[i]}")
     for i, j, name in domain_pairs(names):
@@ -137,7 +154,11 @@ def domain_pair_metrics(model: Any, dm: Any, n: int, classifiers: dict[str, Any]
 
 @torch.no_grad()
 def baseline_metrics(
-    dm: Any, n: int = 10000, classifiers: dict[str, Any] | None = None, inception: Any = None
+    dm: Any,
+    n: int = 10000,
+    classifiers: dict[str, Any] | None = None,
+    inception: Any = None,
+    memo: TargetMemo | None = None,
 ) -> dict[str, float]:
     """The A -> B metrics of the data module's model-free ``baseline`` translation (bicubic
     upsampling for super-resolution) under '<baseline>/...', on the same test pairs; {} without one."""
@@ -146,16 +167,24 @@ def baseline_metrics(
     a, b, labels = dm.test_pairs()
     n = min(n, len(a), len(b))
     pred01 = dm.baseline_translation(a[:n]).float().cpu()
-    scores = score_translation(pred01, b[:n].float() / 255, labels[:n], True, (classifiers or {}).get("b"), inception)
+    clf = (classifiers or {}).get("b")
+    scores = score_translation(pred01, b[:n].float() / 255, labels[:n], True, clf, inception, (memo, "b"))
     return {f"{dm.baseline}/{k}": v for k, v in scores.items()}
 
 
 def score_translation(
-    pred01: Tensor, tgt01: Tensor, labels: Tensor, truth: bool, clf: Any = None, inception: Any = None
+    pred01: Tensor,
+    tgt01: Tensor,
+    labels: Tensor,
+    truth: bool,
+    clf: Any = None,
+    inception: Any = None,
+    target: tuple[TargetMemo | None, str] = (None, ""),
 ) -> dict[str, float]:
     """Translations ``pred01`` against the targets ``tgt01`` (both [0, 1]): l1/ssim/psnr where
     ``tgt01`` is the true translation, FID (and label agreement) in ``clf``'s feature space, else
-    in ``inception``'s."""
+    in ``inception``'s. ``target`` = (a memo, the targets' name): their features are taken from the memo
+    or put there."""
     out: dict[str, float] = {}
     if truth:
         out["l1"] = float((pred01 - tgt01).abs().mean())
@@ -164,7 +193,7 @@ def score_translation(
     if clf is not None:
         device = next(clf.parameters()).device
         feats_pred, probs = clf(pred01.to(device))
-        feats_real, probs_real = clf(tgt01.to(device))
+        feats_real, probs_real = target_features(target, clf, tgt01, lambda x: clf(x.to(device)))
         out["fid"] = fid_from_features(feats_pred.cpu(), feats_real.cpu())
         if bool((labels >= 0).all()):
             agreement = float((probs.argmax(1).cpu() == labels).double().mean())
@@ -176,9 +205,25 @@ def score_translation(
             out["agreement_share"] = agreement / ceiling if ceiling > 0 else float("nan")
     elif inception is not None:
         device = next(inception.parameters()).device
-        feats = [
-            torch.cat([inception(x[i : i + 100].to(device))[0].cpu() for i in range(0, len(x), 100)])
-            for x in (pred01, tgt01)
-        ]
-        out["fid"] = fid_from_features(*feats)
+
+        def embed(x: Tensor) -> tuple[Tensor, None]:
+            return torch.cat([inception(x[i : i + 100].to(device))[0].cpu() for i in range(0, len(x), 100)]), None
+
+        out["fid"] = fid_from_features(embed(pred01)[0], target_features(target, inception, tgt01, embed)[0])
     return out
+
+
+def target_features(
+    target: tuple[TargetMemo | None, str], net: Any, tgt01: Tensor, embed: Any
+) -> tuple[Tensor, Tensor | None]:
+    """``embed(tgt01)`` = (features, class probabilities or None), from ``target``'s memo when it has them for
+    this net, these targets and their number, else computed (on the CPU) and put there."""
+    memo, name = target
+    key = (id(net), name, len(tgt01))
+    if memo is not None and key in memo:
+        return memo[key]
+    feats, probs = embed(tgt01)
+    value = (feats.cpu(), None if probs is None else probs.cpu())
+    if memo is not None:
+        memo[key] = value
+    return value
