@@ -195,7 +195,7 @@ def score_translation(
         feats_pred, probs = clf(pred01.to(device))
         feats_real, probs_real = target_features(target, clf, tgt01, lambda x: clf(x.to(device)))
         out["fid"] = fid_from_features(feats_pred.cpu(), feats_real.cpu())
-        if bool((labels >= 0).all()):
+        if bool((labels >= 0).all()) and probs_real is not None:  # a classifier gives class probabilities
             agreement = float((probs.argmax(1).cpu() == labels).double().mean())
             # the ceiling: the same classifier on the true targets of the test pairs (its accuracy
             # there), what a perfect translation would score; the share is agreement / ceiling
