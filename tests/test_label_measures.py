@@ -116,3 +116,28 @@ def test_literal_mode_form_would_reduce_to_inception_score() -> None:
     for ref in (np.full(6, 1 / 6), rng.dirichlet(np.ones(6))):
         literal = np.mean([kl(row, ref) for row in p]) - kl(py, ref)
         assert literal == pytest.approx(np.mean([kl(row, py) for row in p]), rel=1e-10)
+
+
+def is_reference(p: np.ndarray, splits: int) -> tuple[float, float]:
+    """Salimans et al. 2016's Inception Score: split k holds rows [k N / s, (k + 1) N / s); per split
+    exp(mean_i KL(p_i || mean of the split)); mean and (population) std over the s splits."""
+    n = len(p)
+    scores = []
+    for k in range(splits):
+        part = p[k * n // splits : (k + 1) * n // splits]
+        py = part.mean(0)
+        scores.append(math.exp(np.mean([kl(row, py) for row in part])))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@pytest.mark.parametrize("n", [100, 91, 23])
+def test_inception_score_uses_equal_splits_as_salimans_et_al(n: int) -> None:
+    """N not a multiple of the splits: chunking into ceil(N / s) rows gave fewer, uneven splits (at N = 91 nine of
+    ten rows and one of one row; at N = 23 eight splits, not ten)."""
+    from gan_lightning.metrics.modes import inception_score
+
+    p = softmax_probs(np.random.default_rng(n), n, 10)
+    mean, std = inception_score(torch.from_numpy(p), splits=10)
+    ref_mean, ref_std = is_reference(p, 10)
+    assert mean == pytest.approx(ref_mean, rel=1e-10)
+    assert std == pytest.approx(ref_std, rel=1e-10)

@@ -46,10 +46,14 @@ def class_statistics(probs: Tensor, data_hist: Tensor, min_share: float = 0.1) -
 
 
 def inception_score(probs: Tensor, splits: int = 10) -> tuple[float, float]:
-    """exp(E_x KL(p(y|x) || p(y))) per split; mean and std over splits (Salimans et al. 2016)."""
+    """exp(E_x KL(p(y|x) || p(y))) per split; mean and std over splits (Salimans et al. 2016: split k holds
+    rows [k N / s, (k + 1) N / s), so the splits differ in size by one row at most)."""
     probs = probs.double().cpu()
+    n = len(probs)
+    splits = max(1, min(splits, n))  # fewer images than splits: one image per split
     scores = []
-    for part in probs.chunk(splits):
+    for k in range(splits):
+        part = probs[k * n // splits : (k + 1) * n // splits]
         py = part.mean(0, keepdim=True)
         kl = (part * (part.clamp_min(1e-30).log() - py.clamp_min(1e-30).log())).sum(1).mean()
         scores.append(float(kl.exp()))
