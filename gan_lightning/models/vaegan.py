@@ -25,7 +25,7 @@ from typing import Any, ClassVar, cast
 
 import torch
 from omegaconf import DictConfig
-from torch import Tensor, nn
+from torch import Tensor
 
 from gan_lightning.data.base import Batch
 from gan_lightning.losses import LOSSES
@@ -147,9 +147,6 @@ class VAEGAN(EncoderMixin, GANModule):
     def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The posterior mean mu(x) (the current train/eval mode; ``encode_from`` for eval)."""
         return self.posterior(x)[0]
-
-    def generator_for_sampling(self) -> nn.Module:
-        return self.G_ema if self.G_ema is not None else self.G
 
     # ------------------------------------------------------------------ the likelihood
     def likelihood_space(self, x: Tensor) -> Tensor:
