@@ -136,6 +136,18 @@ def test_a_run_stopped_by_lightning_saves_its_last_step_and_resumes_exactly() ->
     assert_bitwise_equal(weights(full.run_dir), weights(resumed.run_dir))
 
 
+def test_a_signal_at_an_improving_evaluation_still_saves_best_ckpt() -> None:
+    """A scheduler's SIGTERM often lands during an evaluation: the step's improvement of the primary metric
+    was recorded in summary.json as the best step, so best.ckpt must hold that step too (it was skipped)."""
+    args = ["exp=gmm_ring", "steps=12", "metrics.every=2", "metrics.n=200"]
+    part = run(*args, "out=part", extra_callbacks=[SignalAt(2)])  # the first evaluation always improves
+    assert part.status == "interrupted" and part.summary["steps_done"] == 2
+    primary = part.summary["primary"]
+    assert part.summary["best"][primary]["step"] == 2
+    best = torch.load(part.run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["gan_lightning"]["g_step"] == 2
+
+
 def test_trainer_max_time_ends_with_a_checkpoint_of_the_last_step() -> None:
     stopped = run("exp=gmm_ring", "steps=1000000", "log.ckpt_every=0", "trainer.max_time=00:00:00:01", "out=t")
     assert stopped.status == "interrupted" and 0 < stopped.summary["steps_done"] < 1000000

@@ -219,13 +219,13 @@ class RunManager(Checkpoint):
             self.state.status, self.state.diverged_at = "diverged", pl_module.diverged_at
             trainer.should_stop = True
             return
+        if self.state.improved_at == step:  # before a stop: summary.json already names this step the best
+            self.save(trainer, "best.ckpt")
         if self._stop_requested(trainer, step):
             self.save(trainer, "last.ckpt")
             self.state.status = "interrupted"
             trainer.should_stop = True
             return
-        if self.state.improved_at == step:
-            self.save(trainer, "best.ckpt")
         if self.keep_every and step % self.keep_every == 0:
             self.save(trainer, f"step={step}.ckpt")
         if step >= self.state.steps or (self.ckpt_every and step % self.ckpt_every == 0):
