@@ -148,6 +148,25 @@ def test_a_signal_at_an_improving_evaluation_still_saves_best_ckpt() -> None:
     assert best["gan_lightning"]["g_step"] == 2
 
 
+def test_a_primary_metric_changed_on_resume_takes_effect() -> None:
+    """metrics.* may change on resume (DESIGN.md): a new metrics.primary then picks best.ckpt; the checkpoint's
+    primary used to win for good."""
+    args = ["exp=gmm_ring", "metrics.every=2", "metrics.n=200"]
+    first = run(*args, "steps=4", "out=a")
+    assert first.summary["primary"] != "modes/high_quality"
+    more = run(*args, "steps=8", "out=a", "resume=auto", "metrics.primary=modes/high_quality")
+    assert more.summary["primary"] == "modes/high_quality"
+    # what picks best.ckpt, on the run state a resume restores: the new primary's improvements
+    from gan_lightning.callbacks.run import RunState
+
+    state = RunState(Path("a"), "gmm_ring", 0, 8)
+    state.record(5, {"fid": 3.0, "kid": 0.2}, {"fid": False, "kid": False}, "fid")
+    restored = RunState(Path("a"), "gmm_ring", 0, 8)
+    restored.load_state_dict(state.state_dict())
+    restored.record(6, {"fid": 4.0, "kid": 0.1}, {"fid": False, "kid": False}, "kid")
+    assert restored.primary == "kid" and restored.improved_at == 6
+
+
 def test_trainer_max_time_ends_with_a_checkpoint_of_the_last_step() -> None:
     stopped = run("exp=gmm_ring", "steps=1000000", "log.ckpt_every=0", "trainer.max_time=00:00:00:01", "out=t")
     assert stopped.status == "interrupted" and 0 < stopped.summary["steps_done"] < 1000000

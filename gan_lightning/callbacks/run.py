@@ -63,7 +63,7 @@ class RunState:
     ) -> None:
         """New metric values at ``step``: update final, per-key best and the primary's improvement."""
         self.directions.update(higher_is_better)
-        if self.primary is None and primary is not None:
+        if primary is not None:  # the run's metrics.primary; it may change on resume, as metrics.* may
             self.primary = primary
         self.final.update({k: float(v) for k, v in values.items()})
         self.final["step"] = step
