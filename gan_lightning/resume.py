@@ -98,6 +98,24 @@ def check_resume(cfg: DictConfig, ckpt: dict[str, Any], path: Path, model: torch
     return changes
 
 
+def check_no_later_steps(run_dir: Path, resume: Path, resume_step: int) -> None:
+    """Refuse to resume a run directory from a checkpoint older than the directory's ``last.ckpt``: the later
+    steps' rows of metrics.csv and that checkpoint would be overwritten. ``out=`` another directory branches."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file() or last.resolve() == resume.resolve():
+        return
+    try:  # mmap: the tensors are not read
+        later = int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["gan_lightning"]["g_step"])
+    except Exception:
+        return  # an unreadable last.ckpt holds nothing to keep
+    if later > resume_step:
+        raise ConfigError(
+            f"{resume} is at G step {resume_step}, but the run directory {run_dir} holds checkpoints/last.ckpt at "
+            f"step {later}: resuming there would write over its later steps (metrics.csv rows, last.ckpt). "
+            f"To branch from step {resume_step}, add out=DIR (a new run directory); to continue the run, resume=auto"
+        )
+
+
 def record_changes(run_dir: Path, step: int, resumed_from: Path, changes: dict[str, list[Any]]) -> None:
     """Append what this resume changed at ``step`` to ``changes.jsonl`` (nothing when nothing did)."""
     if not changes:

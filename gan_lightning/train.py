@@ -26,7 +26,13 @@ from gan_lightning.data import build_datamodule
 from gan_lightning.distributed import may_use_gpu, parse_devices, several_devices
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.models import build_model
-from gan_lightning.resume import ApplyOptimizerConfig, check_resume, read_changes, record_changes
+from gan_lightning.resume import (
+    ApplyOptimizerConfig,
+    check_no_later_steps,
+    check_resume,
+    read_changes,
+    record_changes,
+)
 from gan_lightning.rundir import claimed_run, read_summary, worker_env
 
 
@@ -174,6 +180,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
         ckpt = read_checkpoint(resume)
         changes = check_resume(cfg, ckpt, resume, model)  # refused changes fail here, before anything is written
         resume_step = int(ckpt["gan_lightning"]["g_step"])
+        check_no_later_steps(run_dir, resume, resume_step)
         if resume_step >= int(cfg.steps):  # nothing left to train: report what the checkpoint holds
             manager.load_state_dict(ckpt.get("callbacks", {}).get(manager.state_key, manager.state_dict()))
             state.steps_done = manager._start_step = resume_step

@@ -64,6 +64,24 @@ def test_resume_from_explicit_path_and_extend_steps(mnist_root) -> None:
     assert_bitwise_equal(weights(straight.run_dir), weights(more.run_dir))
 
 
+def test_resuming_an_older_checkpoint_into_its_own_run_is_refused_and_branches_with_out(mnist_root) -> None:
+    """resume=runs/a/checkpoints/step=2.ckpt of a run at step 4 would cut metrics.csv back to step 2 and write
+    over the later last.ckpt: refused (exit 2, nothing written), naming out=DIR, which branches into a new run."""
+    first = run("exp=gmm_ring", "steps=4", "out=a", "log.keep_every=2")
+    ckpts = first.run_dir / "checkpoints"
+    before = {p.name: p.read_bytes() for p in [*ckpts.iterdir(), first.run_dir / "metrics.csv"]}
+    older = ckpts / "step=2.ckpt"
+    with pytest.raises(ConfigError, match=r"out=DIR") as refused:
+        run("exp=gmm_ring", "steps=6", f"resume={older}")
+    assert "step 2" in str(refused.value) and "step 4" in str(refused.value)
+    with pytest.raises(ConfigError, match=r"out=DIR"):
+        run("exp=gmm_ring", "steps=6", f"resume={older}", "out=a")
+    assert before == {p.name: p.read_bytes() for p in [*ckpts.iterdir(), first.run_dir / "metrics.csv"]}
+    branch = run("exp=gmm_ring", "steps=6", f"resume={older}", "out=b")
+    assert branch.run_dir == Path("b") and branch.summary["steps_done"] == 6
+    assert before == {p.name: p.read_bytes() for p in [*ckpts.iterdir(), first.run_dir / "metrics.csv"]}
+
+
 class FirstBatchLr(L.Callback):
     """Records, at the first batch of a session, the G step, every optimizer's lr and every
     scheduler's base lrs (after Lightning restored them from the checkpoint)."""
