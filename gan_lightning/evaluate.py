@@ -13,7 +13,7 @@ from gan_lightning.callbacks.metrics import compute_metrics
 from gan_lightning.checkpoint import load_model
 from gan_lightning.data.images import IMAGE_SUFFIXES, list_images, read_image
 from gan_lightning.files import write_json
-from gan_lightning.metrics.evaluator import Evaluator
+from gan_lightning.metrics.evaluator import Evaluator, check_sample_size
 from gan_lightning.metrics.frechet import StreamingStats, frechet_distance
 from gan_lightning.metrics.reference import cached_reference, choose
 from gan_lightning.progress import progress
@@ -45,6 +45,8 @@ def evaluate_checkpoint(
     ppl_n: int = 2000,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint's generators; written as JSON beside the checkpoint (or ``out``)."""
+    if n < 2:
+        raise ConfigError(f"bad value for '--n': at least 2 samples (a covariance), got {n}")
     model = load_model(ckpt, device)
     kind = model.info.kind
     path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
@@ -52,6 +54,7 @@ def evaluate_checkpoint(
         values, described = evaluate_translation(model, metrics, n, features, device, data_dir, raw_too)
     else:
         names = metrics or (["modes"] if kind == "toy" else ["fid", "kid", "prdc", "is", "classes"])
+        check_sample_size(names, n, "--n")
         evaluator = checkpoint_evaluator(
             model, names, n, features, ref_split, device, data_dir, resize, is_weights, ppl_space=ppl_space, ppl_n=ppl_n
         )
@@ -233,6 +236,9 @@ def fid_between(
 ) -> dict[str, Any]:
     """FID between two image sources, like pytorch-fid's command line (cached for dataset splits)."""
     sources = [load_images(s, n, data_dir) for s in (a, b)]
+    for source, (images, _) in zip((a, b), sources):
+        if len(images) < 2:  # before any feature net is built
+            raise ConfigError(f"{source} holds {len(images)} image(s): FID needs at least 2 per source (a covariance)")
     dm = next((d for _, d in sources if d is not None), None)
     ex: torch.nn.Module
     if features == "classifier":

@@ -142,9 +142,9 @@ def launch_submitit(
         raise ConfigError("launcher=submitit needs submitit: pip install 'gan_lightning[cluster]'") from None
     cluster = study.get("cluster") or None
     executor = submitit.AutoExecutor(folder=sdir / "submitit", cluster=cluster)
-    params: dict[str, Any] = {"name": f"study-{sdir.name}", "timeout_min": int(study.get("timeout_min", 24 * 60))}
+    params: dict[str, Any] = {"name": f"study-{sdir.name}", "timeout_min": study_int(study, "timeout_min", 24 * 60)}
     if study.get("gpus_per_job"):
-        params["gpus_per_node"] = int(study["gpus_per_job"])
+        params["gpus_per_node"] = study_int(study, "gpus_per_job", 0)
     if study.get("partition"):
         params["slurm_partition"] = study["partition"]
     executor.update_parameters(**params)
@@ -163,6 +163,18 @@ def launch_submitit(
             )
 
 
+def study_int(study: dict[str, str], key: str, default: int) -> int:
+    """The study key ``key`` as a whole number >= 0 (``default`` when absent), else a ConfigError naming it."""
+    text = study.get(key, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"bad value for '{key}': a whole number >= 0, got '{text}'")
+    return value
+
+
 def run_study(args: list[str], echo: bool = True) -> Path:
     """Run (or resume) a study and write its report; returns the study directory."""
     from gan_lightning.config import load_config
@@ -171,7 +183,9 @@ def run_study(args: list[str], echo: bool = True) -> Path:
     if "seeds" not in study:
         raise ConfigError("a study needs seeds=..., e.g. seeds=0-4")
     seeds = parse_seeds(study["seeds"])
-    jobs = max(1, int(study.get("jobs", 1)))
+    jobs = max(1, study_int(study, "jobs", 1))
+    for key in ("timeout_min", "gpus_per_job"):  # read by the submitit launcher only, checked before any run
+        study_int(study, key, 0)
     launcher = study.get("launcher", "local")
     if launcher not in LAUNCHERS:
         raise ConfigError(f"bad value for 'launcher': '{launcher}'; use one of {', '.join(LAUNCHERS)}")
@@ -469,6 +483,20 @@ def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- compare
+def read_report(sdir: Path) -> dict[str, Any]:
+    """A study's report.json, or a ConfigError naming the file and what to do."""
+    path = sdir / "report.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: give a study directory (gan-lightning study ... out=DIR)")
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not readable JSON ({e}); run the study again to rewrite its report") from e
+    if not isinstance(report, dict) or "final" not in report or "per_seed" not in report:
+        raise ConfigError(f"{path} is not a study report (it needs 'final' and 'per_seed'); run the study again")
+    return report
+
+
 def compare_studies(
     a: str | Path, b: str | Path, metrics: list[str] | None = None, alpha: float = 0.05
 ) -> dict[str, Any]:
@@ -476,7 +504,7 @@ def compare_studies(
     p-values are adjusted for the number of metrics compared (Benjamini-Hochberg)."""
     from scipy import stats
 
-    reports = [json.loads((Path(p) / "report.json").read_text()) for p in (a, b)]
+    reports = [read_report(Path(p)) for p in (a, b)]
     finals = [
         {
             k: [  # a seed's non-finite value is written as null: left out, as in the report's aggregate

@@ -39,11 +39,20 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {path} does not exist")
-    cfg = yaml.safe_load(path.read_text())
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from e
     if not isinstance(cfg, dict) or "parameters" not in cfg or "method" not in cfg:
         raise ConfigError(f"{path} is not a wandb sweep config (it needs 'method' and 'parameters')")
     if cfg["method"] != "grid" and "metric" not in cfg:
         raise ConfigError(f"{path}: method '{cfg['method']}' needs a 'metric: {{name, goal}}'")
+    bad = [key for key, spec in (cfg["parameters"] or {}).items() if not isinstance(spec, dict)]
+    if bad or not isinstance(cfg["parameters"], dict):
+        raise ConfigError(
+            f"{path}: each parameter is a mapping such as '{(bad or ['KEY'])[0]}: {{values: [...]}}' or "
+            f"'{{value: V}}' or '{{min: A, max: B}}' (wandb's sweep format), got a bare value for {', '.join(bad)}"
+        )
     if "${args_no_hyphens}" not in [str(w) for w in cfg.get("command") or []]:
         raise ConfigError(
             f"{path}: the sweep's 'command' must end with ${{args_no_hyphens}} (each parameter as a key=value "

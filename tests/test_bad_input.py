@@ -271,3 +271,67 @@ def test_a_full_disk_while_writing_metrics_csv_leaves_no_temporary_file(
         logger.log_metrics({"loss/d": 2.0}, step=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]  # no metrics.csv.tmp left
     assert (tmp_path / "metrics.csv").read_text() == before  # the last whole file is kept
+
+
+# ----------------------------------------------------------------------------- numbers and files of other commands
+@pytest.fixture
+def tiny_image_ckpt(tmp_path: Path, mnist_root: Path) -> Path:
+    args = ["train", "exp=dcgan", "data=fashion_mnist", f"data.data_dir={mnist_root}", "data.download=false"]
+    assert main([*args, *tiny_for(args), "steps=2", f"out={tmp_path / 'r'}"]) == 0
+    return tmp_path / "r" / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize(
+    ("n", "metrics", "says"),
+    [("0", "fid", "'--n'"), ("1", "fid", "at least 2"), ("4", "prdc", "prdc needs at least 6")],
+)
+def test_evaluate_with_too_few_samples_for_a_metric_is_one_line(
+    tiny_image_ckpt: Path, capsys: pytest.CaptureFixture[str], n: str, metrics: str, says: str
+) -> None:
+    assert main(["evaluate", str(tiny_image_ckpt), "--n", n, "--metrics", metrics]) == 2
+    assert says in one_error(capsys.readouterr().err)
+
+
+def test_fid_of_a_single_image_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    one, many = tmp_path / "one.npy", tmp_path / "many.npy"
+    np.save(one, np.zeros((1, 1, 8, 8), dtype=np.float32))
+    np.save(many, np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32))
+    assert main(["fid", str(one), str(many)]) == 2  # refused before the Inception trunk is built
+    line = one_error(capsys.readouterr().err)
+    assert str(one) in line and "at least 2" in line, line
+
+
+@pytest.mark.parametrize("key", ["jobs", "timeout_min", "gpus_per_job"])
+def test_a_study_number_that_is_not_one_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    assert main(["study", "exp=gmm_ring", "seeds=0", f"{key}=abc", f"out={tmp_path / 's'}"]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert f"'{key}'" in line and "'abc'" in line, line
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("method: grid\nparameters: {a: [1\n", "not valid YAML"),
+        ("method: grid\nparameters: {optim.lr_g: 0.001}\ncommand:\n  - x\n  - ${args_no_hyphens}\n", "optim.lr_g"),
+    ],
+)
+def test_a_malformed_sweep_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, says: str
+) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    assert main(["sweep", str(path), "--offline"]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert str(path) in line and says in line, line
+
+
+def test_compare_of_a_corrupt_report_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "report.json").write_text('{"final": {')  # cut off
+    (tmp_path / "b" / "report.json").write_text('{"final": {}, "per_seed": []}')
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert str(tmp_path / "a" / "report.json") in line, line

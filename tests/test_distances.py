@@ -205,3 +205,18 @@ def test_bad_k() -> None:
     with pytest.raises(ValueError):
         nearest(x, x, k=6)
     assert nearest(x[:0], x, k=2)[0].shape == (0, 2)
+
+
+def test_the_prdc_metric_reads_a_seeded_subset_of_the_reference_not_its_prefix() -> None:
+    """A reference stored in dataset order (class-sorted folders): its first n rows are one class. Generated
+    samples from both classes are then half off the prefix's manifold; on a seeded subset precision is ~1."""
+    from types import SimpleNamespace
+
+    from gan_lightning.metrics.evaluator import METRICS
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.cat([torch.randn(400, 4, generator=g), torch.randn(400, 4, generator=g) + 20])  # class-sorted
+    fake = torch.randn(200, 4, generator=g) + 20 * (torch.arange(200) % 2)[:, None]  # both classes, i.i.d.
+    ctx = SimpleNamespace(reference=SimpleNamespace(feats=real), prdc_n=200)
+    values = METRICS.get("prdc", "metrics.names").fn(ctx, {"feats": fake})
+    assert values["precision"] > 0.9 and values["recall"] > 0.9

@@ -29,9 +29,21 @@ class MetricSpec:
     primary: str
     needs: tuple[str, ...]  # what it reads: feats, probs, is_probs, points, pixels, requested (asked-for labels)
     kinds: tuple[str, ...] = ("image",)
+    min_n: int = 2  # the fewest samples it is defined for (a covariance needs 2)
+    why_min_n: str = "a covariance"
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
+
+
+def check_sample_size(names: list[str], n: int, key: str) -> None:
+    """Refuse ``n`` samples (the value of ``key``) where a metric of ``names`` needs more."""
+    for name in names:
+        spec = METRICS.get(name, key)
+        if n < spec.min_n:
+            raise ConfigError(
+                f"bad value for '{key}': metric {name} needs at least {spec.min_n} samples ({spec.why_min_n}), got {n}"
+            )
 
 
 def metric(
@@ -40,11 +52,13 @@ def metric(
     primary: str,
     needs: str | tuple[str, ...],
     kinds: tuple[str, ...] = ("image",),
+    min_n: tuple[int, str] = (2, "a covariance"),
 ) -> Callable:
-    """Register ``fn(ctx, data) -> {key: value}`` as metric ``name``."""
+    """Register ``fn(ctx, data) -> {key: value}`` as metric ``name``; ``min_n``: (the fewest samples, why)."""
 
     def add(fn: Callable[[Any, dict[str, Tensor]], dict[str, float]]) -> Callable:
-        spec = MetricSpec(fn, directions, primary, (needs,) if isinstance(needs, str) else tuple(needs), kinds)
+        needed = (needs,) if isinstance(needs, str) else tuple(needs)
+        spec = MetricSpec(fn, directions, primary, needed, kinds, *min_n)
         METRICS.register(name)(spec)
         return fn
 
@@ -63,11 +77,17 @@ def _kid(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     return {"kid": mean, "kid_std": std}
 
 
-@metric("prdc", {"precision": True, "recall": True, "density": True, "coverage": True}, "precision", "feats")
+@metric(
+    "prdc",
+    {"precision": True, "recall": True, "density": True, "coverage": True},
+    "precision",
+    "feats",
+    min_n=(6, "the k = 5 nearest neighbours of density and coverage, itself excluded"),
+)
 def _prdc(ctx: Any, data: dict[str, Tensor]) -> dict[str, float]:
     real = ctx.reference.feats
     n = min(len(real), len(data["feats"]), ctx.prdc_n)
-    return prdc(real[:n], data["feats"][:n])
+    return prdc(real[subset(len(real), n)], data["feats"][:n])  # not a prefix of a class-sorted reference
 
 
 @metric("is", {"is": True, "is_std": None}, "is", "is_probs")
