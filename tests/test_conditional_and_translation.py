@@ -119,6 +119,37 @@ def test_infogan_codes_and_mutual_information_term(mnist_root) -> None:
     assert result.status == "completed"
 
 
+def test_infogan_q_shares_ds_layers_and_the_information_term_trains_them(mnist_root) -> None:
+    """Chen et al. 2016: Q shares all conv layers with D; their code (openai/InfoGAN) puts Q in D's variables and
+    subtracts lambda * L_I from D's loss and G's. So the D step's loss carries L_I of its fakes, whose gradient
+    reaches D's trunk and Q (it stopped at frozen features before), and Q belongs to D: D's optimizer, spectral
+    norm, clipping and freezing in G's step all cover it."""
+    from types import SimpleNamespace
+
+    from gan_lightning.models.noise import NoiseSource
+
+    args = ["exp=infogan_mnist", "data=fashion_mnist", *data_args(mnist_root), "nets.g_width=8", "nets.d_width=8"]
+    cfg = load_config([*args, "model.sn_d=true"])
+    model = build_model(cfg, build_datamodule(cfg).info)
+    q_params = {id(p) for p in model.D.Q.parameters()}
+    d_group, g_group = model.optimizer_groups()[1], model.optimizer_groups()[0]
+    assert q_params <= {id(p) for p in d_group.params} and not q_params & {id(p) for p in g_group.params}
+    assert any(hasattr(m, "parametrizations") for m in model.D.Q.modules())  # model.sn_d covers Q
+    losses = {}
+    model.backward_step = lambda opt, loss: losses.setdefault("d", loss)
+    zero = lambda real, fake, real_label=1.0: 0.0 * (real.sum() + fake.sum())  # noqa: E731  (the info term alone)
+    model.loss = SimpleNamespace(d_loss=zero, g_loss=model.loss.g_loss)
+    model.noise = NoiseSource(0)
+    stats = model.critic_step(torch.rand(8, 1, 28, 28) * 2 - 1, torch.zeros(8, dtype=torch.long), None)
+    assert float(stats["d/info_cat"]) > 0 and float(losses["d"]) > 0
+    trunk = [p for name, p in model.D.named_parameters() if name.startswith("trunk.")]
+    assert trunk
+    grads = torch.autograd.grad(losses["d"], [*trunk, *model.D.Q.parameters()], allow_unused=True)
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in grads)
+    with model.frozen(model.D):  # the G step: Q frozen with D
+        assert not any(p.requires_grad for p in model.D.Q.parameters())
+
+
 # ----------------------------------------------------------------------------- nets
 def test_patchgan_output_grid_and_receptive_field() -> None:
     assert receptive_field(3) == 70 and receptive_field(1) == 16

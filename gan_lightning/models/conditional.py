@@ -198,7 +198,9 @@ class InfoGANConfig(GANConfig):
 class InfoGAN(GAN):
     """InfoGAN (Chen et al. 2016): G(z, c) with a categorical and continuous codes c; a head Q on
     D's features predicts c from G(z, c), and the variational lower bound of I(c; G(z, c)) is
-    maximised by G and Q. Grids show one row per value of the categorical code."""
+    maximised by G and by D with Q: Q shares D's layers ("Q and D share all convolutional layers"), and as in
+    the authors' code Q is part of D and lambda L_I enters both D's loss (on the D step's fakes) and G's.
+    Grids show one row per value of the categorical code."""
 
     Config = InfoGANConfig
     D: Critic
@@ -214,11 +216,9 @@ class InfoGAN(GAN):
         nets = self.cfg.nets
         g = build_generator(nets, self.info.shape, self.z_dim + self.code_dim)
         d = build_discriminator(nets, self.info.shape, resolve_d_norm(self.cfg))
-        self.Q = nn.Sequential(nn.Linear(d.feature_dim, 128), nn.LeakyReLU(0.2), nn.Linear(128, self.code_dim))
+        # part of D: its optimizer, spectral norm, clipping and freezing in G's step cover Q
+        d.Q = nn.Sequential(nn.Linear(d.feature_dim, 128), nn.LeakyReLU(0.2), nn.Linear(128, self.code_dim))
         return g, d
-
-    def g_parameters(self) -> list[nn.Parameter]:
-        return [*self.G.parameters(), *self.Q.parameters()]  # Q is trained with G
 
     def make_fake(self, n: int) -> Fake:
         m = self.mcfg
@@ -233,17 +233,24 @@ class InfoGAN(GAN):
         phi = self.D.features(x)
         return self.D.head(phi).squeeze(1), phi
 
-    def g_terms(self, fake: Judged) -> Terms:
-        """The variational lower bound of I(c; G(z, c)): cross-entropy of the categorical code and
-        the unit-variance Gaussian log-likelihood of the continuous ones."""
+    def information(self, fake: Judged, step: str) -> Terms:
+        """lambda L_I, the negative variational lower bound of I(c; G(z, c)) on ``fake``: cross-entropy of the
+        categorical code and the unit-variance Gaussian log-likelihood of the continuous ones; stats as ``step``/."""
         m = self.mcfg
         cat, cont = fake.codes
-        q = self.Q(fake.extra)
+        q = cast(nn.Module, self.D.Q)(fake.extra)
         info_cat = F.cross_entropy(q[:, : m.categories], cat)
         info_cont = 0.5 * (q[:, m.categories :] - cont).pow(2).sum(1).mean()
         q_accuracy = (q[:, : m.categories].detach().argmax(1) == cat).float().mean()
-        stats = {"g/info_cat": info_cat.detach(), "g/info_cont": info_cont.detach(), "g/q_accuracy": q_accuracy}
+        stats = {f"{step}/info_cat": info_cat.detach(), f"{step}/info_cont": info_cont.detach()}
+        stats[f"{step}/q_accuracy"] = q_accuracy
         return Terms(m.info_weight * info_cat + m.continuous_weight * info_cont, stats)
+
+    def d_terms(self, real: Judged, fake: Judged) -> Terms:
+        return self.information(fake, "d")  # trains D's shared layers and Q
+
+    def g_terms(self, fake: Judged) -> Terms:
+        return self.information(fake, "g")
 
     # sampling: z is followed by the codes; grids show one row per categorical value
     def labels_for(self, n: int) -> Tensor:
