@@ -358,3 +358,23 @@ def test_aae_resumes_bitwise(mnist_root: Path) -> None:
 def test_bad_config_is_refused(args: list[str], key: str) -> None:
     with pytest.raises(ConfigError, match=f"bad value for '{key}'"):
         load_config([*TOY, *args])
+
+
+def test_the_joint_critics_z_trunk_and_top_keep_their_documented_sizes_under_mlp_d_keys() -> None:
+    """The z-trunk is nets.mlp_layers x nets.mlp_hidden and the joint part one hidden layer of nets.mlp_hidden,
+    whatever the MLP critic's own nets.mlp_d_* keys say (those size an x-trunk that is nets.d=mlp)."""
+    from torch import nn
+
+    from gan_lightning.nets.encoder import build_joint_critic
+
+    nets = load_config(
+        ["exp=gmm_ring", "nets.mlp_hidden=32", "nets.mlp_layers=2", "nets.mlp_d_hidden=8", "nets.mlp_d_layers=4"]
+    ).nets
+    critic = build_joint_critic(nets, (2,), 3, "none")
+
+    def widths(m: nn.Module) -> list[int]:
+        return [layer.out_features for layer in m.modules() if isinstance(layer, nn.Linear)]
+
+    assert widths(critic.x_trunk)[:4] == [8, 8, 8, 8]  # nets.d=mlp: the x-trunk is the MLP critic as asked
+    assert widths(critic.z_trunk)[:2] == [32, 32] and len(widths(critic.z_trunk)) == 2
+    assert widths(critic.top) == [32, 1]  # one hidden layer and the logit head
