@@ -48,6 +48,23 @@ def test_classifier_trains_caches_and_reloads(mnist_root, monkeypatch) -> None:
         clf.get_classifier(dm, verbose=False)
 
 
+@pytest.mark.usefixtures("private_cache")
+def test_training_a_classifier_leaves_the_global_rng_alone(mnist_root) -> None:
+    """A classifier first built mid-run (a metric that needs it at the first evaluation) must not reseed the
+    run: whether the run's random stream changes would depend on whether the cache held the classifier."""
+    dm = fashion_dm(mnist_root)
+    torch.manual_seed(3)
+    clf.get_classifier(dm, verbose=False)  # trained: the private cache is empty
+    after = torch.rand(3)
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(3))
+    torch.manual_seed(4)
+    clf.get_classifier(dm, verbose=False)  # loaded from the cache: building the net draws no weights either
+    cached_after = torch.rand(3)
+    torch.manual_seed(4)
+    assert torch.equal(cached_after, torch.rand(3))
+
+
 class Retrained(Exception):
     pass
 

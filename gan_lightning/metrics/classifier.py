@@ -271,12 +271,14 @@ def get_classifier(
             f"no domain classifier for {dataset} (data fingerprint {fp}) in {path.parent}; "
             f"run `gan-lightning train-evaluator data={dataset}` first"
         )
-    with training_lock(path):  # concurrent runs (study jobs, notebooks) train it once, the others wait
-        if not path.is_file():
-            if verbose:
-                print(f"[classifier] none cached for {dataset} ({fp}); training one (once)", file=sys.stderr)
-            test = datamodule.split(train=False, size=28)
-            net, meta = train_classifier(train, test, dataset, device=device, verbose=verbose)
-            save_classifier(net, meta, path)
-    net, meta = load_classifier(path)
+    # training seeds itself and building a net draws its initial weights: the caller's random stream is left alone
+    with torch.random.fork_rng(devices=[]):
+        with training_lock(path):  # concurrent runs (study jobs, notebooks) train it once, the others wait
+            if not path.is_file():
+                if verbose:
+                    print(f"[classifier] none cached for {dataset} ({fp}); training one (once)", file=sys.stderr)
+                test = datamodule.split(train=False, size=28)
+                net, meta = train_classifier(train, test, dataset, device=device, verbose=verbose)
+                save_classifier(net, meta, path)
+        net, meta = load_classifier(path)
     return ClassifierFeatures(net, meta, getattr(datamodule.dcfg, "resize", "pad"))
