@@ -104,7 +104,7 @@ def evaluate_translation(
             raw = translation_metrics(model, dm, n, classifiers, inception, memo)
             values.update({f"raw/{k}": v for k, v in raw.items()})
     values.update(baseline_metrics(dm, n, classifiers, inception, memo))
-    return values, describe_translation_measures(classifiers)
+    return values, describe_translation_measures(classifiers, dm)
 
 
 def checkpoint_evaluator(

@@ -370,7 +370,7 @@ def test_edges_paired_and_unpaired_halves(mnist_root) -> None:
     assert torch.equal(a, edge_map(bt)) and len(y) == len(a)
 
 
-def test_folder_datamodules(tmp_path) -> None:
+def test_folder_datamodules(tmp_path, capsys) -> None:
     rng = np.random.default_rng(0)
     for split in ("trainA", "trainB", "testA"):
         for i in range(3):
@@ -380,8 +380,13 @@ def test_folder_datamodules(tmp_path) -> None:
     dm.prepare()
     batch = dm.global_batch(0, 4)
     assert batch.a.shape == (4, 3, 16, 16) and batch.b.shape == (4, 3, 16, 16)
-    a, b, _ = dm.test_pairs()  # no testB: falls back to trainB
+    a, b, _ = dm.test_pairs()  # no testB: falls back to trainB, and says so (the measures read training images)
     assert a.shape == (3, 3, 16, 16) and b.shape == (3, 3, 16, 16)
+    assert "no testB" in capsys.readouterr().err
+    assert dm.test_split == {"a": "testA", "b": "trainB (no testB/: training images)"}
+    from gan_lightning.metrics.translation import describe_translation_measures
+
+    assert describe_translation_measures({}, dm)["test_images"] == dm.test_split
     side = rng.integers(0, 255, (20, 40, 3), dtype=np.uint8)
     side[:, :20] = 0
     for i in range(2):
@@ -390,10 +395,36 @@ def test_folder_datamodules(tmp_path) -> None:
     dm = build_datamodule(load_config([*args, *small]))
     dm.prepare()
     assert dm.train_a.float().mean() < 5 and dm.train_b.float().mean() > 50  # left half is A
+    dm.test_pairs()
+    assert "no test/ or val/" in capsys.readouterr().err and dm.test_split == {"ab": "train (no test/ or val/)"}
     with pytest.raises(ConfigError, match="trainA"):
         build_datamodule(load_config(["exp=cyclegan_folder", f"data.root={tmp_path / 'none'}"])).prepare()
     with pytest.raises(ConfigError, match=r"data\.root"):
         load_config(["exp=cyclegan_folder"])
+
+
+def test_unpaired_folder_flips_each_domain_independently(tmp_path) -> None:
+    """data.flip on unpaired domains: A and B are different images, each flipped with probability 1/2 on its own
+    (B was never flipped); paired data keeps one flip for both images of a pair."""
+    left_white = np.zeros((16, 16, 3), dtype=np.uint8)
+    left_white[:, :8] = 255
+    for split in ("trainA", "trainB"):
+        for i in range(4):
+            write_image(tmp_path / "u" / split / f"{i}.png", left_white)
+    cfg = ["exp=cyclegan_folder", f"data.root={tmp_path / 'u'}", "data.image_size=16", "nets.patch_layers=2"]
+    dm = build_datamodule(load_config(cfg))
+    dm.prepare()
+    assert dm.dcfg.flip
+    flipped = {"a": 0, "b": 0}
+    together = 0
+    for step in range(40):
+        batch = dm.global_batch(step, 4)
+        fa, fb = ((x[:, 0, :, 0] < 0).all(1) for x in (batch.a, batch.b))  # column 0 black: flipped
+        flipped["a"] += int(fa.sum())
+        flipped["b"] += int(fb.sum())
+        together += int((fa == fb).sum())
+    assert 55 <= flipped["a"] <= 105 and 55 <= flipped["b"] <= 105  # of 160, p = 1/2 (about 5 sd)
+    assert together < 120  # independent draws agree about half the time, not always
 
 
 # ----------------------------------------------------------------------------- review findings

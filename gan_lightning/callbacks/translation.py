@@ -66,5 +66,5 @@ class TranslationMetrics(L.Callback):
         directions = {k: DIRECTIONS[k.split("/")[1]] for k in values}
         primary = next((k for k in ("ab/fid", "ab/l1", "mean/fid", "mean/l1") if k in values), None)  # mean: StarGAN
         self.state.record(step, values, directions, primary)
-        self.state.extra.setdefault("metrics", describe_translation_measures(self.classifiers))
+        self.state.extra.setdefault("metrics", describe_translation_measures(self.classifiers, self.dm))
         self.state.eval_s += elapsed

@@ -13,6 +13,7 @@ Folder images are loaded once into memory at ``image_size`` (shorter side resize
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -80,11 +81,12 @@ class PairedDataModule(GANDataModule):
         ia, ib = (s.take(step * size, size) for s in self._streams_cached())
         a = self.train_a[ia.to(self.train_a.device)]
         b = self.train_b[ib.to(self.train_b.device)]
-        if getattr(self.dcfg, "flip", False):  # the same flip for both images of a pair
+        if getattr(self.dcfg, "flip", False):  # the same flip for both images of a pair, else one per domain
             g = torch.Generator().manual_seed(seed_for(self.seed, step, 0xF1))
-            flip = (torch.rand(size, generator=g) < 0.5).to(a.device)
-            a = torch.where(flip[:, None, None, None], a.flip(-1), a)
-            b = torch.where(flip[:, None, None, None], b.flip(-1), b) if self.paired else b
+            flip_a = (torch.rand(size, generator=g) < 0.5).to(a.device)
+            flip_b = flip_a if self.paired else (torch.rand(size, generator=g) < 0.5).to(b.device)
+            a = torch.where(flip_a[:, None, None, None], a.flip(-1), a)
+            b = torch.where(flip_b[:, None, None, None], b.flip(-1), b)
         return PairBatch(to_model_space(a), to_model_space(b), self.train_y[ia.to(self.train_y.device)])
 
     def _streams_cached(self) -> tuple[ShuffledIndex, ShuffledIndex]:
@@ -234,6 +236,7 @@ class UnpairedFolderDataModule(PairedDataModule):
         self.paired = False
         self._loaded = False
         self._test: tuple[Tensor, Tensor, Tensor] | None = None
+        self.test_split: dict[str, str] = {}  # where each domain's test images come from, once loaded
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
@@ -266,12 +269,24 @@ class UnpairedFolderDataModule(PairedDataModule):
         self._loaded = True
 
     def test_pairs(self) -> tuple[Tensor, Tensor, Tensor]:
+        """testA/ and testB/; a domain without its test folder falls back to its training images, which is said
+        (stderr) and recorded in ``test_split`` (the measures' description in summary.json names it)."""
         if self._test is None:
             s, c = int(self.dcfg.image_size), int(self.dcfg.channels)
             root = Path(self.dcfg.root)
-            a_dir = root / "testA" if (root / "testA").is_dir() else self._dir("trainA")
-            b_dir = root / "testB" if (root / "testB").is_dir() else self._dir("trainB")
-            a, b = load_folder(a_dir, s, c), load_folder(b_dir, s, c)
+            dirs = {}
+            for side in ("A", "B"):
+                if (root / f"test{side}").is_dir():
+                    dirs[side], self.test_split[side.lower()] = root / f"test{side}", f"test{side}"
+                else:
+                    dirs[side] = self._dir(f"train{side}")
+                    self.test_split[side.lower()] = f"train{side} (no test{side}/: training images)"
+                    print(
+                        f"[data] {root} has no test{side}/: the translation measures and grids read train{side}'s "
+                        f"images, which the model trains on; add test{side}/ for held-out measures",
+                        file=sys.stderr,
+                    )
+            a, b = load_folder(dirs["A"], s, c), load_folder(dirs["B"], s, c)
             self._test = (a, b, torch.full((len(a),), -1, dtype=torch.long))
         return self._test
 
@@ -307,9 +322,18 @@ class PairedFolderDataModule(UnpairedFolderDataModule):
         self._loaded = True
 
     def test_pairs(self) -> tuple[Tensor, Tensor, Tensor]:
+        """test/ or val/; without either the training pairs, which is said and recorded in ``test_split``."""
         if self._test is None:
             root = Path(self.dcfg.root)
-            folder = next((root / n for n in ("test", "val") if (root / n).is_dir()), None) or self._dir("train")
+            folder = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
+            if folder is None:
+                folder = self._dir("train")
+                print(
+                    f"[data] {root} has no test/ or val/: the translation measures and grids read the training "
+                    "pairs, which the model trains on; add test/ for held-out measures",
+                    file=sys.stderr,
+                )
+            self.test_split = {"ab": folder.name if folder.name != "train" else "train (no test/ or val/)"}
             a, b = self._split_pairs(folder)
             self._test = (a, b, torch.full((len(a),), -1, dtype=torch.long))
         return self._test

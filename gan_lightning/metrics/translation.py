@@ -55,14 +55,18 @@ def translation_features(
     return classifiers, inception
 
 
-def describe_translation_measures(classifiers: dict[str, Any]) -> dict[str, Any]:
-    """What a run's or an evaluation's JSON says about the translation measures and their classifiers."""
-    return {
+def describe_translation_measures(classifiers: dict[str, Any], dm: Any = None) -> dict[str, Any]:
+    """What a run's or an evaluation's JSON says about the translation measures, their classifiers and, where the
+    data module records it (folder data), where its test images came from."""
+    described = {
         "metrics": "image-to-image: L1 to the true translation, FID and label agreement on the test split",
         "classifiers": {
             k: {f: c.meta[f] for f in ("dataset", "fingerprint", "test_accuracy")} for k, c in classifiers.items()
         },
     }
+    if getattr(dm, "test_split", None):
+        described["test_images"] = dict(dm.test_split)
+    return described
 
 
 # what a feature net gave on a task's target images, by (the net's id, the target's name, n): the test split does
