@@ -39,8 +39,9 @@ class Encoder(nn.Module):
 def _mlp_critic(nets: Any, size: int, layers: int) -> Critic:
     """The registered MLP critic on vectors of ``size``: ``layers`` x ``nets.mlp_hidden`` (not the MLP critic's
     own ``nets.mlp_d_*`` sizes, which are the x-trunk's), no normalisation, no minibatch layer."""
-    sizes: dict[str, Any] = {"mlp_layers": layers, "mlp_d_layers": layers, "mlp_d_hidden": int(nets.mlp_hidden)}
-    mlp = OmegaConf.merge(nets, {"d": "mlp", "d_minibatch": "none", **sizes})
+    overrides: dict[str, Any] = {"d": "mlp", "d_minibatch": "none", "mlp_layers": layers}
+    overrides.update(mlp_d_layers=layers, mlp_d_hidden=int(nets.mlp_hidden))
+    mlp = OmegaConf.merge(nets, overrides)
     return build_discriminator(mlp, (size,), "none")
 
 
