@@ -347,7 +347,7 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     _check(mc.ref_split in ("train", "test"), "metrics.ref_split", f"train or test, got '{mc.ref_split}'")
     for name in mc.names:
         METRICS.get(name, "metrics.names")
-    check_sample_size(list(mc.names), int(mc.n), "metrics.n")
+    check_sample_size(list(mc.names), int(mc.n), "metrics.n", "metrics.names")
     for name in cfg.logger:
         _check(name in ("csv", "tensorboard", "wandb"), "logger", f"csv, tensorboard or wandb, got '{name}'")
     _validate_trainer(cfg.trainer)

@@ -54,7 +54,7 @@ def evaluate_checkpoint(
         values, described = evaluate_translation(model, metrics, n, features, device, data_dir, raw_too)
     else:
         names = metrics or (["modes"] if kind == "toy" else ["fid", "kid", "prdc", "is", "classes"])
-        check_sample_size(names, n, "--n")
+        check_sample_size(names, n, "--n", "--metrics")
         evaluator = checkpoint_evaluator(
             model, names, n, features, ref_split, device, data_dir, resize, is_weights, ppl_space=ppl_space, ppl_n=ppl_n
         )

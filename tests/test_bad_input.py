@@ -290,6 +290,8 @@ def test_evaluate_with_too_few_samples_for_a_metric_is_one_line(
 ) -> None:
     assert main(["evaluate", str(tiny_image_ckpt), "--n", n, "--metrics", metrics]) == 2
     assert says in one_error(capsys.readouterr().err)
+    assert main(["evaluate", str(tiny_image_ckpt), "--n", "50", "--metrics", "nosuch"]) == 2
+    assert "'--metrics'" in one_error(capsys.readouterr().err)  # the field that is wrong, not --n
 
 
 def test_fid_of_a_single_image_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

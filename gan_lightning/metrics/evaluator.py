@@ -36,10 +36,11 @@ class MetricSpec:
 METRICS: Registry[MetricSpec] = Registry("metric")
 
 
-def check_sample_size(names: list[str], n: int, key: str) -> None:
-    """Refuse ``n`` samples (the value of ``key``) where a metric of ``names`` needs more."""
+def check_sample_size(names: list[str], n: int, key: str, names_key: str) -> None:
+    """Refuse ``n`` samples (the value of ``key``) where a metric of ``names`` (the value of ``names_key``) needs
+    more."""
     for name in names:
-        spec = METRICS.get(name, key)
+        spec = METRICS.get(name, names_key)
         if n < spec.min_n:
             raise ConfigError(
                 f"bad value for '{key}': metric {name} needs at least {spec.min_n} samples ({spec.why_min_n}), got {n}"
