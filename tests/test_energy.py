@@ -110,3 +110,11 @@ def test_energy_combinations_that_do_not_hold_are_refused(args: list[str], key: 
 
 def test_began_is_the_registered_began() -> None:
     assert isinstance(energy_model("model=began"), BEGAN)
+
+
+@pytest.mark.parametrize("model", ["ebgan", "began"])
+def test_an_autoencoder_critic_refuses_a_decoder_that_draws_noise_inputs(model: str) -> None:
+    """The autoencoder's decoder is the generator named like D: nets.d=style would make it the style generator,
+    which draws per-layer noise that these models never feed (it crashed at the first D step)."""
+    with pytest.raises(ConfigError, match=r"nets\.d.*noise inputs"):
+        load_config([f"model={model}", "nets.d=style", "nets.g=dcgan", "data.image_size=32"], exp="dcgan")

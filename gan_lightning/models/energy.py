@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from gan_lightning.models.gan import ADAM_DCGAN, DCGAN_NETS, GAN, GANConfig, Judged, Terms, resolve_d_norm
-from gan_lightning.nets import build_generator
+from gan_lightning.nets import GENERATORS, build_generator, capability
 from gan_lightning.nets.autoencoder import build_autoencoder_critic
 from gan_lightning.registry import MODELS, ConfigError
 
@@ -59,6 +59,12 @@ class EnergyGAN(GAN):
             raise ConfigError(
                 f"bad value for 'model.clip': weight clipping bounds a WGAN critic; model '{m.name}' has an "
                 "autoencoder critic whose energy is bounded by its margin or k_t; drop model.clip"
+            )
+        if capability(GENERATORS.get(cfg.nets.d, "nets.d"), "noise_inputs"):  # the decoder: the generator of D's name
+            raise ConfigError(
+                f"bad value for 'nets.d': model '{m.name}' decodes with the generator named like its critic, and "
+                f"'{cfg.nets.d}' draws noise inputs in every layer, which the autoencoder critic does not feed; "
+                "use nets.d=dcgan"
             )
 
     def discriminate(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Any]:
