@@ -258,6 +258,29 @@ def test_simgan_resume_is_exact_with_the_history(mnist_root) -> None:
         (["exp=simgan_fashion", "nets.d=dcgan"], "Known image-to-image discriminators: global, local, patchgan"),
         (["exp=simgan_fashion", "data=fashion_mnist"], "translates images: use data="),
         (["exp=discogan_edges", "nets.g=dcgan"], "Known image-to-image generators"),
+        # the encoder-decoder halves twice down to a bottleneck of at least 4 pixels: 16 at the least
+        (
+            [
+                "exp=cyclegan_folder",
+                "model=discogan",
+                "nets.g=encdec",
+                "nets.d=global",
+                "data.root=x",
+                "data.image_size=8",
+            ],
+            "image_size >= 16",
+        ),
+        (
+            [
+                "exp=cyclegan_folder",
+                "model=discogan",
+                "nets.g=encdec",
+                "nets.d=global",
+                "data.root=x",
+                "data.image_size=12",
+            ],
+            "image_size >= 16",
+        ),
     ],
 )
 def test_bad_configs_name_the_fix(args: list[str], message: str) -> None:

@@ -52,6 +52,11 @@ def size_multiple(g: str) -> int:
     return int(translator_capability(g, "size_multiple", 1))
 
 
+def min_size(g: str) -> int:
+    """The smallest image size translator ``nets.g=g`` takes (1: anything)."""
+    return int(translator_capability(g, "min_size", 1))
+
+
 register_translator(
     "unet",
     UNetGenerator,
@@ -247,7 +252,8 @@ class TranslationModule(GANModule):
                 "upsamples: use model=srgan"
             )
         patch_layers = int(cfg.nets.patch_layers) if cfg.nets.d == "patchgan" else 0  # 0: no PatchGAN bound
-        problem = size_problem(str(cfg.nets.g), patch_layers, int(cfg.data.image_size), size_multiple(cfg.nets.g))
+        g, size = str(cfg.nets.g), int(cfg.data.image_size)
+        problem = size_problem(g, patch_layers, size, size_multiple(g), min_size(g))
         if problem:
             raise ConfigError(f"bad value for 'data.image_size': {problem}")
 

@@ -38,6 +38,7 @@ class EncoderDecoder(nn.Module):
     """(N, C_in, S, S) -> (N, C_out, S, S) in [-1, 1], no skip connections."""
 
     size_multiple = 4  # gives back its input size only when the size halves twice evenly
+    min_size = 16  # ... down to a bottleneck of at least 4 pixels (``halvings``)
 
     def __init__(self, in_channels: int, out_channels: int, size: int, width: int = 64, norm: str = "batch"):
         super().__init__()

@@ -161,11 +161,14 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
-def size_problem(g: str, patch_layers: int, size: int, multiple: int = 1) -> str | None:
+def size_problem(g: str, patch_layers: int, size: int, multiple: int = 1, min_size: int = 1) -> str | None:
     """Why generator ``g`` and a PatchGAN of ``patch_layers`` cannot run on size x size images, or
     None. The PatchGAN halves the size patch_layers times, then its two 4x4 stride-1 convs need 3
     pixels (so size >= 3 * 2^patch_layers; 0: no PatchGAN); U-Net, ResNet and the encoder-decoder
-    (DiscoGAN) give back the input size only when it halves twice evenly (their ``size_multiple``, 4)."""
+    (DiscoGAN) give back the input size only when it halves twice evenly (their ``size_multiple``, 4), the
+    encoder-decoder down to a 4-pixel bottleneck (its ``min_size``, 16)."""
+    if size < min_size:
+        return f"nets.g={g} needs data.image_size >= {min_size}, got {size}"
     need = 3 * 2**patch_layers
     if patch_layers and size < need:
         fits = max((n for n in range(1, patch_layers) if 3 * 2**n <= size), default=None)
