@@ -38,6 +38,11 @@ def sample_data_space(
         dm = build_datamodule(model.cfg)
         assert isinstance(dm, (PairedDataModule, DomainsDataModule))  # the DataModules of kind "pair"
         a, _, _ = dm.test_pairs()
+        if n > len(a):
+            raise ConfigError(
+                f"bad value for '--n': an image-to-image model translates test images, and the task has {len(a)}; "
+                f"use --n {len(a)} or fewer"
+            )
         idx = choose(len(a), n, seed) if n < len(a) else torch.arange(len(a))
         return to_unit(model.translate(to_model_space(a[idx])).float().cpu()), model
     x = model.sample(n, generator=torch.Generator().manual_seed(seed), truncation=truncation).float().cpu()
