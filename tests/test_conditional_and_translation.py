@@ -285,7 +285,7 @@ def test_translation_runs_write_grids_and_metrics(exp: str, mnist_root) -> None:
 
     x, _ = sample_data_space(result.run_dir / "checkpoints" / "last.ckpt", 5)
     assert x.shape[0] == 5 and x.min() >= 0 and x.max() <= 1
-    with pytest.raises(ConfigError, match=r"'--n'.*translates test images"):  # it translates test images: no more than exist
+    with pytest.raises(ConfigError, match=r"'--n'.*translates test images"):  # no more than exist
         sample_data_space(result.run_dir / "checkpoints" / "last.ckpt", 10**6)
     from gan_lightning.cli import main
 

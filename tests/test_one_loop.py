@@ -60,6 +60,7 @@ def _parametrized_weights(net: nn.Module) -> tuple[list[str], list[str]]:
         ["exp=cgan_mnist", "model.conditioning=projection"],  # the projection's class embedding
         ["exp=infogan_mnist"],
         ["exp=quickstart", "model=sngan"],
+        ["exp=bigan_fashion"],  # the joint critic's head is also its top MLP's: one normalisation, not two
     ],
 )
 def test_spectral_norm_covers_every_critic_layer(args: list[str], mnist_root: Path) -> None:
@@ -68,6 +69,8 @@ def test_spectral_norm_covers_every_critic_layer(args: list[str], mnist_root: Pa
     with_sn, without = _parametrized_weights(model.D)
     assert with_sn and not without, f"D layers without spectral norm: {without}"
     assert not _parametrized_weights(model.G)[0]  # sn_g is off
+    twice = [name for name, m in model.D.named_modules() if parametrize.is_parametrized(m, "weight")]
+    assert all(len(model.D.get_submodule(n).parametrizations.weight) == 1 for n in twice)
 
 
 def test_every_penalty_says_it_is_per_sample_and_batchnorm_follows() -> None:

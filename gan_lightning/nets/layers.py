@@ -52,14 +52,19 @@ def norm1d(kind: str, features: int) -> nn.Module:
     raise ConfigError(f"normalisation '{kind}' is not available for MLP layers; use batch, layer, virtual_batch, none")
 
 
-def add_spectral_norm(module: ModuleT) -> ModuleT:
+def add_spectral_norm(module: ModuleT, _seen: set[int] | None = None) -> ModuleT:
     """Spectral normalisation (Miyato et al. 2018) on every conv, linear and embedding layer (the
-    projection critic's class embedding, Miyato & Koyama 2018), in place."""
+    projection critic's class embedding, Miyato & Koyama 2018), in place; a layer reachable by two names
+    (BiGAN's joint critic shares its top MLP's head) is normalised once."""
+    seen = set() if _seen is None else _seen
     for name, child in list(module.named_children()):
+        if id(child) in seen:
+            continue
+        seen.add(id(child))
         if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             setattr(module, name, spectral_norm(child))
         else:
-            add_spectral_norm(child)
+            add_spectral_norm(child, seen)
     return module
 
 
