@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -287,13 +288,29 @@ def _online() -> bool:
         return False
 
 
+def experiment_summary(text: str, width: int = 160) -> str:
+    """The first sentence of an experiment file's leading comment (which may run over several lines): up to a
+    '.' before a capital letter, a ';', or the comment's end; cut at ``width`` characters with '...'."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    words, depth, sentence = " ".join(lines), 0, None
+    for i, ch in enumerate(words):  # outside parentheses only: "(Goodfellow et al. 2014; ...)" goes on
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and (ch == ";" or (ch == "." and re.match(r" [A-Z]", words[i + 1 : i + 3]))):
+            sentence = words[: i + (ch == ".")]
+            break
+    sentence = words if sentence is None else sentence
+    return sentence if len(sentence) <= width else sentence[: width - 3].rstrip() + "..."
+
+
 def _experiments(args: argparse.Namespace) -> int:
     from gan_lightning.config import experiments_dir, known_experiments
 
     for name in known_experiments():
-        first = (experiments_dir() / f"{name}.yaml").read_text().splitlines()
-        doc = next((line.lstrip("# ").strip() for line in first if line.startswith("#")), "")
-        print(f"{name:18s} {doc}")
+        print(f"{name:18s} {experiment_summary((experiments_dir() / f'{name}.yaml').read_text())}")
     return 0
 
 
@@ -350,7 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--raw", action="store_true", help="sample the raw generator, not its EMA")
     s.add_argument(
-        "--truncation", type=float, default=None, metavar="PSI", help="the truncation trick at strength PSI (stylegan)"
+        "--truncation",
+        type=float,
+        default=None,
+        metavar="PSI",
+        help="the truncation trick at strength PSI (stylegan, biggan)",
     )
     s.set_defaults(func=_sample)
 

@@ -92,6 +92,7 @@ def run_lab(args: list[str], echo: bool = True) -> Path:
         "overrides": overrides,
         "device": ", ".join(devices),
     }
+    out.mkdir(parents=True, exist_ok=True)  # every method refused: no study made it
     write_json(out / "lab.json", result)
     (out / "lab.md").write_text(lab_markdown(result))
     return out

@@ -105,3 +105,29 @@ def test_installed_wheel_finds_its_experiments_from_any_directory(tmp_path):
 def test_checkout_keeps_experiments_at_the_top_as_a_link_to_the_package_data(name):
     top = REPO / name
     assert top.is_symlink() and top.resolve() == (REPO / "gan_lightning" / "experiments").resolve()
+
+
+@pytest.mark.parametrize(
+    ("comment", "summary"),
+    [
+        (
+            "# WGAN-GP (Gulrajani et al. 2017: lambda 10).\n# More.\nmodel: {}",
+            "WGAN-GP (Gulrajani et al. 2017: lambda 10).",
+        ),
+        (
+            "# The GAN (Goodfellow et al. 2014; non-saturating\n# G loss). Nets: MLPs.\n",
+            "The GAN (Goodfellow et al. 2014; non-saturating G loss).",
+        ),
+        (
+            "# AAE (Makhzani et al. 2016): a code matched to N(0, I); and more\n",
+            "AAE (Makhzani et al. 2016): a code matched to N(0, I)",
+        ),
+        ("# " + "word " * 60 + "\n", ("word " * 60)[:157].rstrip() + "..."),
+    ],
+)
+def test_experiments_lists_each_files_first_sentence(comment: str, summary: str) -> None:
+    """`gan-lightning experiments` cut descriptions at their first line ('(Radford et al.'): a sentence ends at a
+    '.' before a capital letter or a ';', outside parentheses, across comment lines."""
+    from gan_lightning.cli import experiment_summary
+
+    assert experiment_summary(comment) == summary
