@@ -529,8 +529,9 @@ def compare_studies(
             out["metrics"][key] = {"note": "needs at least 2 completed seeds in each study"}
             continue
         welch = stats.ttest_ind(x, y, equal_var=False)
-        mwu = stats.mannwhitneyu(x, y, alternative="two-sided")
-        pooled = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
+        mwu = rank_test(x, y)
+        # Cohen's d: the variances pooled with weights n - 1 (the studies may have different numbers of seeds)
+        pooled = math.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
         gap = float(x.mean() - y.mean())
         d = gap / pooled if pooled > 0 else (math.copysign(math.inf, gap) if gap else 0.0)  # constant studies
         out["metrics"][key] = {
@@ -549,6 +550,17 @@ def compare_studies(
         out["values"][key] = [x.tolist(), y.tolist()]
     control_false_discoveries(out["metrics"], alpha)
     return out
+
+
+def rank_test(x: np.ndarray, y: np.ndarray) -> Any:
+    """Two-sided Mann-Whitney U test, exact by permutation up to 10 seeds a study (ties included, where scipy's
+    default falls back to the normal approximation, whose p-values can be smaller than the exact test allows)."""
+    from scipy import stats
+
+    if len(x) <= 10 and len(y) <= 10:  # C(20, 10) = 184,756 splits at most: all of them
+        method = stats.PermutationMethod(n_resamples=math.comb(len(x) + len(y), len(x)))
+        return stats.mannwhitneyu(x, y, alternative="two-sided", method=method)
+    return stats.mannwhitneyu(x, y, alternative="two-sided")
 
 
 def rank_test_min_p(n_a: int, n_b: int) -> float:

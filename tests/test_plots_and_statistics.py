@@ -160,3 +160,37 @@ def test_compare_with_three_seeds_each_rests_on_welch_when_the_rank_test_cannot_
     m = compare_studies(tmp_path / "c", tmp_path / "d")["metrics"]["fid"]
     assert m["mann_whitney_can_decide"] and m["mann_whitney_min_p"] == pytest.approx(2 / comb(10, 5))
     assert m["differ"] == (m["welch_p_adjusted"] < 0.05 and m["mann_whitney_p_adjusted"] < 0.05)
+
+
+def exact_rank_p(x: list[float], y: list[float]) -> float:
+    """Two-sided exact permutation p-value of the Mann-Whitney U (ties by mid-ranks): every split of the pooled
+    values into groups of len(x) and len(y), counted by brute force."""
+    from itertools import combinations
+
+    from scipy.stats import rankdata
+
+    pooled = np.array(x + y, dtype=np.float64)
+    ranks, n, m = rankdata(pooled), len(x), len(y)
+    centre = n * (n + m + 1) / 2  # E[rank sum of x]
+    observed = abs(ranks[:n].sum() - centre)
+    splits = list(combinations(range(n + m), n))
+    extreme = sum(abs(ranks[list(s)].sum() - centre) >= observed - 1e-9 for s in splits)
+    return extreme / len(splits)
+
+
+def test_compare_uses_the_exact_rank_test_under_ties_and_the_pooled_std_of_unequal_studies(tmp_path: Path) -> None:
+    """Whole-number metrics (modes covered) tie: scipy's default then takes the normal approximation, whose p
+    (0.047 here) the exact test (0.086) cannot give; and Cohen's d pools the variances weighted by n - 1."""
+    x, y = [8.0, 8.0, 7.0, 7.0], [7.0, 6.0, 6.0, 6.0]
+    _study(tmp_path / "a", {"modes": x})
+    _study(tmp_path / "b", {"modes": y})
+    m = compare_studies(tmp_path / "a", tmp_path / "b")["metrics"]["modes"]
+    assert m["mann_whitney_p"] == pytest.approx(exact_rank_p(x, y), rel=1e-9)
+    assert not m["differ"]
+    u = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    v = [4.0, 9.0, 11.0]
+    _study(tmp_path / "c", {"fid": u})
+    _study(tmp_path / "d", {"fid": v + [None] * 7})  # three finite values of ten (null: non-finite)
+    d = compare_studies(tmp_path / "c", tmp_path / "d")["metrics"]["fid"]
+    pooled = np.sqrt((9 * np.var(u, ddof=1) + 2 * np.var(v, ddof=1)) / 11)
+    assert d["n_b"] == 3 and d["cohens_d"] == pytest.approx((np.mean(u) - np.mean(v)) / pooled, rel=1e-12)
