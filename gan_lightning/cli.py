@@ -214,9 +214,10 @@ def _study(args: argparse.Namespace) -> int:
     missing = [r for r in report["per_seed"] if r.get("status") != "completed"]
     if missing:  # the report is written either way; the exit code says it is incomplete
         listed = "; ".join(f"seed {r['seed']}: {r.get('error') or r.get('status') or 'no run'}" for r in missing)
+        retry = any(r.get("status") != "diverged" for r in missing)  # a diverged run would diverge again
+        advice = "run the same command again to retry them (completed seeds are kept)" if retry else "an outcome"
         print(
-            f"error: {len(missing)} of {len(report['per_seed'])} seeds did not complete ({listed}); "
-            "run the same command again to retry them (completed seeds are kept)",
+            f"error: {len(missing)} of {len(report['per_seed'])} seeds did not complete ({listed}); {advice}",
             file=sys.stderr,
         )
         return 1
@@ -271,9 +272,21 @@ def _sweep(args: argparse.Namespace) -> int:
 
         best = sweep.best_overrides(sdir, args.file)
         print(f"studying the best configuration: {' '.join(best)}")
-        study_dir = run_study([*best, f"seeds={args.study_seeds}", f"out={sdir / 'best_study'}"])
+        study_dir = run_study([*best, f"seeds={args.study_seeds}", f"out={best_study_dir(sdir, best)}"])
         print((study_dir / "report.md").read_text())
+        report = json.loads((study_dir / "report.json").read_text())
+        if len(report["completed"]) < len(report["per_seed"]):
+            print(f"error: seeds of the best configuration did not complete; see {study_dir}", file=sys.stderr)
+            return 1
     return 0
+
+
+def best_study_dir(sweep_dir: Path, best: list[str]) -> Path:
+    """The study of a sweep's best configuration, named by it: an extended sweep with a new winner studies
+    that one in a directory of its own."""
+    import hashlib
+
+    return sweep_dir / f"best_study_{hashlib.sha1(' '.join(sorted(best)).encode()).hexdigest()[:8]}"
 
 
 def _online() -> bool:

@@ -398,7 +398,7 @@ def run_protocol(args: list[str], echo: bool = True) -> Path:
                     continue
                 if echo:
                     print(f"protocol: {loss} configuration {i + 1}/{s.budget}, seeds {todo}", file=sys.stderr)
-                seeds = ",".join(str(x) for x in todo)
+                seeds = ",".join(str(x) for x in s.seeds)  # all: the study skips settled seeds, reports every one
                 study_args = [*config_overrides(loss, params), *s.overrides, *s.study_keys]
                 run_study([*study_args, f"seeds={seeds}", f"out={cdir}"], echo=echo)
         result = collect(s, configs, expected, cfg, time.time() - t0)

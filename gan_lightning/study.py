@@ -78,10 +78,14 @@ def study_dir_for(exp: str, overrides: list[str]) -> Path:
 
 # ----------------------------------------------------------------------------- running
 def is_done(run_dir: Path) -> bool:
+    """Completed to its steps, or diverged: an outcome (resumed from its last checkpoint, a diverged run diverges
+    again at the same step, resume being exact); anything else is run (again)."""
     s = read_summary(run_dir)
     if not s:
         return False
-    return s.get("status") == "completed" and s.get("steps_done", 0) >= s.get("steps", 1)
+    return s.get("status") == "diverged" or (
+        s.get("status") == "completed" and s.get("steps_done", 0) >= s.get("steps", 1)
+    )
 
 
 def run_one(
@@ -210,6 +214,16 @@ def _run_seeds_and_report(
     echo: bool,
 ) -> None:
     exp = str(cfg.exp)
+    try:
+        earlier = json.loads((sdir / "study.json").read_text())
+    except (OSError, ValueError):
+        earlier = None  # a new study (or an unreadable file, rewritten below)
+    if isinstance(earlier, dict) and sorted(earlier.get("overrides", [])) != sorted(overrides):
+        raise ConfigError(
+            f"study {sdir} was run with other overrides ({' '.join(earlier.get('overrides', []))}; now "
+            f"{' '.join(overrides)}): its seeds would be reported as runs of this configuration; give the same "
+            "overrides to grow it, or another out=DIR"
+        )
     write_json(sdir / "study.json", {"exp": exp, "seeds": seeds, "overrides": overrides})
 
     todo = [s for s in seeds if not is_done(sdir / f"seed_{s}")]
@@ -264,6 +278,12 @@ def reproducibility_check(overrides: list[str], seed: int, sdir: Path, echo: boo
     for d in dirs:
         if not is_done(d):
             run_one(overrides, seed, d, sdir.name, sdir / "logs" / f"reproducible_{d.name}.log")
+    failed = [d.name for d in dirs if (read_summary(d) or {}).get("status") != "completed"]
+    if failed:  # the report is written all the same, saying why there is no verdict
+        why = f"run {', '.join(failed)} of seed {seed} did not complete (see logs/reproducible_*.log)"
+        if echo:
+            print(f"reproducibility: {why}", file=sys.stderr)
+        return {"seed": seed, "bitwise_equal": None, "error": why}
     states = [
         torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"] for d in dirs
     ]
@@ -424,7 +444,9 @@ def report_markdown(report: dict[str, Any]) -> str:
     for r in report["per_seed"]:
         vals = " | ".join(_number(r["final"].get(k)) for k in report["final"])
         lines.append(f"| {r['seed']} | {r['status']} | {vals} |")
-    if "reproducibility" in report:
+    if "reproducibility" in report and report["reproducibility"].get("error"):
+        lines += ["", f"Reproducibility: no verdict: {report['reproducibility']['error']}."]
+    elif "reproducibility" in report:
         rp = report["reproducibility"]
         verdict = "bitwise equal" if rp["bitwise_equal"] else f"max |diff| {rp['max_abs_difference']:.3g}"
         lines += [

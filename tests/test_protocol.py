@@ -324,3 +324,6 @@ def test_the_protocol_end_to_end_on_tiny_runs(tmp_path: Path, mnist_root: Path) 
     before = [log.read_text() for log in logs]
     run_protocol(args, echo=False)  # resumable: nothing is missing, nothing runs again
     assert [log.read_text() for log in logs] == before
+    run_protocol([*(a for a in args if a != "seeds=0"), "seeds=0-1", "models=ns"], echo=False)
+    report = json.loads((out / "ns" / "config_000" / "report.json").read_text())
+    assert [r["seed"] for r in report["per_seed"]] == [0, 1]  # the study's report keeps the earlier seed

@@ -227,3 +227,86 @@ def test_parallel_study_jobs_share_the_cores(tmp_path, monkeypatch) -> None:
     envs.clear()
     study.run_study(["exp=gmm_ring", "seeds=0", f"out={tmp_path / 't'}"], echo=False)
     assert "OMP_NUM_THREADS" not in envs[0]  # one job: torch's own default (all cores)
+
+
+def fake_seed_runs(monkeypatch, outcome) -> list[tuple[int, str]]:
+    """Replace the seeds' training subprocess: ``outcome(seed, out)`` -> (status or None, exit code); a status
+    writes that summary.json. Returns the (seed, run directory) of every call."""
+    from gan_lightning import study
+
+    calls: list[tuple[int, str]] = []
+
+    def fake_run_train(overrides, out, log, env=None):  # type: ignore[no-untyped-def]
+        seed = int(next(a for a in overrides if a.startswith("seed="))[5:])
+        calls.append((seed, str(out)))
+        status, code = outcome(seed, out)
+        if status:
+            out.mkdir(parents=True, exist_ok=True)
+            done = 2 if status == "completed" else 1
+            summary = {"status": status, "steps": 2, "steps_done": done, "final": {"fid": float(seed)}, "best": {}}
+            (out / "summary.json").write_text(json.dumps(summary))
+        return code
+
+    monkeypatch.setattr(study, "run_train", fake_run_train)
+    return calls
+
+
+def test_a_study_directory_refuses_other_overrides(tmp_path, monkeypatch) -> None:
+    """Seeds done with lr 1e-3 were reported as lr 2e-3 runs (a sweep's best_study after a new winner)."""
+    fake_seed_runs(monkeypatch, lambda seed, out: ("completed", 0))
+    out = f"out={tmp_path / 's'}"
+    run_study(["exp=gmm_ring", "optim.lr_d=0.001", "seeds=0-1", out], echo=False)
+    with pytest.raises(ConfigError, match=r"optim\.lr_d.*out=DIR"):
+        run_study(["exp=gmm_ring", "optim.lr_d=0.002", "seeds=0-2", out], echo=False)
+    run_study(["exp=gmm_ring", "optim.lr_d=0.001", "seeds=0-2", out], echo=False)  # the same study, grown
+
+
+def test_a_diverged_seed_is_an_outcome_not_a_retry(tmp_path, monkeypatch) -> None:
+    """A diverged run resumed from its last checkpoint diverges again at the same step (resume is exact):
+    a second call reruns nothing, and the report lists the seed as diverged."""
+    calls = fake_seed_runs(monkeypatch, lambda seed, out: ("diverged", 3) if seed == 1 else ("completed", 0))
+    sdir = run_study(["exp=gmm_ring", "seeds=0-1", f"out={tmp_path / 's'}"], echo=False)
+    run_study(["exp=gmm_ring", "seeds=0-1", f"out={tmp_path / 's'}"], echo=False)
+    assert sorted(seed for seed, _ in calls) == [0, 1]
+    report = json.loads((sdir / "report.json").read_text())
+    assert [r["status"] for r in report["per_seed"]] == ["completed", "diverged"]
+
+
+def test_a_failed_reproducibility_run_still_writes_the_report(tmp_path, monkeypatch) -> None:
+    """reproducible=true whose second run fails: the report says so (it raised FileNotFoundError, exit 2)."""
+    fake_seed_runs(monkeypatch, lambda seed, out: (None, 1) if "reproducible" in str(out) else ("completed", 0))
+    sdir = run_study(["exp=gmm_ring", "seeds=0", "reproducible=true", f"out={tmp_path / 's'}"], echo=False)
+    report = json.loads((sdir / "report.json").read_text())
+    assert report["completed"] == [0] and report["reproducibility"]["bitwise_equal"] is None
+    assert "did not complete" in report["reproducibility"]["error"]
+
+
+def test_sweep_study_seeds_studies_the_winner_in_its_own_directory_and_fails_with_its_seeds(
+    tmp_path, monkeypatch
+) -> None:
+    """--study-seeds: the best configuration's study goes to a directory named by it (a later winner gets its
+    own, not the old one's seeds), and the command's exit code says when its seeds did not complete."""
+    from gan_lightning import sweep
+    from gan_lightning.cli import main
+
+    def trial(overrides, out, log, env=None):  # type: ignore[no-untyped-def]
+        z = int(next(a for a in overrides if a.startswith("model.z_dim="))[12:])
+        out.mkdir(parents=True, exist_ok=True)
+        best = {"fid": {"value": float(z), "step": 2}}
+        (out / "summary.json").write_text(json.dumps({"status": "completed", "steps": 2, "best": best}))
+        return 0
+
+    monkeypatch.setattr(sweep, "run_train", trial)
+    calls = fake_seed_runs(monkeypatch, lambda seed, out: ("completed", 0) if seed == 0 else ("diverged", 3))
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(
+        "method: grid\nmetric: {name: fid, goal: minimize}\nparameters:\n  model.z_dim: {values: [3, 2]}\n"
+        + command("exp=gmm_ring")
+    )
+    code = main(["sweep", str(spec), "--offline", "--out", str(tmp_path / "sw"), "--study-seeds", "0-1"])
+    assert code == 1  # seed 1 diverged
+    (study_dir,) = {os.path.dirname(out) for _, out in calls}
+    assert os.path.basename(study_dir).startswith("best_study_")
+    assert json.loads((tmp_path / "sw" / os.path.basename(study_dir) / "study.json").read_text())["overrides"][
+        -1
+    ].endswith("model.z_dim=2")
