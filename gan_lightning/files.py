@@ -89,13 +89,17 @@ def commit_file(tmp: Path, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``json_text(data)`` atomically (a crash never leaves half a file, a failed write no
-    temporary file)."""
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (a crash never leaves half a file, a failed write no temporary file)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
-        tmp.write_text(json_text(data))
+        tmp.write_text(text)
         commit_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``json_text(data)`` atomically (``write_text``)."""
+    write_text(path, json_text(data))

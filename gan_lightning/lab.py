@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_lightning.config import load_config
-from gan_lightning.files import write_json
+from gan_lightning.files import write_json, write_text
 from gan_lightning.registry import ConfigError, first_line
 from gan_lightning.study import STUDY_KEYS, run_study
 
@@ -94,7 +94,7 @@ def run_lab(args: list[str], echo: bool = True) -> Path:
     }
     out.mkdir(parents=True, exist_ok=True)  # every method refused: no study made it
     write_json(out / "lab.json", result)
-    (out / "lab.md").write_text(lab_markdown(result))
+    write_text(out / "lab.md", lab_markdown(result))
     return out
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from gan_lightning.files import write_json
+from gan_lightning.files import write_json, write_text
 from gan_lightning.registry import ConfigError
 from gan_lightning.rundir import RunLock, read_summary
 from gan_lightning.study import STUDY_KEYS, parse_seeds, run_study
@@ -403,7 +403,7 @@ def run_protocol(args: list[str], echo: bool = True) -> Path:
                 run_study([*study_args, f"seeds={seeds}", f"out={cdir}"], echo=echo)
         result = collect(s, configs, expected, cfg, time.time() - t0)
         write_json(s.out / "protocol.json", result)
-        (s.out / "protocol.md").write_text(protocol_markdown(result))
+        write_text(s.out / "protocol.md", protocol_markdown(result))
         plot_budget(result, s.out / "budget_curve.png")
     return s.out
 

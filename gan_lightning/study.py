@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from gan_lightning.files import write_json
+from gan_lightning.files import write_json, write_text
 from gan_lightning.plots import read_curves
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError
@@ -404,7 +404,7 @@ def write_report(
     if repro is not None:
         report["reproducibility"] = repro
     write_json(sdir / "report.json", report)
-    (sdir / "report.md").write_text(report_markdown(report))
+    write_text(sdir / "report.md", report_markdown(report))
     try:
         plot_study(sdir, seeds, keys)
     except Exception as e:  # plots are a convenience; the numbers are already written

@@ -18,6 +18,7 @@ with ``logger=csv``) and writes that value to its wandb summary under ``metric.n
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import random
@@ -29,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from gan_lightning.files import write_json
+from gan_lightning.files import write_json, write_text
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError
 from gan_lightning.rundir import last_error, read_summary, run_train
@@ -216,11 +217,12 @@ def save_rows(sdir: Path, rows: list[dict[str, Any]], metric: str | None, goal: 
     best = best_row(rows, goal)
     write_json(sdir / "results.json", {"metric": metric, "goal": goal, "rows": rows, "best": best})
     keys = sorted({k for r in rows for k in r["params"]})
-    with open(sdir / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["trial", "status", metric or "metric", *keys])
-        for r in rows:
-            w.writerow([r["trial"], r["status"], r["metric"], *[r["params"].get(k) for k in keys]])
+    table = io.StringIO()
+    w = csv.writer(table)
+    w.writerow(["trial", "status", metric or "metric", *keys])
+    for r in rows:
+        w.writerow([r["trial"], r["status"], r["metric"], *[r["params"].get(k) for k in keys]])
+    write_text(sdir / "results.csv", table.getvalue())
     lines = [f"| trial | status | {metric} | " + " | ".join(keys) + " |", "|---|---|---|" + "---|" * len(keys)]
     for r in rows:
         mark = " **best**" if best is not None and r["trial"] == best["trial"] else ""
@@ -228,7 +230,7 @@ def save_rows(sdir: Path, rows: list[dict[str, Any]], metric: str | None, goal: 
         lines.append(
             f"| {r['trial']}{mark} | {r['status']} | {m} | " + " | ".join(str(r["params"].get(k)) for k in keys) + " |"
         )
-    (sdir / "results.md").write_text("\n".join(lines) + "\n")
+    write_text(sdir / "results.md", "\n".join(lines) + "\n")
     if metric:
         from gan_lightning.plots import plot_sweep
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_lightning.checkpoint import load_model
-from gan_lightning.files import write_json
+from gan_lightning.files import write_json, write_text
 from gan_lightning.registry import ConfigError
 
 DEFAULT_PSI = "1.0,0.9,0.7,0.5"
@@ -110,7 +110,7 @@ def truncation_sweep(
         "rows": rows,
     }
     write_json(stem.with_suffix(".json"), result)
-    stem.with_suffix(".md").write_text(table_markdown(rows, keys))
+    write_text(stem.with_suffix(".md"), table_markdown(rows, keys))
     from gan_lightning.plots import plot_truncation
 
     plot = plot_truncation(rows, keys, stem.with_suffix(".png"))

@@ -273,6 +273,30 @@ def test_a_full_disk_while_writing_metrics_csv_leaves_no_temporary_file(
     assert (tmp_path / "metrics.csv").read_text() == before  # the last whole file is kept
 
 
+def test_a_study_report_cut_off_by_a_full_disk_keeps_the_last_whole_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """report.md, results.md/.csv, protocol.md, lab.md were written in place: a full disk left half a table."""
+    from gan_lightning import files
+
+    files.write_text(tmp_path / "report.md", "| old | table |\n")
+    real_write = Path.write_text
+
+    def half(self: Path, text: str, *args: Any, **kwargs: Any) -> int:
+        real_write(self, text[:3], *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_text", half)
+    with pytest.raises(OSError):
+        files.write_text(tmp_path / "report.md", "| new | table |\n")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+    assert (tmp_path / "report.md").read_text() == "| old | table |\n"
+    for module in ("study", "sweep", "protocol", "lab", "truncation"):  # every writer of a table goes through it
+        source = (REPO / "gan_lightning" / f"{module}.py").read_text()
+        assert ".md\").write_text(" not in source and "open(sdir / \"results.csv\", \"w\"" not in source, module
+
+
 # ----------------------------------------------------------------------------- numbers and files of other commands
 @pytest.fixture
 def tiny_image_ckpt(tmp_path: Path, mnist_root: Path) -> Path:
