@@ -294,7 +294,7 @@ def test_a_study_report_cut_off_by_a_full_disk_keeps_the_last_whole_one(
     assert (tmp_path / "report.md").read_text() == "| old | table |\n"
     for module in ("study", "sweep", "protocol", "lab", "truncation"):  # every writer of a table goes through it
         source = (REPO / "gan_lightning" / f"{module}.py").read_text()
-        assert ".md\").write_text(" not in source and "open(sdir / \"results.csv\", \"w\"" not in source, module
+        assert '.md").write_text(' not in source and 'open(sdir / "results.csv", "w"' not in source, module
 
 
 # ----------------------------------------------------------------------------- numbers and files of other commands
