@@ -77,6 +77,14 @@ def study_dir_for(exp: str, overrides: list[str]) -> Path:
 
 
 # ----------------------------------------------------------------------------- running
+def settings_of(overrides: list[str]) -> dict[str, str]:
+    """key -> value of ``key=value`` overrides (the last one wins), less the keys a resume may change."""
+    from gan_lightning.resume import may_change
+
+    pairs = dict(o.split("=", 1) for o in overrides if "=" in o)
+    return {k: v for k, v in pairs.items() if not may_change(k)}
+
+
 def is_done(run_dir: Path) -> bool:
     """Completed to its steps, or diverged: an outcome (resumed from its last checkpoint, a diverged run diverges
     again at the same step, resume being exact); anything else is run (again)."""
@@ -218,12 +226,16 @@ def _run_seeds_and_report(
         earlier = json.loads((sdir / "study.json").read_text())
     except (OSError, ValueError):
         earlier = None  # a new study (or an unreadable file, rewritten below)
-    if isinstance(earlier, dict) and sorted(earlier.get("overrides", [])) != sorted(overrides):
-        raise ConfigError(
-            f"study {sdir} was run with other overrides ({' '.join(earlier.get('overrides', []))}; now "
-            f"{' '.join(overrides)}): its seeds would be reported as runs of this configuration; give the same "
-            "overrides to grow it, or another out=DIR"
-        )
+    if isinstance(earlier, dict):
+        before, now = settings_of(earlier.get("overrides", [])), settings_of(overrides)
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if changed:
+            listed = ", ".join(f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in changed)
+            raise ConfigError(
+                f"study {sdir} was run with other overrides ({listed}): its seeds would be reported as runs of this "
+                "configuration; give the same overrides to grow it (steps, log.*, metrics.* may change, as on "
+                "resume), or another out=DIR"
+            )
     write_json(sdir / "study.json", {"exp": exp, "seeds": seeds, "overrides": overrides})
 
     todo = [s for s in seeds if not is_done(sdir / f"seed_{s}")]
