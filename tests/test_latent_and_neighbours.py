@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from gan_lightning.config import load_config
 from gan_lightning.latent import interpolation_grid, lerp, slerp
 from gan_lightning.metrics.neighbours import closer_than_data_share, nearest
 from tests.helpers import run
@@ -87,3 +88,33 @@ def test_training_writes_interpolations_and_neighbours(mnist_root) -> None:
 def test_toy_runs_skip_image_only_callbacks(exp: str) -> None:
     result = run(f"exp={exp}", "steps=2", "out=t", "log.sample_every=2")
     assert sorted(p.name for p in (result.run_dir / "samples").glob("*.png")) == ["step_0000002.png"]
+
+
+class Memoriser:
+    """A 'generator' that returns training images (model space): what the memorisation signal must catch."""
+
+    def __init__(self, images_u8: torch.Tensor):
+        self.images = images_u8.float() / 127.5 - 1
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.images[:n]
+
+
+@pytest.mark.parametrize("ref_split", ["train", "test"])
+def test_the_memorisation_signal_compares_with_the_training_images_whatever_the_reference(
+    mnist_root, ref_split: str
+) -> None:
+    """With metrics.ref_split=test the 'nearest training images' were the test split's and the 'held-out' images
+    the training split's: a generator that copies its training images looked like a fresh one."""
+    from gan_lightning.callbacks.neighbours import neighbour_report
+    from gan_lightning.data import build_datamodule
+    from gan_lightning.metrics.evaluator import Evaluator
+
+    cfg = load_config(["exp=quickstart", f"data.data_dir={mnist_root}", "data.download=false", "data.subset=100"])
+    dm = build_datamodule(cfg)
+    dm.prepare()
+    evaluator = Evaluator(["fid"], dm.info, dm, n_ref=200, ref_split=ref_split).prepare()
+    trained_on, _ = dm.training_split()
+    values, _ = neighbour_report(evaluator, Memoriser(trained_on), n=100, rows=2)
+    assert values["nn/share"] == 1.0  # every sample is a training image: closer than any data point
+    assert values["nn/share_test"] < 0.9  # held-out test images are not

@@ -15,18 +15,20 @@ from gan_lightning.callbacks.samples import log_image, save_grid, to_unit
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.metrics.neighbours import closer_than_data_share, nearest
 from gan_lightning.metrics.precision_recall import kth_neighbour_radii
+from gan_lightning.metrics.reference import choose
 
 
 def neighbour_report(
     evaluator: Evaluator, model: Any, n: int = 2000, rows: int = 8, k: int = 3, seed: int = 99
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """({'nn/share': generated, 'nn/share_test': held-out real}, grid images in [0, 1])."""
-    train_feats = evaluator.reference.feats
-    train_images = evaluator.reference_images()
+    """({'nn/share': generated, 'nn/share_test': held-out real}, grid images in [0, 1]). The training images are
+    those the model trained on (``training_split``: a ``data.subset`` included), the held-out ones the test split,
+    whatever ``metrics.ref_split`` the other metrics compare with."""
+    train_images, train_feats = training_images_and_features(evaluator)
     radii = kth_neighbour_radii(train_feats.double(), 1)
     samples = model.sample(n, generator=torch.Generator().manual_seed(seed))
     fake_feats = evaluator.extract(samples)["feats"]
-    test_images, _ = evaluator.datamodule.split(train=evaluator.ref_split != "train")
+    test_images, _ = evaluator.datamodule.split(train=False)
     test_feats = evaluator.extract(test_images[:n].float() / 127.5 - 1)["feats"]
     values = {
         "nn/share": closer_than_data_share(fake_feats, train_feats, radii),
@@ -38,6 +40,17 @@ def neighbour_report(
         tiles.append(to_unit(samples[r : r + 1].cpu().float()))
         tiles.append(train_images[idx[r]].float() / 255)
     return values, torch.cat(tiles)
+
+
+def training_images_and_features(evaluator: Evaluator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images, features) of up to ``n_ref`` images the model trained on (a seeded subset): the reference's
+    own when it is those images (the training split, no ``data.subset``), else extracted here."""
+    dm = evaluator.datamodule
+    if evaluator.ref_split == "train" and not getattr(dm.dcfg, "subset", 0):
+        return evaluator.reference_images(), evaluator.reference.feats
+    images, _ = dm.training_split() if hasattr(dm, "training_split") else dm.split(train=True)
+    images = images[choose(len(images), evaluator.n_ref)]
+    return images, evaluator.extract(images.float() / 127.5 - 1)["feats"]
 
 
 class NearestNeighbours(L.Callback):
