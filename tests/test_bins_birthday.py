@@ -151,3 +151,20 @@ def test_save_duplicate_pairs_writes_png(tmp_path: Path) -> None:
     gray = rng.uniform(0, 1, (4, 1, 8, 8))
     assert save_duplicate_pairs(gray, [(0, 3)], tmp_path / "gray.png").is_file()
     assert save_duplicate_pairs(gray, np.zeros((0, 2), dtype=int), tmp_path / "none.png").is_file()
+
+
+def test_birthday_finds_exact_copies_at_threshold_zero_as_brute_force_does() -> None:
+    """Away from the origin the matrix-product distance of an exact copy is ~5e-7, not 0: with a threshold of 0
+    (a reference holding exact duplicates) copies were missed (P(dup) 0.535 where brute force says 0.76)."""
+    from scipy.spatial.distance import pdist
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 128, generator=g, dtype=torch.float64) * 3 + 1
+    fake = torch.cat([x, x])  # every sample has one exact copy
+    r = birthday_test(fake, threshold=0.0, max_size=64, sizes=[16, 32], trials=200, seed=3)
+    gen, hits = torch.Generator().manual_seed(3), {16: 0, 32: 0}  # the test's documented draws: a permutation a trial
+    for _ in range(200):
+        idx = torch.randperm(len(fake), generator=gen)[:64]
+        for s in hits:
+            hits[s] += bool((pdist(fake[idx[:s]].numpy()) <= 0.0).any())
+    assert [float(p) for p in r["p_duplicate"]] == [hits[16] / 200, hits[32] / 200]
