@@ -77,23 +77,27 @@ def study_dir_for(exp: str, overrides: list[str]) -> Path:
 
 
 # ----------------------------------------------------------------------------- running
+# keys a study may be grown with: how runs log (``log.*``, ``logger``) and ``steps`` upwards (every seed is then
+# resumed to the new length); any other difference, ``metrics.*`` included, measures another configuration
+GROWABLE = ("log.", "logger", "steps")
+
+
 def settings_of(overrides: list[str]) -> dict[str, str]:
-    """key -> value of ``key=value`` overrides (the last one wins), less the keys a resume may change."""
-    from gan_lightning.resume import may_change
-
+    """key -> value of ``key=value`` overrides (the last one wins), less the keys a study may be grown with."""
     pairs = dict(o.split("=", 1) for o in overrides if "=" in o)
-    return {k: v for k, v in pairs.items() if not may_change(k)}
+    return {
+        k: v for k, v in pairs.items() if not any(k == g or (g.endswith(".") and k.startswith(g)) for g in GROWABLE)
+    }
 
 
-def is_done(run_dir: Path) -> bool:
-    """Completed to its steps, or diverged: an outcome (resumed from its last checkpoint, a diverged run diverges
-    again at the same step, resume being exact); anything else is run (again)."""
+def is_done(run_dir: Path, steps: int | None = None) -> bool:
+    """Completed to ``steps`` (default its own), or diverged: an outcome (resumed from its last checkpoint, a
+    diverged run diverges again at the same step, resume being exact); anything else is run (again)."""
     s = read_summary(run_dir)
     if not s:
         return False
-    return s.get("status") == "diverged" or (
-        s.get("status") == "completed" and s.get("steps_done", 0) >= s.get("steps", 1)
-    )
+    target = s.get("steps", 1) if steps is None else steps
+    return s.get("status") == "diverged" or (s.get("status") == "completed" and s.get("steps_done", 0) >= target)
 
 
 def run_one(
@@ -229,16 +233,19 @@ def _run_seeds_and_report(
     if isinstance(earlier, dict):
         before, now = settings_of(earlier.get("overrides", [])), settings_of(overrides)
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if int(earlier.get("steps", 0)) > int(cfg.steps):  # its seeds ran longer than this study asks
+            changed.insert(0, "steps")
+            before["steps"], now["steps"] = str(earlier["steps"]), str(cfg.steps)
         if changed:
             listed = ", ".join(f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in changed)
             raise ConfigError(
                 f"study {sdir} was run with other overrides ({listed}): its seeds would be reported as runs of this "
-                "configuration; give the same overrides to grow it (steps, log.*, metrics.* may change, as on "
-                "resume), or another out=DIR"
+                "configuration; give the same overrides to grow it (more seeds, a larger steps, other log.*), or "
+                "another out=DIR"
             )
-    write_json(sdir / "study.json", {"exp": exp, "seeds": seeds, "overrides": overrides})
+    write_json(sdir / "study.json", {"exp": exp, "seeds": seeds, "overrides": overrides, "steps": int(cfg.steps)})
 
-    todo = [s for s in seeds if not is_done(sdir / f"seed_{s}")]
+    todo = [s for s in seeds if not is_done(sdir / f"seed_{s}", int(cfg.steps))]  # a larger steps extends seeds
     if echo:
         print(f"study {sdir}: {len(seeds) - len(todo)} of {len(seeds)} seeds already done", file=sys.stderr)
 

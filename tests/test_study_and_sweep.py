@@ -238,12 +238,13 @@ def fake_seed_runs(monkeypatch, outcome) -> list[tuple[int, str]]:
 
     def fake_run_train(overrides, out, log, env=None):  # type: ignore[no-untyped-def]
         seed = int(next(a for a in overrides if a.startswith("seed="))[5:])
+        steps = int([a for a in overrides if a.startswith("steps=")][-1][6:])  # the tests give steps=
         calls.append((seed, str(out)))
         status, code = outcome(seed, out)
         if status:
             out.mkdir(parents=True, exist_ok=True)
-            done = 2 if status == "completed" else 1
-            summary = {"status": status, "steps": 2, "steps_done": done, "final": {"fid": float(seed)}, "best": {}}
+            done = steps if status == "completed" else 1
+            summary = {"status": status, "steps": steps, "steps_done": done, "final": {"fid": float(seed)}, "best": {}}
             (out / "summary.json").write_text(json.dumps(summary))
         return code
 
@@ -255,18 +256,18 @@ def test_a_study_directory_refuses_other_overrides(tmp_path, monkeypatch) -> Non
     """Seeds done with lr 1e-3 were reported as lr 2e-3 runs (a sweep's best_study after a new winner)."""
     fake_seed_runs(monkeypatch, lambda seed, out: ("completed", 0))
     out = f"out={tmp_path / 's'}"
-    run_study(["exp=gmm_ring", "optim.lr_d=0.001", "seeds=0-1", out], echo=False)
+    run_study(["exp=gmm_ring", "steps=2", "optim.lr_d=0.001", "seeds=0-1", out], echo=False)
     with pytest.raises(ConfigError, match=r"optim\.lr_d.*out=DIR"):
-        run_study(["exp=gmm_ring", "optim.lr_d=0.002", "seeds=0-2", out], echo=False)
-    run_study(["exp=gmm_ring", "optim.lr_d=0.001", "seeds=0-2", out], echo=False)  # the same study, grown
+        run_study(["exp=gmm_ring", "steps=2", "optim.lr_d=0.002", "seeds=0-2", out], echo=False)
+    run_study(["exp=gmm_ring", "steps=2", "optim.lr_d=0.001", "seeds=0-2", out], echo=False)  # the same, grown
 
 
 def test_a_diverged_seed_is_an_outcome_not_a_retry(tmp_path, monkeypatch) -> None:
     """A diverged run resumed from its last checkpoint diverges again at the same step (resume is exact):
     a second call reruns nothing, and the report lists the seed as diverged."""
     calls = fake_seed_runs(monkeypatch, lambda seed, out: ("diverged", 3) if seed == 1 else ("completed", 0))
-    sdir = run_study(["exp=gmm_ring", "seeds=0-1", f"out={tmp_path / 's'}"], echo=False)
-    run_study(["exp=gmm_ring", "seeds=0-1", f"out={tmp_path / 's'}"], echo=False)
+    sdir = run_study(["exp=gmm_ring", "steps=2", "seeds=0-1", f"out={tmp_path / 's'}"], echo=False)
+    run_study(["exp=gmm_ring", "steps=2", "seeds=0-1", f"out={tmp_path / 's'}"], echo=False)
     assert sorted(seed for seed, _ in calls) == [0, 1]
     report = json.loads((sdir / "report.json").read_text())
     assert [r["status"] for r in report["per_seed"]] == ["completed", "diverged"]
@@ -275,7 +276,7 @@ def test_a_diverged_seed_is_an_outcome_not_a_retry(tmp_path, monkeypatch) -> Non
 def test_a_failed_reproducibility_run_still_writes_the_report(tmp_path, monkeypatch) -> None:
     """reproducible=true whose second run fails: the report says so (it raised FileNotFoundError, exit 2)."""
     fake_seed_runs(monkeypatch, lambda seed, out: (None, 1) if "reproducible" in str(out) else ("completed", 0))
-    sdir = run_study(["exp=gmm_ring", "seeds=0", "reproducible=true", f"out={tmp_path / 's'}"], echo=False)
+    sdir = run_study(["exp=gmm_ring", "steps=2", "seeds=0", "reproducible=true", f"out={tmp_path / 's'}"], echo=False)
     report = json.loads((sdir / "report.json").read_text())
     assert report["completed"] == [0] and report["reproducibility"]["bitwise_equal"] is None
     assert "did not complete" in report["reproducibility"]["error"]
@@ -301,7 +302,7 @@ def test_sweep_study_seeds_studies_the_winner_in_its_own_directory_and_fails_wit
     spec = tmp_path / "grid.yaml"
     spec.write_text(
         "method: grid\nmetric: {name: fid, goal: minimize}\nparameters:\n  model.z_dim: {values: [3, 2]}\n"
-        + command("exp=gmm_ring")
+        + command("exp=gmm_ring", "steps=2")
     )
     code = main(["sweep", str(spec), "--offline", "--out", str(tmp_path / "sw"), "--study-seeds", "0-1"])
     assert code == 1  # seed 1 diverged
@@ -310,3 +311,22 @@ def test_sweep_study_seeds_studies_the_winner_in_its_own_directory_and_fails_wit
     assert json.loads((tmp_path / "sw" / os.path.basename(study_dir) / "study.json").read_text())["overrides"][
         -1
     ].endswith("model.z_dim=2")
+
+
+def test_a_study_grown_to_more_steps_extends_its_finished_seeds(tmp_path, monkeypatch) -> None:
+    """A larger steps may grow a study (as a resume extends a run), but every seed must then reach it: seeds
+    finished at 2,000 steps were reported beside a new seed at 4,000. Fewer steps, or other metrics, are
+    another configuration: refused."""
+
+    def outcome(seed, out):  # type: ignore[no-untyped-def]
+        return ("completed", 0)
+
+    calls = fake_seed_runs(monkeypatch, outcome)
+    out = f"out={tmp_path / 's'}"
+    run_study(["exp=gmm_ring", "steps=2", "seeds=0-1", out], echo=False)
+    # the fake writes steps 2 / steps_done 2; a study at steps=4 must run seeds 0 and 1 again (to extend them)
+    run_study(["exp=gmm_ring", "steps=4", "seeds=0-2", out], echo=False)
+    assert sorted(seed for seed, _ in calls) == [0, 0, 1, 1, 2]
+    for bad in ("steps=1", "metrics.n=100"):
+        with pytest.raises(ConfigError, match=r"other overrides"):
+            run_study(["exp=gmm_ring", "steps=4", bad, "seeds=0-2", out], echo=False)
