@@ -348,6 +348,7 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     for name in mc.names:
         METRICS.get(name, "metrics.names")
     check_sample_size(list(mc.names), int(mc.n), "metrics.n", "metrics.names")
+    check_sample_size(list(mc.names), int(mc.n_ref), "metrics.n_ref", "metrics.names")  # prdc reads both
     for name in cfg.logger:
         _check(name in ("csv", "tensorboard", "wandb"), "logger", f"csv, tensorboard or wandb, got '{name}'")
     _validate_trainer(cfg.trainer)

@@ -48,11 +48,17 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a wandb sweep config (it needs 'method' and 'parameters')")
     if cfg["method"] != "grid" and "metric" not in cfg:
         raise ConfigError(f"{path}: method '{cfg['method']}' needs a 'metric: {{name, goal}}'")
-    bad = [key for key, spec in (cfg["parameters"] or {}).items() if not isinstance(spec, dict)]
-    if bad or not isinstance(cfg["parameters"], dict):
+    params = cfg["parameters"]
+    if not isinstance(params, dict) or not params:
         raise ConfigError(
-            f"{path}: each parameter is a mapping such as '{(bad or ['KEY'])[0]}: {{values: [...]}}' or "
-            f"'{{value: V}}' or '{{min: A, max: B}}' (wandb's sweep format), got a bare value for {', '.join(bad)}"
+            f"{path}: 'parameters' must be a mapping of config keys to their search spaces (wandb's sweep format), "
+            f"such as 'optim.lr_g: {{values: [1.0e-4, 2.0e-4]}}'; got {type(params).__name__} {params!r}"
+        )
+    bad = [key for key, spec in params.items() if not isinstance(spec, dict)]
+    if bad:
+        raise ConfigError(
+            f"{path}: each parameter is a mapping such as '{bad[0]}: {{values: [...]}}' or '{{value: V}}' or "
+            f"'{{min: A, max: B}}' (wandb's sweep format), got a bare value for {', '.join(bad)}"
         )
     if "${args_no_hyphens}" not in [str(w) for w in cfg.get("command") or []]:
         raise ConfigError(

@@ -318,6 +318,15 @@ def test_evaluate_with_too_few_samples_for_a_metric_is_one_line(
     assert "'--metrics'" in one_error(capsys.readouterr().err)  # the field that is wrong, not --n
 
 
+@pytest.mark.parametrize("key", ["metrics.n", "metrics.n_ref"])
+def test_training_with_too_few_samples_for_prdc_is_refused_at_config_time(key: str) -> None:
+    from gan_lightning.config import load_config
+    from gan_lightning.registry import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"'{key}': metric prdc needs at least 6"):
+        load_config(["exp=quickstart", "metrics.names=[prdc]", f"{key}=4"])
+
+
 def test_fid_of_a_single_image_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     one, many = tmp_path / "one.npy", tmp_path / "many.npy"
     np.save(one, np.zeros((1, 1, 8, 8), dtype=np.float32))
@@ -341,6 +350,8 @@ def test_a_study_number_that_is_not_one_is_one_line(
     [
         ("method: grid\nparameters: {a: [1\n", "not valid YAML"),
         ("method: grid\nparameters: {optim.lr_g: 0.001}\ncommand:\n  - x\n  - ${args_no_hyphens}\n", "optim.lr_g"),
+        ("method: grid\nparameters: [a, b]\ncommand:\n  - x\n  - ${args_no_hyphens}\n", "a mapping"),
+        ("method: grid\nparameters:\ncommand:\n  - x\n  - ${args_no_hyphens}\n", "a mapping"),
     ],
 )
 def test_a_malformed_sweep_file_is_one_line(

@@ -367,14 +367,13 @@ def test_the_joint_critics_z_trunk_and_top_keep_their_documented_sizes_under_mlp
 
     from gan_lightning.nets.encoder import build_joint_critic
 
-    nets = load_config(
-        ["exp=gmm_ring", "nets.mlp_hidden=32", "nets.mlp_layers=2", "nets.mlp_d_hidden=8", "nets.mlp_d_layers=4"]
-    ).nets
+    sizes = ["nets.mlp_hidden=32", "nets.mlp_layers=2", "nets.mlp_d_hidden=8", "nets.mlp_d_layers=4"]
+    nets = load_config(["exp=gmm_ring", *sizes, "nets.mlp_maxout=5"]).nets
     critic = build_joint_critic(nets, (2,), 3, "none")
 
     def widths(m: nn.Module) -> list[int]:
         return [layer.out_features for layer in m.modules() if isinstance(layer, nn.Linear)]
 
-    assert widths(critic.x_trunk)[:4] == [8, 8, 8, 8]  # nets.d=mlp: the x-trunk is the MLP critic as asked
-    assert widths(critic.z_trunk)[:2] == [32, 32] and len(widths(critic.z_trunk)) == 2
+    assert widths(critic.x_trunk)[:4] == [8 * 5] * 4  # nets.d=mlp: the x-trunk is the maxout MLP critic as asked
+    assert widths(critic.z_trunk)[:2] == [32, 32] and len(widths(critic.z_trunk)) == 2  # plain units
     assert widths(critic.top) == [32, 1]  # one hidden layer and the logit head

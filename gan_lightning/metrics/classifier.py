@@ -271,8 +271,10 @@ def get_classifier(
             f"no domain classifier for {dataset} (data fingerprint {fp}) in {path.parent}; "
             f"run `gan-lightning train-evaluator data={dataset}` first"
         )
-    # training seeds itself and building a net draws its initial weights: the caller's random stream is left alone
-    with torch.random.fork_rng(devices=[]):
+    # training seeds itself (torch.manual_seed reseeds every CUDA generator too) and building a net draws its
+    # initial weights: the caller's random streams, CPU and CUDA, are left alone
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
         with training_lock(path):  # concurrent runs (study jobs, notebooks) train it once, the others wait
             if not path.is_file():
                 if verbose:

@@ -37,10 +37,11 @@ class Encoder(nn.Module):
 
 
 def _mlp_critic(nets: Any, size: int, layers: int) -> Critic:
-    """The registered MLP critic on vectors of ``size``: ``layers`` x ``nets.mlp_hidden`` (not the MLP critic's
-    own ``nets.mlp_d_*`` sizes, which are the x-trunk's), no normalisation, no minibatch layer."""
+    """The registered MLP critic on vectors of ``size``: ``layers`` x ``nets.mlp_hidden`` LeakyReLU units (not the
+    MLP critic's own ``nets.mlp_d_*`` sizes and maxout units, which are the x-trunk's), no normalisation, no
+    minibatch layer."""
     overrides: dict[str, Any] = {"d": "mlp", "d_minibatch": "none", "mlp_layers": layers}
-    overrides.update(mlp_d_layers=layers, mlp_d_hidden=int(nets.mlp_hidden))
+    overrides.update(mlp_d_layers=layers, mlp_d_hidden=int(nets.mlp_hidden), mlp_maxout=0)  # plain LeakyReLU units
     mlp = OmegaConf.merge(nets, overrides)
     return build_discriminator(mlp, (size,), "none")
 
