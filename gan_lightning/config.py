@@ -21,7 +21,7 @@ from omegaconf import Container, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from gan_lightning.data import DATAMODULES
-from gan_lightning.metrics.evaluator import METRICS, check_sample_size
+from gan_lightning.metrics.evaluator import check_sample_size
 from gan_lightning.models import MODELS
 from gan_lightning.nets import DISCRIMINATORS, capability
 from gan_lightning.optim import OPTIMIZERS
@@ -345,9 +345,7 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
         mc.features in ("classifier", "inception"), "metrics.features", f"classifier or inception, got '{mc.features}'"
     )
     _check(mc.ref_split in ("train", "test"), "metrics.ref_split", f"train or test, got '{mc.ref_split}'")
-    for name in mc.names:
-        METRICS.get(name, "metrics.names")
-    check_sample_size(list(mc.names), int(mc.n), "metrics.n", "metrics.names")
+    check_sample_size(list(mc.names), int(mc.n), "metrics.n", "metrics.names")  # and every name is known
     check_sample_size(list(mc.names), int(mc.n_ref), "metrics.n_ref", "metrics.names")  # prdc reads both
     for name in cfg.logger:
         _check(name in ("csv", "tensorboard", "wandb"), "logger", f"csv, tensorboard or wandb, got '{name}'")

@@ -46,9 +46,10 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[A
     return {k: [a.get(k, ABSENT), b.get(k, ABSENT)] for k in keys if a.get(k, ABSENT) != b.get(k, ABSENT)}
 
 
-def may_change(key: str) -> bool:
-    """Whether ``key`` may differ from the checkpoint's config without ``resume_override``."""
-    return any(key == m or (m.endswith(".") and key.startswith(m)) for m in MAY_CHANGE)
+def may_change(key: str, allowed: tuple[str, ...] = MAY_CHANGE) -> bool:
+    """Whether ``key`` is one of ``allowed`` (keys, or sections ending in '.'): by default, whether it may differ
+    from the checkpoint's config without ``resume_override``."""
+    return any(key == m or (m.endswith(".") and key.startswith(m)) for m in allowed)
 
 
 def _show(value: Any) -> str:

@@ -84,10 +84,10 @@ GROWABLE = ("log.", "logger", "steps")
 
 def settings_of(overrides: list[str]) -> dict[str, str]:
     """key -> value of ``key=value`` overrides (the last one wins), less the keys a study may be grown with."""
+    from gan_lightning.resume import may_change
+
     pairs = dict(o.split("=", 1) for o in overrides if "=" in o)
-    return {
-        k: v for k, v in pairs.items() if not any(k == g or (g.endswith(".") and k.startswith(g)) for g in GROWABLE)
-    }
+    return {k: v for k, v in pairs.items() if not may_change(k, GROWABLE)}
 
 
 def is_done(run_dir: Path, steps: int | None = None) -> bool:

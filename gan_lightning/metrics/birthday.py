@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gan_lightning.metrics.distances import exact_pair_dists, pairwise_distances
+from gan_lightning.metrics.distances import distances_decided_at
 from gan_lightning.metrics.precision_recall import kth_neighbour_radii
 
 
@@ -49,21 +49,6 @@ def duplicate_threshold(real_feats: Tensor | np.ndarray, q: float = 0.001) -> fl
         raise ValueError(f"q must be in [0, 1], got {q}")
     radii = kth_neighbour_radii(_features(real_feats), 1)
     return float(torch.quantile(radii, q))
-
-
-def batch_distances(x: Tensor, threshold: float) -> Tensor:
-    """(s, s) float64 distances of a batch: the fast matrix-product form on centred rows, with every pair whose
-    squared distance lies within that form's rounding-error bound of ``threshold`` squared recomputed exactly,
-    so each comparison with the threshold is the exact one (an exact copy is at 0, not ~1e-7)."""
-    x = x.double()
-    d = pairwise_distances(x, x)
-    r = (x - x.mean(0)).norm(dim=1)
-    # the squares' absolute error is about dim * eps * (|a - m| + |b - m|)^2 (metrics.distances); 4x that margin
-    band = 4 * x.shape[1] * torch.finfo(torch.float64).eps * (r[:, None] + r[None, :]).square()
-    rows, cols = torch.nonzero((d.square() - threshold**2).abs() <= band, as_tuple=True)
-    if len(rows):
-        d[rows, cols] = exact_pair_dists(x, x, rows, cols)
-    return d
 
 
 def birthday_test(
@@ -109,7 +94,7 @@ def birthday_test(
     found: dict[tuple[int, int], float] = {}
     for t in range(trials):
         idx = torch.randperm(n, generator=gen)[:s_max]
-        d = batch_distances(x[idx], threshold).masked_fill(~below_i_j, math.inf)
+        d = distances_decided_at(x[idx], x[idx], threshold).masked_fill(~below_i_j, math.inf)
         closest[t] = d.min(0).values.cummin(0).values  # min over j < s of min_{i<j} d(i, j)
         k = min(n_pairs, s_max * (s_max - 1) // 2)
         if k:

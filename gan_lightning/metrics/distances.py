@@ -128,6 +128,21 @@ class _Screen:
         return s, e
 
 
+def distances_decided_at(a: Tensor, b: Tensor, threshold: float) -> Tensor:
+    """(len(a), len(b)) float64 distances from the BLAS screen (``_Screen``), recomputed exactly wherever its error
+    band could put a pair on the other side of ``threshold``: every ``d <= threshold`` is the exact comparison."""
+    a, b = _common_float(a, b)
+    screen = _Screen(b, a)
+    if not screen.usable:
+        return exact_dists(a, b).double()
+    s, e = screen.block(a)
+    rows, cols = torch.nonzero((s - threshold**2).abs() <= e, as_tuple=True)
+    d = s.sqrt_()
+    if len(rows):
+        d[rows, cols] = exact_pair_dists(a, b, rows, cols).double()
+    return d
+
+
 def _exact_where(q: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
     """Exact distances where ``mask`` is set, +inf elsewhere."""
     picked = int(mask.sum())
