@@ -298,11 +298,16 @@ def test_a_study_report_cut_off_by_a_full_disk_keeps_the_last_whole_one(
 
 
 # ----------------------------------------------------------------------------- numbers and files of other commands
-@pytest.fixture
-def tiny_image_ckpt(tmp_path: Path, mnist_root: Path) -> Path:
-    args = ["train", "exp=dcgan", "data=fashion_mnist", f"data.data_dir={mnist_root}", "data.download=false"]
-    assert main([*args, *tiny_for(args), "steps=2", f"out={tmp_path / 'r'}"]) == 0
-    return tmp_path / "r" / "checkpoints" / "last.ckpt"
+@pytest.fixture(scope="module")
+def tiny_image_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny DCGAN checkpoint for the module's refusals (none of them writes beside it)."""
+    from tests.conftest import make_mnist_tree
+
+    tmp = tmp_path_factory.mktemp("tiny_ckpt")
+    root = make_mnist_tree(tmp / "data", "FashionMNIST")
+    args = ["train", "exp=dcgan", "data=fashion_mnist", f"data.data_dir={root}", "data.download=false"]
+    assert main([*args, *tiny_for(args), "steps=2", f"out={tmp / 'r'}"]) == 0
+    return tmp / "r" / "checkpoints" / "last.ckpt"
 
 
 @pytest.mark.parametrize(
