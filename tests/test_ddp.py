@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -250,3 +251,66 @@ def test_metrics_are_prepared_on_the_gpu_of_this_rank(monkeypatch) -> None:
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert metrics_device(load_config(["exp=gmm_ring", "trainer.devices=2"])) == "cuda:1"
     assert metrics_device(load_config(["exp=gmm_ring", "trainer.devices=2,3"])) == "cuda:3"
+
+
+FULL_DISK_ON_RANK_0 = """
+import errno
+import os
+import sys
+import lightning.pytorch as L
+from gan_lightning.cli import main
+
+real = L.Trainer.save_checkpoint
+calls = []
+
+
+def full_disk_on_rank_0_from_the_second_save(self, filepath, *args, **kwargs):
+    calls.append(filepath)
+    if self.is_global_zero and len(calls) >= 2:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filepath))
+    return real(self, filepath, *args, **kwargs)
+
+
+L.Trainer.save_checkpoint = full_disk_on_rank_0_from_the_second_save
+sys.exit(main(["train", *sys.argv[1:]]))
+"""
+
+
+def test_a_checkpoint_write_failing_on_rank_0_alone_stops_every_rank(tmp_path) -> None:
+    """Only rank 0 writes checkpoints: when its write fails (disk full), the other rank, already waiting
+    for it, must stop too, instead of waiting forever; the run exits 74 with last.ckpt of step 2 intact."""
+    from gan_lightning.cli import EXIT_WRITE
+
+    script = tmp_path / "full_disk_rank0.py"
+    script.write_text(FULL_DISK_ON_RANK_0)
+    args = [*TINY, "exp=gmm_ring", "steps=6", "log.ckpt_every=2", "trainer.accelerator=cpu", "trainer.devices=2"]
+    args += ["trainer.strategy=ddp", "out=full", "metrics.names=[]"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        pytest.fail("the run hung after rank 0's checkpoint write failed")
+    assert proc.returncode == EXIT_WRITE, err[-3000:]
+    assert "No space left on device" in err
+    ckpt = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["gan_lightning"]["g_step"] == 2
+    try:  # and no rank is left behind
+        os.killpg(proc.pid, 0)
+        time.sleep(5)
+        os.killpg(proc.pid, 0)
+        os.killpg(proc.pid, 9)
+        pytest.fail("a process of the run outlived it")
+    except ProcessLookupError:
+        pass
+    assert not list((tmp_path / "full" / "checkpoints").glob(".*.tmp"))
