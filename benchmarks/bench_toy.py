@@ -1,6 +1,7 @@
 """Per-step cost on small nets: the mode-collapse lab's protocol (``gmm_grid_pacgan_protocol``: MLP G 4x400
 with BatchNorm, maxout D 3x200x5, non-saturating loss, Adam, batch 100) in gan_lightning beside a plain PyTorch
-loop of the same nets, loss and optimizer, timed in one process on one thread (as the lab runs its seeds).
+loop of the same nets, loss and optimizer (torch's default Adam, and its fused kernel as gan_lightning uses on
+the CPU), timed in one process on one thread (as the lab runs its seeds).
 
 With nets this small the fixed cost of a step (Lightning's hooks, logging, the RNG bookkeeping of exact resume)
 is what a user waits for: the lab's studies are thousands of such steps per seed. Reports G iterations/s of
@@ -49,15 +50,17 @@ def toy_config(steps: int, extra: list[str] | None = None):  # type: ignore[no-u
     )
 
 
-def plain_loop(steps: int, warmup: int) -> float:
-    """The protocol's nets, loss and optimizer as a plain PyTorch loop; G iterations per second."""
+def plain_loop(steps: int, warmup: int, fused: bool = False) -> float:
+    """The protocol's nets, loss and optimizer as a plain PyTorch loop; G iterations per second.
+    ``fused``: torch's fused Adam kernel (what gan_lightning uses on the CPU), else torch's default."""
     cfg = toy_config(steps)
     torch.manual_seed(0)
     G = build_generator(cfg.nets, (2,), cfg.model.z_dim)
     D = build_discriminator(cfg.nets, (2,), "none")
     betas = tuple(cfg.optim.betas)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.optim.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    kw = {"fused": True} if fused else {}
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.optim.lr_g, betas=betas, **kw)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.optim.lr_d, betas=betas, **kw)
     loss = LOSSES[cfg.model.loss]
     batch, z_dim = int(cfg.data.batch_size), int(cfg.model.z_dim)
     data, _ = sample_mixture(mixture_centres("grid"), MIXTURE_STD["grid"], batch * steps, torch.Generator())
@@ -102,9 +105,10 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    plain, ours = [], []
-    for _ in range(args.repeats):  # alternate, so drift of the machine hits both alike
+    plain, fused, ours = [], [], []
+    for _ in range(args.repeats):  # alternate, so drift of the machine hits all alike
         plain.append(plain_loop(args.steps, args.warmup))
+        fused.append(plain_loop(args.steps, args.warmup, fused=True))
         ours.append(framework_loop(args.steps, args.warmup))
 
     result = {
@@ -116,9 +120,15 @@ def main() -> None:
         "plain_g_iters_per_s": round(max(plain), 1),
         "gan_lightning_g_iters_per_s": round(max(ours), 1),
         "ratio_gan_lightning_over_plain": round(max(ours) / max(plain), 3),
+        "plain_fused_adam_g_iters_per_s": round(max(fused), 1),
+        "ratio_gan_lightning_over_plain_fused_adam": round(max(ours) / max(fused), 3),
         "plain_ms_per_step": round(1000 / max(plain), 2),
         "gan_lightning_ms_per_step": round(1000 / max(ours), 2),
-        "all_runs": {"plain": [round(v, 1) for v in plain], "gan_lightning": [round(v, 1) for v in ours]},
+        "all_runs": {
+            "plain": [round(v, 1) for v in plain],
+            "plain_fused_adam": [round(v, 1) for v in fused],
+            "gan_lightning": [round(v, 1) for v in ours],
+        },
         **provenance(),
     }
     write_result(result, Path(args.out or Path(__file__).parent / "results" / "toy_cpu.json"))

@@ -14,8 +14,20 @@ from gan_lightning.registry import Registry
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 
 
+def fused_on_cpu(params: list[Any], kw: dict[str, Any]) -> dict[str, Any]:
+    """``fused=True`` for float32 parameters all on the CPU, unless ``kw`` chooses the implementation:
+    torch's default there is a loop over tensors, ~4x slower per Adam step on the lab's nets
+    (``benchmarks/results/toy_cpu.json``); on CUDA torch already picks its multi-tensor kernels."""
+    tensors = all(isinstance(p, torch.Tensor) for p in params)  # not param-group dicts
+    if kw or not params or not tensors or any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
+        return {}
+    return {"fused": True}
+
+
 @OPTIMIZERS.register("adam")
 def _adam(params: Iterable[nn.Parameter], lr: float, o: Any, /, **kw: Any) -> torch.optim.Optimizer:
+    params = list(params)
+    kw = {**fused_on_cpu(params, kw), **kw}
     return torch.optim.Adam(params, **{"lr": lr, **kw}, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
 
 
