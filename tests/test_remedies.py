@@ -218,6 +218,8 @@ def test_minibatch_discrimination_matches_its_definition() -> None:
             if i != j:
                 expected[i] += torch.exp(-(m[i] - m[j]).abs().sum(1))
     assert torch.allclose(layer(f), expected, atol=1e-12)
+    # and its gradient is the derivative of that sum (finite differences, float64)
+    assert torch.autograd.gradcheck(layer, (f.clone().requires_grad_(True),))
 
 
 @pytest.mark.parametrize("kind", ["discrimination", "stddev"])
