@@ -300,7 +300,7 @@ lab = nb(
     [
         (
             "md",
-            "# The mode-collapse lab\n\nOne seeded study per remedy on the PacGAN/VEEGAN 2-D protocol (`gmm_grid_pacgan_protocol`: G 4x400 ReLU with BatchNorm, D 3x200 maxout units of 5 pieces, z in R^2, Adam 1e-4 with beta1 0.8, batch 100), scored on 2,500 samples: modes covered, share of high-quality samples (within 3 std of a mode) and reverse KL of the mode histogram. `make lab` (or `gan-lightning lab`) runs the whole lab; this notebook shows a finished one from `runs/lab` (or `$LAB_DIR`), else runs a small one.",
+            "# The mode-collapse lab\n\nOne seeded study per remedy on the PacGAN/VEEGAN 2-D protocol (`gmm_grid_pacgan_protocol`: G 4x400 ReLU with BatchNorm, D 3x200 maxout units of 5 pieces, z in R^2, Adam with beta1 0.8 at 1e-4 for G and 1e-3 for D, batch 100, 60,000 steps), scored on 2,500 samples: modes covered, share of high-quality samples (within 3 std of a mode) and reverse KL of the mode histogram. `make lab` (or `gan-lightning lab`) runs the whole lab; this notebook shows a finished one from `runs/lab` (or `$LAB_DIR`), else runs a small one.",
         ),
         ("code", SETUP),
         (
