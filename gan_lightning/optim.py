@@ -16,8 +16,9 @@ OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer
 
 def fused_on_cpu(params: list[Any], kw: dict[str, Any]) -> dict[str, Any]:
     """``fused=True`` for float32 parameters all on the CPU, unless ``kw`` chooses the implementation:
-    torch's default there is a loop over tensors, ~4x slower per Adam step on the lab's nets
-    (``benchmarks/results/toy_cpu.json``); on CUDA torch already picks its multi-tensor kernels."""
+    torch's default there is a loop over tensors, ~4x slower per Adam step on the lab's D (a one-thread
+    micro-benchmark, 2026-11-27; on the lab's whole step the plain loop gains ~6 %,
+    ``benchmarks/results/toy_cpu.json``); on CUDA torch already picks its multi-tensor kernels."""
     tensors = all(isinstance(p, torch.Tensor) for p in params)  # not param-group dicts
     if kw or not params or not tensors or any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
         return {}
