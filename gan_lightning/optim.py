@@ -67,3 +67,30 @@ def lr_factor(step: int, steps: int, schedule: str, decay_start: float) -> float
     if step < start:
         return 1.0
     return max(0.0, 1.0 - (step - start) / max(1, steps - start))
+
+
+def first_changed_lr_step(done: int, old_steps: int, new_steps: int, schedule: str, decay_start: float) -> int | None:
+    """The first ``s < done`` whose ``lr_factor`` differs between a run of ``old_steps`` and one of ``new_steps``
+    (the lr of G step ``s + 1``), or None: whether a run ``done`` steps into the first is also ``done`` steps
+    into the second. Both factors are 1 before the earlier decay start, so only the steps from there are compared."""
+    if schedule == "constant" or old_steps == new_steps:
+        return None
+    first = min(int(decay_start * old_steps), int(decay_start * new_steps))
+    for s in range(first, done):
+        if lr_factor(s, old_steps, schedule, decay_start) != lr_factor(s, new_steps, schedule, decay_start):
+            return s
+    return None
+
+
+def extension_conflict(done: int, old_steps: int, new_steps: int, optim: Any) -> str | None:
+    """Why a run ``done`` G steps into ``old_steps`` cannot become a ``new_steps`` run (its lr schedule
+    differs at a step already done), or None."""
+    s = first_changed_lr_step(done, old_steps, new_steps, str(optim.schedule), float(optim.decay_start))
+    if s is None:
+        return None
+    old, new = (lr_factor(s, n, str(optim.schedule), float(optim.decay_start)) for n in (old_steps, new_steps))
+    return (
+        f"steps={new_steps} changes the learning rate of G steps already done: optim.schedule="
+        f"{optim.schedule} (decay after {optim.decay_start} x steps) gave G step {s + 1} the factor {old:.4g} at "
+        f"steps={old_steps} and gives it {new:.4g} at steps={new_steps}, and {done} steps are done"
+    )

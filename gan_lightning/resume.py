@@ -1,10 +1,11 @@
 """Resume never changes a run silently.
 
-The checkpoint's config is the run's config. ``steps`` (to extend), ``log.*``, ``metrics.*`` and
-``logger`` may change on resume; any other difference is an error listing each key with both
-values, unless ``resume_override=true``: then the new values take effect (the optimizers' and
-schedulers' settings included, see ``ApplyOptimizerConfig``) and every resume that changed
-something is recorded in the run directory's ``changes.jsonl``.
+The checkpoint's config is the run's config. ``steps`` (to extend; a linear decay rebuilt for it is
+warned about and recorded), ``log.*``, ``metrics.*`` and ``logger`` may change on resume; any other
+difference is an error listing each key with both values, unless ``resume_override=true``: then the
+new values take effect (the optimizers' and schedulers' settings included, see
+``ApplyOptimizerConfig``) and every resume that changed something is recorded in the run
+directory's ``changes.jsonl``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from gan_lightning.checkpoint import CheckpointError, check_fits
 from gan_lightning.config import from_container, to_container
+from gan_lightning.optim import extension_conflict
 from gan_lightning.registry import ConfigError
 
 # keys (or sections, ending in '.') that may differ from the checkpoint's config
@@ -117,8 +119,25 @@ def check_no_later_steps(run_dir: Path, resume: Path, resume_step: int) -> None:
         )
 
 
-def record_changes(run_dir: Path, step: int, resumed_from: Path, changes: dict[str, list[Any]]) -> None:
-    """Append what this resume changed at ``step`` to ``changes.jsonl`` (nothing when nothing did)."""
+def schedule_rebuilt(cfg: DictConfig, ckpt: dict[str, Any]) -> str | None:
+    """Why resuming ``ckpt`` with ``cfg``'s ``steps`` is not a run of that many steps, or None: a linear decay
+    rebuilt for the new ``steps`` gives steps already done another lr (the lr jumps at the resumed step)."""
+    stored, step = stored_config(ckpt), int(ckpt["gan_lightning"]["g_step"])
+    why = extension_conflict(step, int(stored["steps"]), int(cfg.steps), cfg.optim)
+    if why is None:
+        return None
+    return (
+        f"{why}. The run goes on with the {cfg.steps}-step schedule from here, so it is neither the "
+        f"{stored['steps']}- nor the {cfg.steps}-step run (recorded as 'lr_schedule' in {CHANGES_FILE}); for "
+        f"the {cfg.steps}-step run, train it anew (out=DIR)"
+    )
+
+
+def record_changes(
+    run_dir: Path, step: int, resumed_from: Path, changes: dict[str, list[Any]], lr_schedule: str | None = None
+) -> None:
+    """Append what this resume changed at ``step`` to ``changes.jsonl`` (nothing when nothing did), with
+    ``lr_schedule``, the ``schedule_rebuilt`` reason, when there is one."""
     if not changes:
         return
     record = {
@@ -126,6 +145,7 @@ def record_changes(run_dir: Path, step: int, resumed_from: Path, changes: dict[s
         "resumed_from": str(resumed_from),
         "changes": changes,
         "overridden": sorted(k for k in changes if not may_change(k)),
+        **({"lr_schedule": lr_schedule} if lr_schedule else {}),
     }
     with open(run_dir / CHANGES_FILE, "a") as f:
         f.write(json.dumps(record) + "\n")

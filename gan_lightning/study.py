@@ -100,6 +100,26 @@ def is_done(run_dir: Path, steps: int | None = None) -> bool:
     return s.get("status") == "diverged" or (s.get("status") == "completed" and s.get("steps_done", 0) >= target)
 
 
+def refuse_schedule_changing_extensions(sdir: Path, seeds: list[int], cfg: Any) -> None:
+    """A larger ``steps`` extends the study's seeds; refuse it, before any run, where a seed's steps done
+    used another lr than the longer schedule gives them (a linear decay that had started)."""
+    from gan_lightning.optim import extension_conflict
+
+    conflicts: dict[int, str] = {}
+    for seed in seeds:
+        s = read_summary(sdir / f"seed_{seed}") or {}
+        if s.get("status") != "diverged" and "steps" in s and int(s["steps"]) < int(cfg.steps):
+            why = extension_conflict(int(s.get("steps_done", 0)), int(s["steps"]), int(cfg.steps), cfg.optim)
+            if why:
+                conflicts[seed] = why
+    if conflicts:
+        first = next(iter(conflicts.values()))
+        raise ConfigError(
+            f"study {sdir}: seeds {', '.join(map(str, conflicts))} cannot grow: {first} (seed {next(iter(conflicts))})."
+            " Each would then be neither run. Run the longer study in another out=DIR"
+        )
+
+
 def run_one(
     overrides: list[str], seed: int, out: Path, group: str, log: Path, jobs: int = 1, gpu: str | None = None
 ) -> int:
@@ -243,6 +263,7 @@ def _run_seeds_and_report(
                 "configuration; give the same overrides to grow it (more seeds, a larger steps, other log.*), or "
                 "another out=DIR"
             )
+    refuse_schedule_changing_extensions(sdir, seeds, cfg)
     write_json(sdir / "study.json", {"exp": exp, "seeds": seeds, "overrides": overrides, "steps": int(cfg.steps)})
 
     todo = [s for s in seeds if not is_done(sdir / f"seed_{s}", int(cfg.steps))]  # a larger steps extends seeds

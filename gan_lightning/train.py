@@ -32,6 +32,7 @@ from gan_lightning.resume import (
     check_resume,
     read_changes,
     record_changes,
+    schedule_rebuilt,
 )
 from gan_lightning.rundir import claimed_run, read_summary, worker_env
 
@@ -176,6 +177,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
 
     resume_step: int | None = None
     changes: dict[str, list[Any]] = {}
+    rebuilt: str | None = None
     if resume is not None:
         ckpt = read_checkpoint(resume)
         changes = check_resume(cfg, ckpt, resume, model)  # refused changes fail here, before anything is written
@@ -186,15 +188,18 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
             state.steps_done = manager._start_step = resume_step
             manager.write_summary(None)
             return TrainResult(run_dir, read_summary(run_dir) or {})
+        rebuilt = schedule_rebuilt(cfg, ckpt)
         del ckpt
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
             print(f"resuming {run_dir} from {resume} at G step {resume_step}", file=sys.stderr)
+            if rebuilt:
+                print(f"[gan_lightning] warning: {rebuilt}", file=sys.stderr)
     is_rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
     if is_rank_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
         if resume is not None and resume_step is not None:
-            record_changes(run_dir, resume_step, resume, changes)
+            record_changes(run_dir, resume_step, resume, changes, rebuilt)
     history = read_changes(run_dir)  # the run's config changes at its resumes, in summary.json too
     if history:
         state.extra["changes"] = history

@@ -13,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 
-from gan_lightning.optim import lr_factor
+from gan_lightning.optim import first_changed_lr_step, lr_factor
 from gan_lightning.registry import ConfigError
 from tests.conftest import REPO, TINY
 from tests.helpers import assert_bitwise_equal, run, weights
@@ -129,6 +129,50 @@ def test_resume_refuses_another_model_and_fewer_steps_but_extends_steps() -> Non
     more = run("exp=gmm_ring", "steps=6", "out=a", "resume=auto", "log.every=2", "metrics.every=3")
     assert more.status == "completed" and more.summary["steps_done"] == 6
     assert "steps: 6" in (Path("a") / "config.yaml").read_text()
+
+
+def test_extending_a_run_whose_lr_already_decayed_warns_and_records_it(capsys) -> None:
+    """gmm_ring's lr decays linearly after 0.7 x steps. Its 4-step run used the factor 0.5 at step 4; extended to
+    6 steps (the resume contract allows it) the schedule is rebuilt and lr jumps back up at step 5: the run is
+    neither the 4- nor the 6-step run, and says so on stderr, in changes.jsonl and in summary.json."""
+    run("exp=gmm_ring", "steps=4", "out=a")
+    assert lr_factor(3, 4, "linear_decay", 0.7) != lr_factor(3, 6, "linear_decay", 0.7)  # step 4's factor
+    capsys.readouterr()
+    watch = FirstBatchLr()
+    more = run("exp=gmm_ring", "steps=6", "out=a", "resume=auto", extra_callbacks=[watch])
+    assert more.status == "completed" and more.summary["steps_done"] == 6
+    assert watch.seen["lr"][0] == [pytest.approx(1e-3 * lr_factor(4, 6, "linear_decay", 0.7))]  # the 6-step lr
+    warned = capsys.readouterr().err
+    assert "warning: steps=6 changes the learning rate of G steps already done" in warned
+    assert "G step 4 the factor 0.5 at steps=4" in warned and "out=DIR" in warned
+    record = json.loads((Path("a") / "changes.jsonl").read_text().splitlines()[-1])
+    assert record["changes"]["steps"] == [4, 6] and "G step 4" in record["lr_schedule"]
+    assert more.summary["changes"][-1] == record
+    # a run whose steps so far all came before both decays extends as the longer run: 2 steps at 2 (decay after
+    # step 1) and at 6 (after step 4) used the factor 1.0 for both steps; no warning, no lr_schedule
+    run("exp=gmm_ring", "steps=2", "out=b")
+    capsys.readouterr()
+    assert run("exp=gmm_ring", "steps=6", "out=b", "resume=auto").summary["steps_done"] == 6
+    assert "warning" not in capsys.readouterr().err
+    assert "lr_schedule" not in json.loads((Path("b") / "changes.jsonl").read_text().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("done", "old", "new", "schedule", "start", "first"),
+    [
+        (60_000, 60_000, 80_000, "constant", 0.5, None),
+        (30_001, 60_000, 80_000, "linear_decay", 0.5, None),  # steps 1..30,001 used f(0..30,000) = 1 in both
+        (30_002, 60_000, 80_000, "linear_decay", 0.5, 30_001),
+        (60_000, 60_000, 80_000, "linear_decay", 0.5, 30_001),
+        (50_000, 80_000, 60_000, "linear_decay", 0.5, 30_001),  # a shorter target: its decay starts earlier
+        (10, 10, 20, "linear_decay", 0.0, 1),  # decay from the start: f(0) = 1 in both, f(1) differs
+    ],
+)
+def test_the_first_step_whose_lr_an_extension_changes(done, old, new, schedule, start, first) -> None:
+    assert first_changed_lr_step(done, old, new, schedule, start) == first
+    if first is not None:  # against the definition: the step before agrees, this one does not
+        assert lr_factor(first - 1, old, schedule, start) == lr_factor(first - 1, new, schedule, start)
+        assert lr_factor(first, old, schedule, start) != lr_factor(first, new, schedule, start)
 
 
 class StopAt(L.Callback):

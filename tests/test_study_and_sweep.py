@@ -330,3 +330,9 @@ def test_a_study_grown_to_more_steps_extends_its_finished_seeds(tmp_path, monkey
     for bad in ("steps=1", "metrics.n=100"):
         with pytest.raises(ConfigError, match=r"other overrides"):
             run_study(["exp=gmm_ring", "steps=4", bad, "seeds=0-2", out], echo=False)
+    # gmm_ring's lr decays after 0.7 x steps: its seeds done at 4 steps used a decayed lr that a study at 8 steps
+    # does not (decay from step 5), so growing them would mix two schedules in each seed: refused before any run
+    with pytest.raises(ConfigError, match=r"seeds 0, 1, 2 .*learning rate.* out=") as no:
+        run_study(["exp=gmm_ring", "steps=8", "seeds=0-2", out], echo=False)
+    assert "steps=8" in str(no.value) and len(calls) == 5
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["steps"] == 4  # nothing was written
