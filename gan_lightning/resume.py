@@ -123,6 +123,9 @@ def schedule_rebuilt(cfg: DictConfig, ckpt: dict[str, Any]) -> str | None:
     """Why resuming ``ckpt`` with ``cfg``'s ``steps`` is not a run of that many steps, or None: a linear decay
     rebuilt for the new ``steps`` gives steps already done another lr (the lr jumps at the resumed step)."""
     stored, step = stored_config(ckpt), int(ckpt["gan_lightning"]["g_step"])
+    schedule = {k: cfg.optim[k] for k in ("schedule", "decay_start")}
+    if {k: stored.get("optim", {}).get(k) for k in schedule} != schedule:
+        return None  # another schedule altogether: an overridden change, recorded as such
     why = extension_conflict(step, int(stored["steps"]), int(cfg.steps), cfg.optim)
     if why is None:
         return None

@@ -155,6 +155,12 @@ def test_extending_a_run_whose_lr_already_decayed_warns_and_records_it(capsys) -
     assert run("exp=gmm_ring", "steps=6", "out=b", "resume=auto").summary["steps_done"] == 6
     assert "warning" not in capsys.readouterr().err
     assert "lr_schedule" not in json.loads((Path("b") / "changes.jsonl").read_text().splitlines()[-1])
+    # a schedule overridden altogether is recorded as that override, without a step-by-step comparison
+    run("exp=gmm_ring", "steps=4", "out=c")
+    args = ("steps=6", "out=c", "resume=auto", "optim.schedule=constant", "resume_override=true")
+    assert run("exp=gmm_ring", *args).summary["steps_done"] == 6
+    record = json.loads((Path("c") / "changes.jsonl").read_text().splitlines()[-1])
+    assert record["overridden"] == ["optim.schedule"] and "lr_schedule" not in record
 
 
 @pytest.mark.parametrize(
