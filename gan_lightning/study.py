@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from gan_lightning.files import write_json, write_text
 from gan_lightning.plots import read_curves
@@ -102,16 +103,24 @@ def is_done(run_dir: Path, steps: int | None = None) -> bool:
 
 def refuse_schedule_changing_extensions(sdir: Path, seeds: list[int], cfg: Any) -> None:
     """A larger ``steps`` extends the study's seeds; refuse it, before any run, where a seed's steps done
-    used another lr than the longer schedule gives them (a linear decay that had started)."""
+    used another lr than the longer schedule gives them (a linear decay that had started). Read from the
+    checkpoint each seed would resume from: a run killed without a summary still has one."""
     from gan_lightning.optim import extension_conflict
 
     conflicts: dict[int, str] = {}
     for seed in seeds:
-        s = read_summary(sdir / f"seed_{seed}") or {}
-        if s.get("status") != "diverged" and "steps" in s and int(s["steps"]) < int(cfg.steps):
-            why = extension_conflict(int(s.get("steps_done", 0)), int(s["steps"]), int(cfg.steps), cfg.optim)
-            if why:
-                conflicts[seed] = why
+        run_dir = sdir / f"seed_{seed}"
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if is_done(run_dir, int(cfg.steps)) or not last.is_file():
+            continue  # not run again, or run from the start
+        try:  # mmap: the tensors are not read
+            state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["gan_lightning"]
+            done, old = int(state["g_step"]), int(state["config"]["steps"])
+        except Exception:
+            continue  # the seed's own resume reports an unreadable checkpoint
+        why = extension_conflict(done, old, int(cfg.steps), cfg.optim) if old < int(cfg.steps) else None
+        if why:
+            conflicts[seed] = why
     if conflicts:
         first = next(iter(conflicts.values()))
         raise ConfigError(
@@ -303,7 +312,7 @@ def _run_seeds_and_report(
     repro = None
     if str(study.get("reproducible", "false")).lower() in ("1", "true", "yes"):
         repro = reproducibility_check(overrides, seeds[0], sdir, echo)
-    write_report(sdir, seeds, repro, errors)
+    write_report(sdir, seeds, repro, errors, int(cfg.steps))
     if "wandb" in list(cfg.logger):  # the study's plots beside its runs (the same wandb group)
         from gan_lightning.wandb_utils import log_study_plots
 
@@ -404,10 +413,20 @@ def collect(sdir: Path, seeds: list[int]) -> list[dict[str, Any]]:
 
 
 def write_report(
-    sdir: Path, seeds: list[int], repro: dict[str, Any] | None = None, errors: dict[int, str] | None = None
+    sdir: Path,
+    seeds: list[int],
+    repro: dict[str, Any] | None = None,
+    errors: dict[int, str] | None = None,
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """report.json/.md and plots; ``errors``: this invocation's error of a seed whose run failed."""
+    """report.json/.md and plots; ``errors``: this invocation's error of a seed whose run failed. A seed
+    completed below the study's ``steps`` (its extension failed) is listed with status 'short' and left
+    out of the figures."""
     rows = collect(sdir, seeds)
+    for r in rows:
+        s = r["summary"]
+        if s and s.get("status") == "completed" and steps is not None and s.get("steps_done", 0) < steps:
+            r["summary"] = {**s, "status": "short"}
     done = [r for r in rows if r["summary"] and r["summary"].get("status") == "completed"]
     keys = sorted(
         {k for r in done for k, v in r["summary"]["final"].items() if k != "step" and isinstance(v, float | int)}

@@ -8,7 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
+from gan_lightning.config import load_config
 from gan_lightning.registry import ConfigError
 from gan_lightning.rundir import RUN_DIR_ENV, read_summary, run_train
 from gan_lightning.study import aggregate, bootstrap_ci, compare_studies, parse_seeds, run_study
@@ -246,6 +248,8 @@ def fake_seed_runs(monkeypatch, outcome) -> list[tuple[int, str]]:
             done = steps if status == "completed" else 1
             summary = {"status": status, "steps": steps, "steps_done": done, "final": {"fid": float(seed)}, "best": {}}
             (out / "summary.json").write_text(json.dumps(summary))
+            (out / "checkpoints").mkdir(exist_ok=True)  # what a resume reads: its step and the run's steps
+            torch.save({"gan_lightning": {"g_step": done, "config": {"steps": steps}}}, out / "checkpoints/last.ckpt")
         return code
 
     monkeypatch.setattr(study, "run_train", fake_run_train)
@@ -311,6 +315,37 @@ def test_sweep_study_seeds_studies_the_winner_in_its_own_directory_and_fails_wit
     assert json.loads((tmp_path / "sw" / os.path.basename(study_dir) / "study.json").read_text())["overrides"][
         -1
     ].endswith("model.z_dim=2")
+
+
+def test_a_grown_study_counts_only_the_seeds_that_reached_its_steps(tmp_path, monkeypatch) -> None:
+    """A seed whose extension failed before training kept its old summary (completed at the shorter steps): it
+    was counted and averaged with the longer seeds. Now it is listed as short and left out of the figures."""
+    calls = fake_seed_runs(monkeypatch, lambda seed, out: ("completed", 0))
+    out = f"out={tmp_path / 's'}"
+    args = ["exp=gmm_ring", "optim.schedule=constant", "seeds=0-2", out]
+    run_study([*args, "steps=2"], echo=False)
+    fake_seed_runs(monkeypatch, lambda seed, out: ("completed", 0) if seed != 1 else (None, 1))  # seed 1 fails
+    run_study([*args, "steps=4"], echo=False)
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert report["completed"] == [0, 2] and report["final"]["fid"]["n"] == 2
+    assert report["final"]["fid"]["mean"] == 1.0  # the fake's fid is the seed: seeds 0 and 2, not seed 1's 1.0 too
+    (short,) = [r for r in report["per_seed"] if r["seed"] == 1]
+    assert short["status"] == "short" and short["steps_done"] == 2 and len(calls) == 3
+
+
+def test_a_study_check_of_an_extension_reads_the_seeds_checkpoints(tmp_path, monkeypatch) -> None:
+    """A seed killed without a summary (SIGKILL, an OOM kill) still has the checkpoint its resume will start
+    from: the study's refusal of a schedule-changing extension must read that, not summary.json."""
+    from gan_lightning.study import refuse_schedule_changing_extensions
+
+    cfg = load_config(["exp=gmm_ring", "steps=20"])  # linear decay after 0.7 x steps
+    ckpts = tmp_path / "s" / "seed_0" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    torch.save({"gan_lightning": {"g_step": 9, "config": {"steps": 10}}}, ckpts / "last.ckpt")  # decay from 7
+    with pytest.raises(ConfigError, match=r"seeds 0 cannot grow: steps=20 changes the learning rate"):
+        refuse_schedule_changing_extensions(tmp_path / "s", [0, 1], cfg)
+    torch.save({"gan_lightning": {"g_step": 7, "config": {"steps": 10}}}, ckpts / "last.ckpt")  # none decayed
+    refuse_schedule_changing_extensions(tmp_path / "s", [0, 1], cfg)
 
 
 def test_a_study_grown_to_more_steps_extends_its_finished_seeds(tmp_path, monkeypatch) -> None:
