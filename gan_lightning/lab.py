@@ -105,7 +105,7 @@ def lab_row(bench: str, method: str, sdir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"benchmark": bench, "method": method, "seeds": len(report["completed"])}
     for column, key in zip(COLUMNS, BENCHMARKS[bench][1]):
         agg = final.get(key, {}) if key else {}
-        row[column] = {"mean": agg.get("mean"), "std": agg.get("std")}
+        row[column] = {"mean": agg.get("mean"), "std": agg.get("std"), "n": agg.get("n", 0)}  # n: finite seeds
     wall = report.get("wall_s", {})
     row["wall_s_per_seed"] = wall.get("mean")
     steps = {s.get("steps_done") for s in report["per_seed"] if s.get("status") == "completed"}
@@ -124,10 +124,14 @@ def published_rows(benchmarks: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _pm(cell: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
+def _pm(cell: dict[str, Any], seeds: int, scale: float = 1.0, digits: int = 1) -> str:
+    """mean ± std, saying over how many of the ``seeds`` when some had no finite value (a reverse KL is
+    infinite for a seed without a high-quality sample)."""
     if cell.get("mean") is None:
         return "–"
-    return f"{cell['mean'] * scale:.{digits}f} ± {(cell.get('std') or 0.0) * scale:.{digits}f}"
+    text = f"{cell['mean'] * scale:.{digits}f} ± {(cell.get('std') or 0.0) * scale:.{digits}f}"
+    n = cell.get("n", seeds)
+    return text if n >= seeds else f"{text} ({n} of {seeds} seeds finite)"
 
 
 def lab_markdown(result: dict[str, Any]) -> str:
@@ -142,8 +146,8 @@ def lab_markdown(result: dict[str, Any]) -> str:
         wall = r.get("wall_s_per_seed")
         steps = ",".join(str(s) for s in r["steps"])
         lines.append(
-            f"| {r['benchmark']} | {r['method']} | {r['seeds']} | {steps} | {_pm(r['modes'])} | "
-            f"{_pm(r['high_quality'], 100.0)} | {_pm(r['kl'], digits=2)} | "
+            f"| {r['benchmark']} | {r['method']} | {r['seeds']} | {steps} | {_pm(r['modes'], r['seeds'])} | "
+            f"{_pm(r['high_quality'], r['seeds'], 100.0)} | {_pm(r['kl'], r['seeds'], digits=2)} | "
             f"{'–' if wall is None else f'{wall:.0f}'} |"
         )
     for p in result["published"]:

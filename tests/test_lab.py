@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gan_lightning.config import load_config
+from gan_lightning.files import write_json
 from gan_lightning.lab import METHODS, lab_markdown, run_lab
 from gan_lightning.registry import ConfigError
 from tests.conftest import REPO
@@ -46,7 +47,7 @@ def test_lab_runs_a_study_per_method_and_tabulates_them(tmp_path: Path) -> None:
     assert pack["status"] == "completed" and "pack: 2" in config
     for row in result["rows"]:  # the row holds the seed's own final values (one seed: std 0)
         summary = json.loads((out / "grid" / row["method"] / "seed_0" / "summary.json").read_text())
-        assert row["modes"] == {"mean": summary["final"]["modes/covered"], "std": 0.0}
+        assert row["modes"] == {"mean": summary["final"]["modes/covered"], "std": 0.0, "n": 1}
         assert row["high_quality"]["mean"] == summary["final"]["modes/high_quality"]
         assert row["devices"] == [summary["device"]] and result["device"] == summary["device"]  # where seeds ran
     table = (out / "lab.md").read_text()
@@ -72,3 +73,26 @@ def test_a_method_the_benchmarks_model_refuses_gets_a_row_saying_why(tmp_path: P
 def test_a_bad_override_fails_the_lab_instead_of_refusing_every_method(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"model\.n_critc"):
         run_lab(["benchmarks=grid", "methods=gan", "seeds=0", "model.n_critc=2", f"out={tmp_path}"], echo=False)
+
+
+def test_a_seed_without_a_finite_kl_is_counted_in_the_row(tmp_path: Path) -> None:
+    """A seed with no high-quality sample has an infinite reverse KL (written as null): the row's KL mean, over
+    the other seeds only, was printed under '2 seeds' as if it covered both."""
+    from gan_lightning.lab import lab_row
+    from gan_lightning.study import write_report
+
+    for seed, (hq, kl) in enumerate([(0.9, 0.02), (0.0, float("inf"))]):
+        d = tmp_path / f"seed_{seed}"
+        d.mkdir()
+        final = {"modes/covered": 25.0 - 25 * seed, "modes/high_quality": hq, "modes/kl": kl}
+        summary = {"status": "completed", "steps": 4, "steps_done": 4, "final": final, "best": {}}
+        write_json(d / "summary.json", summary)
+    write_report(tmp_path, [0, 1], steps=4)
+    row = lab_row("grid", "gan", tmp_path)
+    assert row["seeds"] == 2 and row["kl"]["n"] == 1 and row["modes"]["n"] == 2
+    line = next(
+        x
+        for x in lab_markdown({"rows": [row], "published": [], "device": "cpu", "overrides": []}).splitlines()
+        if "| gan |" in x
+    )
+    assert "12.5 ± 17.7" in line and "0.02 ± 0.00 (1 of 2 seeds finite)" in line
