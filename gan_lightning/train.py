@@ -17,7 +17,7 @@ from gan_lightning.callbacks.interpolation import LatentInterpolation
 from gan_lightning.callbacks.metrics import GenerativeMetrics
 from gan_lightning.callbacks.neighbours import NearestNeighbours
 from gan_lightning.callbacks.progress import StepProgressBar
-from gan_lightning.callbacks.run import RunManager, RunState
+from gan_lightning.callbacks.run import RunManager, RunState, state_dict_sha1
 from gan_lightning.callbacks.samples import SampleGrids
 from gan_lightning.callbacks.translation import TranslationMetrics
 from gan_lightning.checkpoint import read_checkpoint
@@ -186,6 +186,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
         if resume_step >= int(cfg.steps):  # nothing left to train: report what the checkpoint holds
             manager.load_state_dict(ckpt.get("callbacks", {}).get(manager.state_key, manager.state_dict()))
             state.steps_done = manager._start_step = resume_step
+            state.extra["weights_sha1"] = state_dict_sha1(ckpt["state_dict"])  # as the run that wrote it reported
+            state.extra.update({"changes": history} if (history := read_changes(run_dir)) else {})
             manager.write_summary(None)
             return TrainResult(run_dir, read_summary(run_dir) or {})
         rebuilt = schedule_rebuilt(cfg, ckpt)

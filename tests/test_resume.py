@@ -163,6 +163,18 @@ def test_extending_a_run_whose_lr_already_decayed_warns_and_records_it(capsys) -
     assert record["overridden"] == ["optim.schedule"] and "lr_schedule" not in record
 
 
+def test_resuming_a_finished_run_keeps_its_summary_whole() -> None:
+    """resume=auto on a run already at its steps reports what the checkpoint holds: summary.json was rewritten
+    without the weights' digest and without the run's changes.jsonl history."""
+    ring = ("exp=gmm_ring", "optim.schedule=constant")
+    run(*ring, "steps=2", "out=a")
+    done = run(*ring, "steps=4", "out=a", "resume=auto").summary  # an extension: one changes.jsonl record
+    assert done["weights_sha1"] and len(done["changes"]) == 1
+    again = run(*ring, "steps=4", "out=a", "resume=auto").summary
+    assert again["status"] == "completed" and again["steps_done"] == 4
+    assert again["weights_sha1"] == done["weights_sha1"] and again["changes"] == done["changes"]
+
+
 @pytest.mark.parametrize(
     ("done", "old", "new", "schedule", "start", "first"),
     [

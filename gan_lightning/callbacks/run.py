@@ -119,9 +119,14 @@ def versions() -> dict[str, str]:
 
 
 def weights_sha1(module: torch.nn.Module) -> str:
+    """SHA-1 of every tensor of a module's state dict (``state_dict_sha1``)."""
+    return state_dict_sha1(module.state_dict())
+
+
+def state_dict_sha1(state_dict: dict[str, torch.Tensor]) -> str:
     """SHA-1 of every tensor of a state dict (names, shapes, dtypes and bytes)."""
     h = hashlib.sha1()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(state_dict.items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
