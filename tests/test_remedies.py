@@ -207,6 +207,19 @@ def test_minibatch_stddev_is_the_mean_feature_std() -> None:
     assert out.shape == (7, 1) and torch.allclose(out, torch.full((7, 1), float(expected), dtype=torch.float64))
 
 
+@pytest.mark.parametrize("init", ["dcgan", "orthogonal", "default"])
+def test_minibatch_discrimination_keeps_its_own_init_under_any_nets_init(init: str) -> None:
+    """T ~ N(0, 0.05) (the improved-GAN code's MinibatchLayer): nets.init=dcgan re-drew it at N(0, 0.02)."""
+    from gan_lightning.nets import build_discriminator
+
+    cfg = load_config(["exp=gmm_grid_pacgan_protocol", "nets.d_minibatch=discrimination", f"nets.init={init}"])
+    d = build_discriminator(cfg.nets, (2,), "none")
+    (layer,) = [m for m in d.modules() if isinstance(m, MinibatchDiscrimination)]
+    w = layer.T.weight.detach().double()
+    assert w.numel() >= 100_000 and abs(w.mean().item()) < 0.002 and abs(w.std().item() - 0.05) < 0.002
+    assert abs(d.head.weight.std().item() - 0.02) < 0.01 if init == "dcgan" else True  # the rest keeps nets.init
+
+
 def test_minibatch_discrimination_matches_its_definition() -> None:
     torch.manual_seed(0)
     layer = MinibatchDiscrimination(4, kernels=3, kernel_dim=2).double()

@@ -127,6 +127,16 @@ def validate_nets(nets: Any, model: str, feeds_noise_inputs: bool) -> None:
                 )
 
 
+def apply_init(net: nn.Module, name: str) -> None:
+    """``nets.init`` over the whole net ('default' keeps PyTorch's), then each layer that has its paper's
+    own init (``init_own_parameters``) re-applies it."""
+    if name in INITS:
+        INITS[name](net)
+        for m in net.modules():
+            if hasattr(m, "init_own_parameters"):
+                m.init_own_parameters()
+
+
 def build_generator(
     nets: Any, shape: Shape, z_dim: int, spectral_norm: bool = False, num_classes: int = 0, embed_dim: int = 0
 ) -> nn.Module:
@@ -139,8 +149,7 @@ def build_generator(
         g = factory(nets, tuple(shape), z_dim, num_classes=num_classes, embed_dim=embed_dim)
     else:
         g = factory(nets, tuple(shape), z_dim)
-    if nets.init in INITS:
-        INITS[nets.init](g)
+    apply_init(g, str(nets.init))
     if spectral_norm:
         add_spectral_norm(g)
     return VirtualBatchGenerator(g, z_dim) if nets.g_norm == "virtual_batch" else g
@@ -161,6 +170,5 @@ def build_discriminator(
         d = factory(nets, tuple(shape), norm)
     if kind != "none":
         d = MinibatchCritic(d, kind)
-    if nets.init in INITS:
-        INITS[nets.init](d)
+    apply_init(d, str(nets.init))
     return add_spectral_norm(d) if spectral_norm else d

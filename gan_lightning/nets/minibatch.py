@@ -20,7 +20,12 @@ class MinibatchDiscrimination(nn.Module):
         super().__init__()
         self.kernels, self.kernel_dim = kernels, kernel_dim
         self.T = nn.Linear(in_features, kernels * kernel_dim, bias=False)  # a Linear: spectral norm covers it
-        nn.init.normal_(self.T.weight, 0.0, 0.1)
+        self.init_own_parameters()
+
+    def init_own_parameters(self) -> None:
+        """T ~ N(0, 0.05), the improved-GAN code's MinibatchLayer (Salimans et al. 2016); re-applied after a
+        net-wide ``nets.init`` (``apply_init``), which would otherwise re-draw T at its own scale."""
+        nn.init.normal_(self.T.weight, 0.0, 0.05)
 
     def forward(self, f: Tensor) -> Tensor:
         m = self.T(f).view(-1, self.kernels, self.kernel_dim).transpose(0, 1)  # (kernels, N, kernel_dim)
