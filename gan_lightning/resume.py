@@ -119,6 +119,24 @@ def check_no_later_steps(run_dir: Path, resume: Path, resume_step: int) -> None:
         )
 
 
+def set_aside_later_best(run_dir: Path, resume_step: int) -> Path | None:
+    """Rename ``best.ckpt`` when it is from a step after ``resume_step`` (the run was killed between saving it
+    and its next last.ckpt): its weights are of a trajectory the resumed run abandons. Kept, renamed to
+    ``best.ckpt.abandoned_step_N``; returns the new path."""
+    best = run_dir / "checkpoints" / "best.ckpt"
+    if not best.is_file():
+        return None
+    try:  # mmap: the tensors are not read
+        step = int(torch.load(best, map_location="cpu", weights_only=True, mmap=True)["gan_lightning"]["g_step"])
+    except Exception:
+        return None
+    if step <= resume_step:
+        return None
+    aside = best.with_name(f"best.ckpt.abandoned_step_{step}")
+    best.replace(aside)
+    return aside
+
+
 def schedule_rebuilt(cfg: DictConfig, ckpt: dict[str, Any]) -> str | None:
     """Why resuming ``ckpt`` with ``cfg``'s ``steps`` is not a run of that many steps, or None: a linear decay
     rebuilt for the new ``steps`` gives steps already done another lr (the lr jumps at the resumed step)."""

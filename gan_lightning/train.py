@@ -33,6 +33,7 @@ from gan_lightning.resume import (
     read_changes,
     record_changes,
     schedule_rebuilt,
+    set_aside_later_best,
 )
 from gan_lightning.rundir import claimed_run, read_summary, worker_env
 
@@ -194,6 +195,12 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
         del ckpt
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
             print(f"resuming {run_dir} from {resume} at G step {resume_step}", file=sys.stderr)
+            if aside := set_aside_later_best(run_dir, resume_step):
+                print(
+                    f"[gan_lightning] best.ckpt was from a later step than the resumed checkpoint (the run was "
+                    f"killed in between): kept as {aside}",
+                    file=sys.stderr,
+                )
             if rebuilt:
                 print(f"[gan_lightning] warning: {rebuilt}", file=sys.stderr)
     is_rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0

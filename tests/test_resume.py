@@ -163,6 +163,24 @@ def test_extending_a_run_whose_lr_already_decayed_warns_and_records_it(capsys) -
     assert record["overridden"] == ["optim.schedule"] and "lr_schedule" not in record
 
 
+def test_a_best_ckpt_from_steps_after_the_resumed_checkpoint_is_set_aside(capsys) -> None:
+    """A run killed (no handler: SIGKILL, an OOM kill) after saving best.ckpt at step 7 but last.ckpt at 4
+    resumes from 4. best.ckpt then held weights of an abandoned trajectory under the resumed run's name;
+    it is renamed (kept, not deleted) and the resumed run writes its own."""
+    args = ("exp=gmm_ring", "steps=8", "out=a", "log.keep_every=4", "metrics.every=0")
+    run(*args)
+    ckpts = Path("a") / "checkpoints"
+    (ckpts / "last.ckpt").write_bytes((ckpts / "step=4.ckpt").read_bytes())  # the kill: last.ckpt at 4
+    torch.save({"gan_lightning": {"g_step": 7}}, ckpts / "best.ckpt")
+    capsys.readouterr()
+    assert run(*args, "resume=auto").summary["steps_done"] == 8
+    aside = ckpts / "best.ckpt.abandoned_step_7"
+    assert torch.load(aside, weights_only=True)["gan_lightning"]["g_step"] == 7
+    assert "best.ckpt.abandoned_step_7" in capsys.readouterr().err
+    # the resumed run's own: its one evaluation (the last step's) improves on none
+    assert torch.load(ckpts / "best.ckpt", weights_only=True)["gan_lightning"]["g_step"] == 8
+
+
 def test_resuming_a_finished_run_keeps_its_summary_whole() -> None:
     """resume=auto on a run already at its steps reports what the checkpoint holds: summary.json was rewritten
     without the weights' digest and without the run's changes.jsonl history."""
