@@ -235,6 +235,17 @@ def test_minibatch_discrimination_matches_its_definition() -> None:
     assert torch.autograd.gradcheck(layer, (f.clone().requires_grad_(True),))
 
 
+@pytest.mark.parametrize("penalty", ["gp", "r1", "dragan"])
+def test_minibatch_discrimination_refuses_a_per_sample_penalty(penalty: str) -> None:
+    """A per-sample penalty reads d D(x_i) / d x_i; minibatch discrimination makes every D(x_j) a learned function
+    of x_i, so the norm is not per sample (as BatchNorm in D, refused the same way). The minibatch stddev, one
+    batch-mean scalar, stays allowed: it is ProGAN's own partner of WGAN-GP (Karras et al. 2018)."""
+    args = ["exp=gmm_grid_pacgan_protocol", f"model.penalty.name={penalty}", "model.penalty.weight=1"]
+    with pytest.raises(ConfigError, match=r"nets\.d_minibatch.*couples.*per-sample.*nets\.d_minibatch=stddev"):
+        toy_model(*args, "nets.d_minibatch=discrimination")
+    assert isinstance(toy_model(*args, "nets.d_minibatch=stddev"), GAN)
+
+
 @pytest.mark.parametrize("kind", ["discrimination", "stddev"])
 def test_minibatch_layers_make_one_sample_depend_on_the_others(kind: str) -> None:
     model = toy_model(f"nets.d_minibatch={kind}")

@@ -65,4 +65,7 @@ class MinibatchCritic(Critic):
         return self.head(self.features(x)).squeeze(1)
 
 
-MINIBATCH_LAYERS = ("none", "discrimination", "stddev")
+# name -> whether it couples a per-sample penalty's input gradients: minibatch discrimination makes each sample's
+# output a learned function of every other sample (refused with gp/r1/dragan, as BatchNorm in D); the stddev is
+# one batch-mean scalar, and ProGAN's own partner of WGAN-GP (Karras et al. 2018)
+MINIBATCH_LAYERS: dict[str, bool] = {"none": False, "discrimination": True, "stddev": False}
