@@ -179,23 +179,21 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
     resume_step: int | None = None
     changes: dict[str, list[Any]] = {}
     rebuilt: str | None = None
+    finished: dict[str, Any] | None = None  # the checkpoint's run state and digest, when nothing is left to train
     if resume is not None:
         ckpt = read_checkpoint(resume)
         changes = check_resume(cfg, ckpt, resume, model)  # refused changes fail here, before anything is written
         resume_step = int(ckpt["gan_lightning"]["g_step"])
         check_no_later_steps(run_dir, resume, resume_step)
-        if resume_step >= int(cfg.steps):  # nothing left to train: report what the checkpoint holds
-            manager.load_state_dict(ckpt.get("callbacks", {}).get(manager.state_key, manager.state_dict()))
-            state.steps_done = manager._start_step = resume_step
-            state.extra["weights_sha1"] = state_dict_sha1(ckpt["state_dict"])  # as the run that wrote it reported
-            state.extra.update({"changes": history} if (history := read_changes(run_dir)) else {})
-            manager.write_summary(None)
-            return TrainResult(run_dir, read_summary(run_dir) or {})
         rebuilt = schedule_rebuilt(cfg, ckpt)
+        if resume_step >= int(cfg.steps):  # report what the checkpoint holds, as the run that wrote it did
+            run_state = ckpt.get("callbacks", {}).get(manager.state_key, manager.state_dict())
+            finished = {"state": run_state, "weights_sha1": state_dict_sha1(ckpt["state_dict"])}
         del ckpt
         if int(os.environ.get("LOCAL_RANK", 0)) == 0:
-            print(f"resuming {run_dir} from {resume} at G step {resume_step}", file=sys.stderr)
-            if aside := set_aside_later_best(run_dir, resume_step):
+            if finished is None:
+                print(f"resuming {run_dir} from {resume} at G step {resume_step}", file=sys.stderr)
+            if finished is None and (aside := set_aside_later_best(run_dir, resume_step)):
                 print(
                     f"[gan_lightning] best.ckpt was from a later step than the resumed checkpoint (the run was "
                     f"killed in between): kept as {aside}",
@@ -212,6 +210,12 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
     history = read_changes(run_dir)  # the run's config changes at its resumes, in summary.json too
     if history:
         state.extra["changes"] = history
+    if finished is not None and resume_step is not None:  # nothing left to train
+        manager.load_state_dict(finished["state"])
+        state.steps_done = manager._start_step = resume_step
+        state.extra["weights_sha1"] = finished["weights_sha1"]
+        manager.write_summary(None)
+        return TrainResult(run_dir, read_summary(run_dir) or {})
 
     all_callbacks: list[Any] = list(callbacks or [])
     if any(k == "steps" or k.startswith("optim.") for k in changes):  # the schedule or the optimizers changed

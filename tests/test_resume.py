@@ -191,6 +191,14 @@ def test_resuming_a_finished_run_keeps_its_summary_whole() -> None:
     again = run(*ring, "steps=4", "out=a", "resume=auto").summary
     assert again["status"] == "completed" and again["steps_done"] == 4
     assert again["weights_sha1"] == done["weights_sha1"] and again["changes"] == done["changes"]
+    # a branch reported at its checkpoint's step (steps = that step, as the refusal of fewer steps suggests) is a
+    # run directory like any other: config.yaml, and the steps change recorded, with the decay it changed
+    run("exp=gmm_ring", "steps=20", "out=long", "log.keep_every=10")
+    short = run("exp=gmm_ring", "steps=10", "out=b", f"resume={Path('long/checkpoints/step=10.ckpt')}").summary
+    assert short["status"] == "completed" and short["steps_done"] == 10
+    assert "steps: 10" in (Path("b") / "config.yaml").read_text()
+    (record,) = short["changes"]
+    assert record["changes"]["steps"] == [20, 10] and "G step 9" in record["lr_schedule"]  # decay from 7 vs 14
 
 
 @pytest.mark.parametrize(
