@@ -311,7 +311,7 @@ def _run_seeds_and_report(
                 list(pool.map(one, todo))
     repro = None
     if str(study.get("reproducible", "false")).lower() in ("1", "true", "yes"):
-        repro = reproducibility_check(overrides, seeds[0], sdir, echo)
+        repro = reproducibility_check(overrides, seeds[0], sdir, echo, int(cfg.steps))
     write_report(sdir, seeds, repro, errors, int(cfg.steps))
     if "wandb" in list(cfg.logger):  # the study's plots beside its runs (the same wandb group)
         from gan_lightning.wandb_utils import log_study_plots
@@ -319,13 +319,14 @@ def _run_seeds_and_report(
         log_study_plots(sdir, exp, [sdir / "curves.png", sdir / "finals.png"])
 
 
-def reproducibility_check(overrides: list[str], seed: int, sdir: Path, echo: bool = True) -> dict[str, Any]:
-    """Run one seed twice from scratch and compare the final weights."""
-    import torch
-
+def reproducibility_check(
+    overrides: list[str], seed: int, sdir: Path, echo: bool = True, steps: int | None = None
+) -> dict[str, Any]:
+    """Run one seed twice from scratch and compare the final weights, at the study's ``steps`` (a grown study
+    extends both runs the same way)."""
     dirs = [sdir / "reproducible" / name for name in ("a", "b")]
     for d in dirs:
-        if not is_done(d):
+        if not is_done(d, steps):
             run_one(overrides, seed, d, sdir.name, sdir / "logs" / f"reproducible_{d.name}.log")
     failed = [d.name for d in dirs if (read_summary(d) or {}).get("status") != "completed"]
     if failed:  # the report is written all the same, saying why there is no verdict
@@ -344,6 +345,7 @@ def reproducibility_check(overrides: list[str], seed: int, sdir: Path, echo: boo
     bitwise = all(torch.equal(a, b) for a, b in zip(states[0].values(), states[1].values()))
     result = {
         "seed": seed,
+        "steps_done": summaries[0].get("steps_done"),
         "bitwise_equal": bitwise,
         "max_abs_difference": max_diff,
         "weights_sha1": [s.get("weights_sha1") for s in summaries],

@@ -89,12 +89,13 @@ def test_study_runs_resumes_and_reports(tmp_path, capsys) -> None:
 
 def test_study_resumes_an_interrupted_seed(tmp_path) -> None:
     sdir = tmp_path / "study"
-    # A 30-step seed stopped at step 15 leaves what a 15-step run leaves, marked interrupted.
-    run_study([*QUICK, "steps=15", "seeds=0", f"out={sdir}"], echo=False)
+    # A 30-step seed stopped at step 15 leaves what a 15-step run leaves, marked interrupted (with a constant lr: a
+    # decayed 15-step run is not the first half of a 30-step one, and the study would refuse to extend it)
+    run_study([*QUICK, "optim.schedule=constant", "steps=15", "seeds=0", f"out={sdir}"], echo=False)
     summary = sdir / "seed_0" / "summary.json"
     s = json.loads(summary.read_text())
     summary.write_text(json.dumps({**s, "status": "interrupted", "steps": 30}))
-    run_study([*QUICK, "steps=30", "seeds=0", f"out={sdir}"], echo=False)
+    run_study([*QUICK, "optim.schedule=constant", "steps=30", "seeds=0", f"out={sdir}"], echo=False)
     s = json.loads(summary.read_text())
     assert s["status"] == "completed" and s["steps_done"] == 30
     assert "at G step 15" in (sdir / "logs" / "seed_0.log").read_text()
@@ -249,7 +250,8 @@ def fake_seed_runs(monkeypatch, outcome) -> list[tuple[int, str]]:
             summary = {"status": status, "steps": steps, "steps_done": done, "final": {"fid": float(seed)}, "best": {}}
             (out / "summary.json").write_text(json.dumps(summary))
             (out / "checkpoints").mkdir(exist_ok=True)  # what a resume reads: its step and the run's steps
-            torch.save({"gan_lightning": {"g_step": done, "config": {"steps": steps}}}, out / "checkpoints/last.ckpt")
+            state = {"gan_lightning": {"g_step": done, "config": {"steps": steps}}, "state_dict": {"w": torch.ones(1)}}
+            torch.save(state, out / "checkpoints/last.ckpt")
         return code
 
     monkeypatch.setattr(study, "run_train", fake_run_train)
@@ -284,6 +286,17 @@ def test_a_failed_reproducibility_run_still_writes_the_report(tmp_path, monkeypa
     report = json.loads((sdir / "report.json").read_text())
     assert report["completed"] == [0] and report["reproducibility"]["bitwise_equal"] is None
     assert "did not complete" in report["reproducibility"]["error"]
+
+
+def test_a_grown_study_checks_reproducibility_at_its_new_steps(tmp_path, monkeypatch) -> None:
+    """reproducible=true after a study grew by steps compared the two runs of the old length, done already."""
+    calls = fake_seed_runs(monkeypatch, lambda seed, out: ("completed", 0))
+    args = ["exp=gmm_ring", "optim.schedule=constant", "seeds=0", "reproducible=true", f"out={tmp_path / 's'}"]
+    run_study([*args, "steps=2"], echo=False)
+    sdir = run_study([*args, "steps=4"], echo=False)
+    assert sorted(os.path.basename(out) for _, out in calls) == ["a", "a", "b", "b", "seed_0", "seed_0"]
+    repro = json.loads((sdir / "report.json").read_text())["reproducibility"]
+    assert repro["bitwise_equal"] is True and repro["steps_done"] == 4
 
 
 def test_sweep_study_seeds_studies_the_winner_in_its_own_directory_and_fails_with_its_seeds(
