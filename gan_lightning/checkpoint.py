@@ -6,6 +6,7 @@ need to unpickle anything but tensors and containers (and so could run code) is 
 
 from __future__ import annotations
 
+import hashlib
 import pickletools
 import re
 import warnings
@@ -144,3 +145,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Any:
     model.load_state_dict(ckpt["state_dict"])
     model.g_step = int(meta["g_step"])
     return model.to(device).eval()
+
+
+def state_dict_sha1(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-1 of every tensor of a state dict (names, shapes, dtypes and bytes)."""
+    h = hashlib.sha1()
+    for name, tensor in sorted(state_dict.items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

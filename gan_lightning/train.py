@@ -17,10 +17,10 @@ from gan_lightning.callbacks.interpolation import LatentInterpolation
 from gan_lightning.callbacks.metrics import GenerativeMetrics
 from gan_lightning.callbacks.neighbours import NearestNeighbours
 from gan_lightning.callbacks.progress import StepProgressBar
-from gan_lightning.callbacks.run import RunManager, RunState, state_dict_sha1
+from gan_lightning.callbacks.run import RunManager, RunState
 from gan_lightning.callbacks.samples import SampleGrids
 from gan_lightning.callbacks.translation import TranslationMetrics
-from gan_lightning.checkpoint import read_checkpoint
+from gan_lightning.checkpoint import read_checkpoint, state_dict_sha1
 from gan_lightning.config import to_yaml
 from gan_lightning.data import build_datamodule
 from gan_lightning.distributed import may_use_gpu, parse_devices, several_devices

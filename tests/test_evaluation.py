@@ -277,3 +277,28 @@ def test_metric_callbacks_move_their_extractors_to_the_models_device() -> None:
     translation.classifiers, translation.inception = {"b": nn.Linear(2, 2)}, nn.Linear(2, 2)
     translation.on_train_start(trainer, model)
     assert translation.classifiers["b"].weight.device.type == "meta" and translation.inception.weight.is_meta
+
+
+def test_a_retrained_classifier_does_not_reuse_the_old_ones_reference(tmp_path, monkeypatch) -> None:
+    """The reference cache key named the training data's fingerprint only: a classifier retrained on the same data
+    (train-evaluator --epochs 10, another device) reused the statistics of the old network's features."""
+    from gan_lightning.metrics.classifier import ClassifierFeatures, DomainClassifier, fingerprint
+    from gan_lightning.metrics.reference import cached_reference
+
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (200, 1, 28, 28), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, 10, (200,), generator=g)
+    meta = {"format": 1, "fingerprint": fingerprint(images, labels), "dataset": "x", "test_accuracy": 0.0}
+    nets = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        nets.append(ClassifierFeatures(DomainClassifier(), dict(meta)))
+    a, b = nets
+    assert a.key != b.key and a.key.startswith("classifier-v1-")
+    ra = cached_reference("x", "test", images, labels, a.key, lambda x: a(x)[0], 200)
+    rb = cached_reference("x", "test", images, labels, b.key, lambda x: b(x)[0], 200)
+    fresh = cached_reference("x", "test", images, labels, b.key, lambda x: b(x)[0], 200, use_cache=False)
+    assert not torch.equal(ra.mu, rb.mu) and torch.equal(rb.mu, fresh.mu)
+    torch.manual_seed(1)  # the same weights again: the same key, the cache is used
+    assert ClassifierFeatures(DomainClassifier(), dict(meta)).key == a.key

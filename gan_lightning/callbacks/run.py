@@ -8,7 +8,6 @@ a SIGINT/SIGTERM sets a flag, and the step in flight finishes before the checkpo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import signal
 import subprocess
@@ -24,6 +23,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from gan_lightning import __version__
+from gan_lightning.checkpoint import state_dict_sha1
 from gan_lightning.files import (
     RunWriteError,
     commit_file,
@@ -121,16 +121,6 @@ def versions() -> dict[str, str]:
 def weights_sha1(module: torch.nn.Module) -> str:
     """SHA-1 of every tensor of a module's state dict (``state_dict_sha1``)."""
     return state_dict_sha1(module.state_dict())
-
-
-def state_dict_sha1(state_dict: dict[str, torch.Tensor]) -> str:
-    """SHA-1 of every tensor of a state dict (names, shapes, dtypes and bytes)."""
-    h = hashlib.sha1()
-    for name, tensor in sorted(state_dict.items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def rank_digests(trainer: L.Trainer, digest: str) -> list[str]:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_lightning.checkpoint import state_dict_sha1
 from gan_lightning.files import sibling_tmp
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, first_line
@@ -98,10 +99,14 @@ class ClassifierFeatures(nn.Module):
         self.meta = meta
         self.resize_mode = resize_mode
         self.dim = net.feature_dim
+        self.weights_digest = state_dict_sha1(net.state_dict())[:12]
 
     @property
     def key(self) -> str:
-        return classifier_key(self.meta["fingerprint"], self.meta.get("format", CLASSIFIER_FORMAT))
+        """The features' identity, as reference statistics are cached under: the training data and recipe
+        (``classifier_key``) and the weights (a classifier retrained on the same data is another network)."""
+        recipe = classifier_key(self.meta["fingerprint"], self.meta.get("format", CLASSIFIER_FORMAT))
+        return f"{recipe}-w{self.weights_digest}"
 
     @torch.no_grad()
     def forward(self, images01: Tensor) -> tuple[Tensor, Tensor]:
