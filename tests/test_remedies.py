@@ -246,6 +246,21 @@ def test_minibatch_discrimination_refuses_a_per_sample_penalty(penalty: str) -> 
     assert isinstance(toy_model(*args, "nets.d_minibatch=stddev"), GAN)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["exp=wgan_gp"],  # gp, nets.d_norm=auto: the check sat after auto's early return
+        ["exp=gmm_ring"],  # r1, d_norm auto
+        ["exp=aae_fashion", "model.penalty.name=r1", "nets.d_norm=none"],  # a model with its own D step
+        ["exp=vaegan_fashion", "model.penalty.name=r1"],
+    ],
+)
+def test_every_model_refuses_minibatch_discrimination_beside_a_per_sample_penalty(args: list[str]) -> None:
+    with pytest.raises(ConfigError, match=r"nets\.d_minibatch.*couples.*per-sample"):
+        load_config([*args, "nets.d_minibatch=discrimination"])
+    load_config([*args, "nets.d_minibatch=stddev"])
+
+
 @pytest.mark.parametrize("kind", ["discrimination", "stddev"])
 def test_minibatch_layers_make_one_sample_depend_on_the_others(kind: str) -> None:
     model = toy_model(f"nets.d_minibatch={kind}")
@@ -313,7 +328,11 @@ def test_combinations_that_do_not_hold_are_refused_with_the_key(args: list[str],
 RESUME_CASES = {
     "pack_gp_ncritic": ["model=wgan_gp", "nets.g=mlp", "nets.d=mlp", "model.pack=2"],
     "unroll": ["model.penalty.name=none", "model.unroll=2"],
-    "feature_matching_mbd": ["model.feature_matching=true", "nets.d_minibatch=discrimination"],
+    "feature_matching_mbd": [
+        "model.feature_matching=true",
+        "nets.d_minibatch=discrimination",
+        "model.penalty.name=none",
+    ],
     "vbn_stddev": ["nets.g_norm=virtual_batch", "nets.d_minibatch=stddev", "model.pack=2"],
 }
 

@@ -22,6 +22,7 @@ from gan_lightning.data import DATAMODULES
 from gan_lightning.data.base import DataInfo, seed_for
 from gan_lightning.distributed import several_devices
 from gan_lightning.models.noise import NoiseSource
+from gan_lightning.nets.minibatch import MINIBATCH_LAYERS
 from gan_lightning.optim import build_optimizer, lazy_adjusted, lr_factor
 from gan_lightning.penalties import penalty_from_config
 from gan_lightning.registry import ConfigError
@@ -110,7 +111,14 @@ class GANModule(L.LightningModule):
         p = cfg.model.get("penalty")
         if p is None:
             return
-        penalty_from_config(cfg)
+        penalty = penalty_from_config(cfg)
+        minibatch = str(cfg.nets.get("d_minibatch", "none"))
+        if penalty is not None and penalty.per_sample and MINIBATCH_LAYERS.get(minibatch, False):
+            raise ConfigError(
+                f"bad value for 'nets.d_minibatch': {minibatch} couples the samples of the per-sample "
+                f"'{p.name}' penalty (each D output reads every other sample); use nets.d_minibatch=stddev "
+                "or none, or model.penalty.name=none"
+            )
         if p.weight < 0:
             raise ConfigError(f"bad value for 'model.penalty.weight': must be >= 0, got {p.weight}")
         if p.every < 1:

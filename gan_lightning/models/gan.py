@@ -46,7 +46,6 @@ from gan_lightning.nets import (
     validate_nets,
 )
 from gan_lightning.nets.layers import Critic, add_spectral_norm
-from gan_lightning.nets.minibatch import MINIBATCH_LAYERS
 from gan_lightning.penalties import PENALTIES, clip_weights_, penalty_from_config
 from gan_lightning.registry import MODELS, ConfigError
 from gan_lightning.schema import EMAConfig, ModelConfig, PenaltyConfig
@@ -108,7 +107,7 @@ class Terms:
 def resolve_d_norm(cfg: DictConfig) -> str:
     """nets.d_norm=auto: no normalisation with a per-sample penalty or spectral norm, else batch
     (conv nets) / none (nets ``unnormalised_by_default``: the MLP critic). BatchNorm beside a
-    per-sample penalty is refused, as is minibatch discrimination (``MINIBATCH_LAYERS``)."""
+    per-sample penalty is refused (minibatch discrimination: ``validate_penalty``)."""
     norm, m = cfg.nets.d_norm, cfg.model
     per_sample = m.penalty.name != "none" and PENALTIES.get(m.penalty.name, "model.penalty.name").per_sample
     if norm == "auto":
@@ -123,12 +122,6 @@ def resolve_d_norm(cfg: DictConfig) -> str:
         raise ConfigError(
             f"bad value for 'nets.d_norm': BatchNorm in the critic couples the samples of the per-sample "
             f"'{m.penalty.name}' penalty (Gulrajani et al. 2017); use nets.d_norm=layer or none"
-        )
-    if per_sample and MINIBATCH_LAYERS.get(str(cfg.nets.d_minibatch), False):
-        raise ConfigError(
-            f"bad value for 'nets.d_minibatch': {cfg.nets.d_minibatch} couples the samples of the per-sample "
-            f"'{m.penalty.name}' penalty (each D output reads every other sample); use nets.d_minibatch=stddev "
-            "or none, or model.penalty.name=none"
         )
     return str(norm)
 
