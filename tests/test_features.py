@@ -141,3 +141,16 @@ def test_inception_features_are_taken_in_full_float32() -> None:
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     assert feats.shape == (2, 2048) and seen == [(False, False)]
+
+
+def test_ppl_features_see_a_change_below_one_8_bit_level(inception: InceptionFeatures) -> None:
+    """PPL moves the image by ~1e-4 (eps); the FID features round to 8-bit levels (1/255) first, which erased that
+    change or made a few pixels jump a level, so the distance / eps^2 was no derivative. ``smooth_features``
+    skips the rounding: a step of 2e-4 moves the features twice as far as 1e-4 (linear regime)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 28, 28, generator=g, dtype=torch.float64)
+    d = torch.rand(2, 1, 28, 28, generator=g, dtype=torch.float64) - 0.5
+    steps = [inception.smooth_features((x + h * d).float()) for h in (0.0, 1e-4, 2e-4)]
+    one, two = ((s - steps[0]).double().norm(dim=1) for s in steps[1:])
+    assert (one > 0).all() and torch.allclose(two / one, torch.full_like(one, 2.0), rtol=0.1), (one, two)
+    assert torch.equal(inception(x.float())[0], inception(quantize(x.float()) / 255)[0])  # FID's path still rounds

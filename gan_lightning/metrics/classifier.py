@@ -113,6 +113,10 @@ class ClassifierFeatures(nn.Module):
         feats = self.net.features(to_classifier_input(images01, self.resize_mode))
         return feats.float(), self.net.head(feats).softmax(dim=1).float()
 
+    def smooth_features(self, images01: Tensor) -> Tensor:
+        """The features as ``forward`` gives them (no rounding here), for PPL."""
+        return self(images01)[0]
+
 
 class PerChannelClassifier(nn.Module):
     """Each channel of [0, 1] images read by a one-channel domain classifier (stacked data):

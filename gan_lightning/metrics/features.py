@@ -150,14 +150,21 @@ class InceptionFeatures(nn.Module):
     def key(self) -> str:
         return f"inception-{self.resize_mode}"
 
-    def preprocess(self, images01: Tensor) -> Tensor:
-        x = to_rgb(quantize(images01))
+    def preprocess(self, images01: Tensor, quantized: bool = True) -> Tensor:
+        x = to_rgb(quantize(images01) if quantized else images01.float() * 255)
         return (resize(x, 299, self.resize_mode) - 128.0) / 128.0
 
     @torch.no_grad()
     def forward(self, images01: Tensor) -> tuple[Tensor, Tensor | None]:
         with full_float32():  # the protocol's network in float32, whatever perf.tf32 set for training
             return self.trunk(self.preprocess(images01)).float(), None
+
+    @torch.no_grad()
+    def smooth_features(self, images01: Tensor) -> Tensor:
+        """The features without the 8-bit rounding FID's protocol applies (images as saved files): for PPL,
+        whose eps-sized steps (1e-4) are far below one level (1/255)."""
+        with full_float32():
+            return self.trunk(self.preprocess(images01, quantized=False)).float()
 
 
 class InceptionLogits(nn.Module):
