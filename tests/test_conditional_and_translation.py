@@ -650,3 +650,14 @@ def test_evaluate_of_a_translator_with_an_ema_also_measures_its_raw_generators(m
         assert values[f"raw/{key}"] != values[key]  # decay 0.5 after 3 steps: another net
     skipped = evaluate_checkpoint(ckpt, None, 60, data_dir=str(mnist_root), raw_too=False)["values"]
     assert not any(k.startswith("raw/") for k in skipped)
+
+
+def test_a_diverged_translation_run_ends_diverged_not_failed(mnist_root) -> None:
+    """The translation metrics had no divergence guard: NaN translations at an evaluation step reached the FID's
+    eigendecomposition, which raised, so the run ended 'failed' (under DDP rank 0 crashed while the others
+    waited in the broadcast)."""
+    from tests.test_reliability import NanAfter
+
+    args = ("exp=pix2pix_edges", *data_args(mnist_root), "steps=6", "metrics.every=2", "metrics.n=60", "out=nan")
+    s = run(*args, extra_callbacks=[NanAfter(1)]).summary
+    assert s["status"] == "diverged" and s["diverged_at"] == 2, s.get("error")

@@ -45,6 +45,8 @@ class TranslationMetrics(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = int(pl_module.g_step)
+        if pl_module.diverged_at is not None:  # agreed across ranks each step, as GenerativeMetrics reads it
+            return
         if not (step >= self.steps or (self.every and step % self.every == 0)):
             return
         t0 = time.perf_counter()
