@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gan_lightning.config import load_config
@@ -117,6 +118,22 @@ def test_infogan_codes_and_mutual_information_term(mnist_root) -> None:
         "exp=infogan_mnist", "data=fashion_mnist", *data_args(mnist_root), "steps=2", "out=i", "metrics.names=[]"
     )
     assert result.status == "completed"
+
+
+def test_infogan_is_evaluated_and_sampled_from_its_whole_prior(mnist_root) -> None:
+    """Metrics, sampling and standing statistics draw codes with ``draw_z``; InfoGAN appended its continuous codes
+    as zeros there, so FID and recall measured one slice of what was trained (codes ~ U(-1, 1))."""
+    cfg = load_config(
+        ["exp=infogan_mnist", "data=fashion_mnist", *data_args(mnist_root), "nets.g_width=8", "nets.d_width=8"]
+    )
+    model = build_model(cfg, build_datamodule(cfg).info)
+    z = model.draw_z(4000, torch.Generator().manual_seed(0))
+    assert z.shape == (4000, 62 + 2)
+    cont = z[:, 62:]
+    assert cont.min() >= -1 and cont.max() <= 1 and abs(cont.mean()) < 0.05 and abs(cont.var() - 1 / 3) < 0.02
+    x = model.generate(z[:8], model.G, torch.arange(8) % 10)  # the one-hot category goes between z and the codes
+    full = torch.cat([z[:8, :62], F.one_hot(torch.arange(8) % 10, 10).float(), z[:8, 62:]], 1)
+    assert torch.equal(x, model.G(full))
 
 
 def test_infogan_q_shares_ds_layers_and_the_information_term_trains_them(mnist_root) -> None:

@@ -256,12 +256,21 @@ class InfoGAN(GAN):
     def labels_for(self, n: int) -> Tensor:
         return torch.arange(n) % self.mcfg.categories
 
+    def draw_z(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ N(0, I) followed by the continuous codes ~ U(-1, 1), as training draws them (the categorical
+        code comes from ``labels_for``): metrics, ``sample`` and standing statistics see the whole prior."""
+        z = super().draw_z(n, generator)
+        return torch.cat([z, torch.rand(n, self.mcfg.continuous, generator=generator) * 2 - 1], dim=1)
+
     def generate(self, z: Tensor, net: nn.Module | None = None, y: Tensor | None = None) -> Tensor:
+        """``z`` of ``draw_z`` (z and continuous codes) or z alone (the grids: continuous codes 0); the one-hot
+        categorical code y (or 0) goes between them."""
         net = net or self.generator_for_sampling()
-        if z.shape[1] == self.z_dim:  # append codes: categorical y (or 0), continuous codes 0
+        m = self.mcfg
+        if z.shape[1] in (self.z_dim, self.z_dim + m.continuous):
+            cont = z[:, self.z_dim :] if z.shape[1] > self.z_dim else z.new_zeros(len(z), m.continuous)
             cat = y if y is not None else torch.zeros(len(z), dtype=torch.long, device=z.device)
-            cont = torch.zeros(len(z), self.mcfg.continuous, device=z.device)
-            z = torch.cat([z, F.one_hot(cat.to(z.device), self.mcfg.categories).float(), cont], dim=1)
+            z = torch.cat([z[:, : self.z_dim], F.one_hot(cat.to(z.device), m.categories).float(), cont], dim=1)
         return net(z)
 
     @property
