@@ -186,3 +186,21 @@ def test_every_experiment_loads(exp: str) -> None:
     else:
         cfg = load_config([f"exp={exp}"])
     assert cfg.exp == exp and cfg.steps >= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["exp=dcgan", "model.ema.decay=1.5"], r"model\.ema\.decay.*\[0, 1\)"),
+        (["exp=dcgan", "model.ema.decay=-0.1"], r"model\.ema\.decay.*\[0, 1\)"),
+        (["exp=dcgan", "model.ema.start=-1"], r"model\.ema\.start.*>= 0"),
+        (["exp=infogan_mnist", "model.categories=0"], r"model\.categories.*>= 1"),
+        (["exp=infogan_mnist", "model.continuous=-1"], r"model\.continuous.*>= 0"),
+        (["exp=infogan_mnist", "model.info_weight=-1"], r"model\.info_weight.*>= 0"),
+    ],
+)
+def test_model_values_are_checked_when_the_config_is_loaded(args: list[str], match: str) -> None:
+    """These were accepted by `config` and failed later: the EMA's decay when the model was built, InfoGAN's codes
+    inside the first training step."""
+    with pytest.raises(ConfigError, match=match):
+        load_config(args)

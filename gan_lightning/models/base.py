@@ -100,6 +100,11 @@ class GANModule(L.LightningModule):
         """Checks of the model section beyond its types (subclasses extend)."""
         if cfg.model.z_dim < 1:
             raise ConfigError(f"bad value for 'model.z_dim': must be >= 1, got {cfg.model.z_dim}")
+        ema = cfg.model.get("ema")
+        if ema is not None and not 0 <= ema.decay < 1:
+            raise ConfigError(f"bad value for 'model.ema.decay': in [0, 1) (0: no EMA), got {ema.decay}")
+        if ema is not None and ema.start < 0:
+            raise ConfigError(f"bad value for 'model.ema.start': G steps, must be >= 0, got {ema.start}")
         cls.validate_penalty(cfg)
         if cfg.perf.fast:
             cls.validate_fast_path(cfg)
@@ -159,8 +164,6 @@ class GANModule(L.LightningModule):
     def make_ema(self, net: nn.Module, ema: EMAConfig) -> nn.Module | None:
         if ema.decay <= 0:
             return None
-        if not 0 < ema.decay < 1:
-            raise ConfigError(f"bad value for 'model.ema.decay': in (0, 1), got {ema.decay}")
         return copy.deepcopy(net).requires_grad_(False)
 
     @torch.no_grad()

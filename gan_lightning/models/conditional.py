@@ -256,6 +256,14 @@ class InfoGAN(GAN):
     def labels_for(self, n: int) -> Tensor:
         return torch.arange(n) % self.mcfg.categories
 
+    @classmethod
+    def validate(cls, cfg: DictConfig) -> None:
+        super().validate(cfg)
+        m = cfg.model
+        for key, low in (("categories", 1), ("continuous", 0), ("info_weight", 0), ("continuous_weight", 0)):
+            if m[key] < low:
+                raise ConfigError(f"bad value for 'model.{key}': must be >= {low}, got {m[key]}")
+
     def draw_z(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """z ~ N(0, I) followed by the continuous codes ~ U(-1, 1), as training draws them (the categorical
         code comes from ``labels_for``): metrics, ``sample`` and standing statistics see the whole prior."""
