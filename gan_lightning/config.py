@@ -21,6 +21,7 @@ from omegaconf import Container, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from gan_lightning.data import DATAMODULES
+from gan_lightning.distributed import process_count
 from gan_lightning.metrics.evaluator import check_sample_size
 from gan_lightning.models import MODELS
 from gan_lightning.nets import DISCRIMINATORS, capability
@@ -350,6 +351,13 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     for name in cfg.logger:
         _check(name in ("csv", "tensorboard", "wandb"), "logger", f"csv, tensorboard or wandb, got '{name}'")
     _validate_trainer(cfg.trainer)
+    processes = process_count(cfg.trainer)
+    _check(
+        not mc.names or mc.n >= processes,
+        "metrics.n",
+        f"{mc.n} samples for {processes} processes: each evaluates its share, and one with none would leave the "
+        f"others waiting in their gathers; use metrics.n >= {processes}",
+    )
     model_cls.validate(cfg)
     data_cls.validate(cfg)
 

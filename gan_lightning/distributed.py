@@ -51,6 +51,19 @@ def may_use_gpu(trainer: Mapping[str, Any]) -> bool:
     return str(trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
 
+def process_count(trainer: Mapping[str, Any]) -> int:
+    """How many processes Lightning would start for these ``trainer.*`` settings: devices x nodes ("auto"/-1:
+    the visible GPUs where a GPU is used, else 1)."""
+    devices = parse_devices(trainer)
+    if isinstance(devices, list):
+        per_node = len(devices)
+    elif devices == -1:
+        per_node = max(1, torch.cuda.device_count()) if may_use_gpu(trainer) else 1
+    else:
+        per_node = devices
+    return max(1, per_node) * max(1, int(trainer.get("num_nodes", 1)))
+
+
 def several_devices(trainer: Mapping[str, Any]) -> bool:
     """Whether Lightning would run these ``trainer.*`` settings on more than one device: several
     nodes, ``devices`` N > 1 or a list of several, or "auto"/-1 where several GPUs are visible."""

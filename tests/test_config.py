@@ -204,3 +204,15 @@ def test_model_values_are_checked_when_the_config_is_loaded(args: list[str], mat
     inside the first training step."""
     with pytest.raises(ConfigError, match=match):
         load_config(args)
+
+
+def test_metrics_n_below_the_process_count_is_refused() -> None:
+    """Under DDP each process evaluates its share of metrics.n; a process with none skipped the gathers the
+    others made, and the run hung until the DDP timeout."""
+    base = ["exp=gmm_ring", "trainer.accelerator=cpu", "trainer.strategy=ddp", "metrics.names=[modes]"]
+    with pytest.raises(ConfigError, match=r"metrics\.n.*3 .*4 processes"):
+        load_config([*base, "trainer.devices=4", "metrics.n=3"])
+    with pytest.raises(ConfigError, match=r"metrics\.n.*3 .*4 processes"):
+        load_config([*base, "trainer.devices=2", "trainer.num_nodes=2", "metrics.n=3"])
+    load_config([*base, "trainer.devices=4", "metrics.n=4"])
+    load_config([*base, "trainer.devices=4", "metrics.n=3", "metrics.names=[]"])  # no metrics, nothing to share
