@@ -65,16 +65,8 @@ def process_count(trainer: Mapping[str, Any]) -> int:
 
 
 def several_devices(trainer: Mapping[str, Any]) -> bool:
-    """Whether Lightning would run these ``trainer.*`` settings on more than one device: several
-    nodes, ``devices`` N > 1 or a list of several, or "auto"/-1 where several GPUs are visible."""
-    if int(trainer.get("num_nodes", 1)) > 1:
-        return True
-    devices = parse_devices(trainer)
-    if isinstance(devices, list):
-        return len(devices) > 1
-    if devices == -1:
-        return may_use_gpu(trainer) and torch.cuda.device_count() > 1
-    return devices > 1
+    """Whether Lightning would run these ``trainer.*`` settings on more than one device (``process_count``)."""
+    return process_count(trainer) > 1
 
 
 def sum_over_ranks_(t: Tensor) -> Tensor:

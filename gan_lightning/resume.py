@@ -101,15 +101,28 @@ def check_resume(cfg: DictConfig, ckpt: dict[str, Any], path: Path, model: torch
     return changes
 
 
+def checkpoint_state(path: Path) -> dict[str, int | None]:
+    """{"g_step", "steps"} of a checkpoint (its G step and its run's ``steps``), read with mmap (the tensors are
+    not read); None for what an unreadable file does not give."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["gan_lightning"]
+        g_step = int(state["g_step"])
+    except Exception:
+        return {"g_step": None, "steps": None}
+    try:
+        return {"g_step": g_step, "steps": int(state["config"]["steps"])}
+    except Exception:
+        return {"g_step": g_step, "steps": None}
+
+
 def check_no_later_steps(run_dir: Path, resume: Path, resume_step: int) -> None:
     """Refuse to resume a run directory from a checkpoint older than the directory's ``last.ckpt``: the later
     steps' rows of metrics.csv and that checkpoint would be overwritten. ``out=`` another directory branches."""
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file() or last.resolve() == resume.resolve():
         return
-    try:  # mmap: the tensors are not read
-        later = int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["gan_lightning"]["g_step"])
-    except Exception:
+    later = checkpoint_state(last)["g_step"]
+    if later is None:
         return  # an unreadable last.ckpt holds nothing to keep
     if later > resume_step:
         raise ConfigError(
@@ -126,11 +139,8 @@ def set_aside_later_best(run_dir: Path, resume_step: int) -> Path | None:
     best = run_dir / "checkpoints" / "best.ckpt"
     if not best.is_file():
         return None
-    try:  # mmap: the tensors are not read
-        step = int(torch.load(best, map_location="cpu", weights_only=True, mmap=True)["gan_lightning"]["g_step"])
-    except Exception:
-        return None
-    if step <= resume_step:
+    step = checkpoint_state(best)["g_step"]
+    if step is None or step <= resume_step:
         return None
     aside = best.with_name(f"best.ckpt.abandoned_step_{step}")
     best.replace(aside)

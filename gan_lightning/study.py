@@ -106,6 +106,7 @@ def refuse_schedule_changing_extensions(sdir: Path, seeds: list[int], cfg: Any) 
     used another lr than the longer schedule gives them (a linear decay that had started). Read from the
     checkpoint each seed would resume from: a run killed without a summary still has one."""
     from gan_lightning.optim import extension_conflict
+    from gan_lightning.resume import checkpoint_state
 
     conflicts: dict[int, str] = {}
     for seed in seeds:
@@ -113,10 +114,9 @@ def refuse_schedule_changing_extensions(sdir: Path, seeds: list[int], cfg: Any) 
         last = run_dir / "checkpoints" / "last.ckpt"
         if is_done(run_dir, int(cfg.steps)) or not last.is_file():
             continue  # not run again, or run from the start
-        try:  # mmap: the tensors are not read
-            state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["gan_lightning"]
-            done, old = int(state["g_step"]), int(state["config"]["steps"])
-        except Exception:
+        state = checkpoint_state(last)
+        done, old = state["g_step"], state["steps"]
+        if done is None or old is None:
             continue  # the seed's own resume reports an unreadable checkpoint
         why = extension_conflict(done, old, int(cfg.steps), cfg.optim) if old < int(cfg.steps) else None
         if why:
