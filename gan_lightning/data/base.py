@@ -46,6 +46,8 @@ class DataInfo:
     mode_std: float = 0.0
     shape_b: tuple[int, ...] = ()  # kind "pair": the B domain's shape (``shape`` is A's)
     domains: list[str] = field(default_factory=list)  # multi-domain tasks (StarGAN): the domains' names
+    # each class's share of the training labels, set when the data is loaded ([]: unknown, sampled as uniform)
+    class_frequencies: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -149,6 +151,22 @@ class GANDataModule(L.LightningDataModule):
     def info(self) -> DataInfo:
         raise NotImplementedError
 
+    def training_labels(self) -> Tensor | None:
+        """The training split's labels once loaded (None: not loaded, or no labels)."""
+        return None
+
+    def class_frequencies(self) -> list[float]:
+        """Each class's share of the training labels (-1, no label, left out); [] before the data
+        is loaded or without labels. Conditional models sample their labels at this mix."""
+        labels, classes = self.training_labels(), int(self.info.num_classes)
+        if labels is None or classes == 0:
+            return []
+        labels = labels[labels >= 0].cpu()
+        if len(labels) == 0:
+            return []
+        counts = torch.bincount(labels, minlength=classes).double()
+        return (counts / counts.sum()).tolist()
+
     def setup(self, stage: str | None = None) -> None:
         """Load the data; with data.resident=auto, keep in-memory datasets on the accelerator so
         batches are gathered there (no host-to-device copy per step)."""
@@ -200,6 +218,9 @@ class InMemoryImageModule(GANDataModule):
         if self._train is None:
             self._train = self.training_split()
             self._index = ShuffledIndex(len(self._train[0]), self.seed)
+
+    def training_labels(self) -> Tensor | None:
+        return None if self._train is None else self._train[1]
 
     def move_to(self, device: torch.device) -> None:
         self.prepare()

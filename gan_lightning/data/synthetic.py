@@ -75,6 +75,9 @@ class SyntheticDataModule(GANDataModule):
             images = torch.nn.functional.interpolate(images.float(), size=(size, size)).round().to(torch.uint8)
         return images, labels
 
+    def training_labels(self) -> Tensor:
+        return self.labels
+
     def move_to(self, device: torch.device) -> None:
         self.images, self.labels = self.images.to(device), self.labels.to(device)
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from gan_lightning.data import DATAMODULES
 from gan_lightning.models.gan import GAN, Fake, GANConfig, Judged, Terms, resolve_d_norm
+from gan_lightning.models.labels import draw_labels, proportional_labels
 from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator, takes_labels
 from gan_lightning.nets.layers import Critic
 from gan_lightning.registry import MODELS, ConfigError
@@ -63,8 +64,8 @@ def _needs_labels(cfg: DictConfig, model: str) -> None:
 
 
 class ConditionalMixin:
-    """Shared by the class-conditional models: G(z, y) with y drawn per rank, balanced labels for
-    sampling, one grid row per class."""
+    """Shared by the class-conditional models: G(z, y) with y drawn per rank at the data's class mix,
+    labels in those proportions for metrics and sampling, one grid row per class."""
 
     info: Any
     fixed_z: Tensor
@@ -76,11 +77,17 @@ class ConditionalMixin:
     def num_classes(self) -> int:
         return int(self.info.num_classes)
 
+    @property
+    def class_mix(self) -> list[float]:
+        """Each class's share of the training data (uniform where it is not known)."""
+        return list(self.info.class_frequencies) or [1.0 / self.num_classes] * self.num_classes
+
     def labels_for(self, n: int) -> Tensor:
-        return torch.arange(n) % self.num_classes
+        """Labels in the data's proportions, the classes interleaved (the classes in turn when balanced)."""
+        return proportional_labels(n, self.class_mix)
 
     def make_fake(self, n: int) -> Fake:
-        y = self.noise.randint(self.num_classes, n)  # type: ignore[attr-defined]
+        y = draw_labels(self.noise, n, self.class_mix)  # type: ignore[attr-defined]
         return Fake(self.G(self.noise.normal(n, self.z_dim), y), y)  # type: ignore[attr-defined]
 
     @property
