@@ -302,3 +302,27 @@ def test_a_retrained_classifier_does_not_reuse_the_old_ones_reference(tmp_path, 
     assert not torch.equal(ra.mu, rb.mu) and torch.equal(rb.mu, fresh.mu)
     torch.manual_seed(1)  # the same weights again: the same key, the cache is used
     assert ClassifierFeatures(DomainClassifier(), dict(meta)).key == a.key
+
+
+def test_the_reference_class_histogram_is_the_whole_splits_with_every_class() -> None:
+    """`classes` and `cond` compare with the reference split's class histogram. It came from the n-image subset
+    when a feature metric (fid) was also asked for and from the whole split otherwise (the same checkpoint
+    scored two class KLs), and without the last class when that subset lacked it (an IndexError)."""
+    from types import SimpleNamespace
+
+    from gan_lightning.data.base import DataInfo
+    from gan_lightning.metrics.reference import Reference
+
+    info = DataInfo("x", "image", (1, 28, 28), num_classes=10, class_names=[str(i) for i in range(10)])
+    labels = torch.arange(90) % 9  # class 9 is absent from the split
+    images = torch.zeros(90, 1, 28, 28, dtype=torch.uint8)
+    dm = SimpleNamespace(info=info, split=lambda train=True, size=None: (images, labels))
+    evaluator = Evaluator(["classes"], info, dm, n_ref=4)
+    expected = torch.bincount(labels, minlength=10).double()
+    assert torch.equal(evaluator.reference_class_hist, expected)
+    # a feature metric's reference statistics hold the labels of their 4 images only
+    subset = labels[:4]
+    evaluator._reference = Reference(
+        "k", torch.zeros(2), torch.eye(2), 4, torch.zeros(4, 2), torch.bincount(subset).double(), subset
+    )
+    assert torch.equal(evaluator.reference_class_hist, expected)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -356,10 +356,15 @@ class Evaluator:
 
     @property
     def reference_class_hist(self) -> Tensor:
-        if self._reference is not None and self._reference.class_hist is not None:
-            return self._reference.class_hist
-        _, labels = self.datamodule.split(train=self.ref_split == "train")
-        return torch.bincount(labels.long()).double()
+        """Counts of each class in the whole reference split (every class, absent ones 0): one source
+        whatever other metrics are asked for, not the n-image subset behind the feature statistics."""
+        if "class_hist" not in self._cache:
+            _, labels = self.datamodule.split(train=self.ref_split == "train")
+            labels = labels.long().cpu()
+            self._cache["class_hist"] = torch.bincount(
+                labels[labels >= 0], minlength=int(self.info.num_classes)
+            ).double()
+        return cast(Tensor, self._cache["class_hist"])
 
     def reference_pixels(self, n: int | None = None) -> Tensor:
         """[0, 1] float images of the reference split (the first ``n`` of ``reference_images``)."""
