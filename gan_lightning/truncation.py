@@ -59,7 +59,8 @@ def check_truncation(model: Any, psis: list[float]) -> None:
 
 def truncated_samples(model: Any, net: nn.Module, psi: float, n: int, seed: int) -> tuple[Tensor, nn.Module]:
     """(``n`` samples in model space at strength ``psi``, the net that made them): the seed's z
-    (the same for every psi) through the model's truncation hook; its own redraws from ``seed + 1``."""
+    (the same for every psi) through the model's truncation hook; its own redraws from ``seed + 1``;
+    a conditional model's labels are ``labels_for(n)``."""
     z = model.draw_z(n, torch.Generator().manual_seed(seed))
     z, net = model.truncated(z, net, float(psi), torch.Generator().manual_seed(seed + 1))
     return model.generate_from(z, net, model.labels_for(n)), net
@@ -92,7 +93,7 @@ def truncation_sweep(
     rows = []
     for psi in psis:
         x, net_psi = truncated_samples(model, net, psi, n, seed)
-        values = evaluator.compute(evaluator.extract(x), (model, net_psi))
+        values = evaluator.compute(evaluator.extract_generated(x, model, model.labels_for(n)), (model, net_psi))
         rows.append({"psi": psi, **values})
         print(f"psi {psi:g}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()), flush=True)
     keys = [k for k in rows[0] if k != "psi"]

@@ -278,3 +278,45 @@ def test_bad_configs_are_refused_with_the_key_and_the_fix(mnist_root, args: list
         cfg = load_config([*args, *data_args(mnist_root), "nets.g_width=4", "nets.d_width=4"])
         build_model(cfg, build_datamodule(cfg).info)  # net-shape checks happen when the nets are built
     assert f"bad value for '{key}'" in str(err.value) and words in str(err.value)
+
+
+class PixelProbe(nn.Module):
+    """A stand-in for the domain classifier: features are 4x4 pooled pixels, class probabilities a fixed
+    projection of them (no training, so the test stays seconds long)."""
+
+    key = "pixel-probe"
+    meta = {"dataset": "probe", "fingerprint": "probe", "test_accuracy": 1.0}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(16, 10, generator=torch.Generator().manual_seed(0)), requires_grad=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        f = nn.functional.adaptive_avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
+        return f, (f @ self.w).softmax(1)
+
+    def smooth_features(self, x: Tensor) -> Tensor:
+        return self(x)[0]
+
+
+def test_the_truncation_sweep_scores_conditional_metrics_against_the_labels_it_asked_for(
+    mnist_root, tmp_path, monkeypatch
+) -> None:
+    """`truncate` generated with labels_for(n) and then dropped them: `cond` (and `cas`) failed, saying the model
+    was not conditional. Truth: the share of samples whose probe class is the class they were asked for."""
+    from gan_lightning.checkpoint import load_model
+    from gan_lightning.metrics.evaluator import Evaluator
+    from gan_lightning.truncation import truncated_samples, truncation_sweep
+
+    probe = PixelProbe()
+    monkeypatch.setattr(Evaluator, "extractor", lambda self, role: probe)
+    quiet = ["metrics.names=[]", "log.interpolate=false", "log.neighbours=false", "log.grid=10"]
+    args = ["exp=biggan_fashion", *data_args(mnist_root), *TINY_BIGGAN, *quiet, "steps=2", f"out={tmp_path}"]
+    ckpt = run(*args).run_dir / "checkpoints" / "last.ckpt"
+    result = truncation_sweep(ckpt, [1.0, 0.5], n=40, metrics=["cond"], out=tmp_path / "sweep", seed=7)
+    model = load_model(ckpt)
+    net = model.generator_for_sampling()
+    for row in result["rows"]:
+        x, _ = truncated_samples(model, net, row["psi"], 40, seed=7)
+        expected = (probe(x.add(1).div(2).clamp(0, 1))[1].argmax(1) == model.labels_for(40)).double().mean()
+        assert row["cond/accuracy"] == pytest.approx(float(expected)), row

@@ -103,9 +103,7 @@ def compute_metrics(
     y = None if labels is None else labels[part]
     values: dict[str, float] = {}
     for prefix, net in model.generators_to_evaluate(raw_too).items():
-        local = evaluator.extract(model.generate_from(z, net, y))
-        if y is not None and getattr(model, "class_conditional", False):
-            local["requested"] = y.cpu()
+        local = evaluator.extract_generated(model.generate_from(z, net, y), model, y)
         data = {k: gather_rows(trainer, v) for k, v in local.items()}
         values.update({prefix + k: v for k, v in evaluator.compute(data, (model, net), prefix).items()})
     return values

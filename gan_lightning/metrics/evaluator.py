@@ -301,6 +301,14 @@ class Evaluator:
         return self
 
     # ------------------------------------------------------------------ stage 1: per sample
+    def extract_generated(self, samples: Tensor, model: Any, labels: Tensor | None) -> dict[str, Tensor]:
+        """``extract`` of a model's samples, with the labels a class-conditional model was asked for
+        (``requested``: what `cond` and `cas` score against)."""
+        data = self.extract(samples)
+        if labels is not None and getattr(model, "class_conditional", False):
+            data["requested"] = labels.cpu()
+        return data
+
     @torch.no_grad()
     def extract(self, samples: Tensor) -> dict[str, Tensor]:
         """Model-space samples (this rank's shard) -> the per-sample quantities the metrics need."""
