@@ -66,8 +66,9 @@ class OptimConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | linear_decay
     decay_start: float = 0.5  # linear_decay: fraction of `steps` after which lr falls linearly to 0
-    # a net with a lazy regulariser (every k steps) gets lr x c and betas ^ c, c = k / (k + 1)
-    # (Karras et al. 2020, appendix B); the model's paper defaults turn it on (stylegan)
+    # a net with a lazy regulariser (every k steps) gets lr x c and betas ^ c, c = k / (k + 1), the paper's
+    # values (Karras et al. 2020, appendix B), though the lazy term joins the k-th step's loss here instead of
+    # taking a step of its own (optim.lazy_adjusted); the model's paper defaults turn it on (stylegan)
     lazy_adjust: bool = False
 
 
