@@ -308,7 +308,7 @@ class GAN(GANModule):
         return 1, int(self.mcfg.penalty.every) if self.penalty is not None else 1
 
     def g_parameters(self) -> list[nn.Parameter]:
-        """What G's optimizer trains (InfoGAN adds its Q head)."""
+        """What G's optimizer trains (G; InfoGAN's Q is part of D and trains with it)."""
         return list(self.G.parameters())
 
     # ------------------------------------------------------------------ hooks of the variants
