@@ -84,3 +84,13 @@ def test_no_domain_classifier_for_celeba(celeba_root) -> None:
             "metrics.features=classifier",
             "steps=1",
         )
+
+
+def test_a_run_on_a_folder_without_a_test_split_finishes_with_its_neighbour_report(celeba_root) -> None:
+    """CelebA's folder mode without list_eval_partition.txt trains on every image (no test split). The
+    neighbours report at the last step read the test split, so the finished run ended `failed`, exit 2."""
+    (celeba_root / "list_eval_partition.txt").unlink()
+    result = run("exp=dcgan_celeba", f"data.root={celeba_root}", "data.image_size=16", "metrics.n=16", "steps=2")
+    assert result.status == "completed", result.summary.get("error")
+    final = result.summary["final"]
+    assert 0 <= final["nn/share"] <= 1 and "nn/share_test" not in final, final

@@ -3,6 +3,7 @@ signal of ``metrics.neighbours``, at the end of training."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 
 from gan_lightning.callbacks.run import RunState
 from gan_lightning.callbacks.samples import log_image, save_grid, to_unit
+from gan_lightning.data import MissingDataError
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.metrics.neighbours import closer_than_data_share, nearest
 from gan_lightning.metrics.precision_recall import kth_neighbour_radii
@@ -21,19 +23,21 @@ from gan_lightning.metrics.reference import choose
 def neighbour_report(
     evaluator: Evaluator, model: Any, n: int = 2000, rows: int = 8, k: int = 3, seed: int = 99
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """({'nn/share': generated, 'nn/share_test': held-out real}, grid images in [0, 1]). The training images are
-    those the model trained on (``training_split``: a ``data.subset`` included), the held-out ones the test split,
-    whatever ``metrics.ref_split`` the other metrics compare with."""
+    """({'nn/share': generated, 'nn/share_test': held-out real, where there is a test split}, grid images in
+    [0, 1]). The training images are those the model trained on (``training_split``: a ``data.subset``
+    included), the held-out ones the test split, whatever ``metrics.ref_split`` the other metrics compare with."""
     train_images, train_feats = training_images_and_features(evaluator)
     radii = kth_neighbour_radii(train_feats.double(), 1)
     samples = model.sample(n, generator=torch.Generator().manual_seed(seed))
     fake_feats = evaluator.extract(samples)["feats"]
-    test_images, _ = evaluator.datamodule.split(train=False)
-    test_feats = evaluator.extract(test_images[:n].float() / 127.5 - 1)["feats"]
-    values = {
-        "nn/share": closer_than_data_share(fake_feats, train_feats, radii),
-        "nn/share_test": closer_than_data_share(test_feats, train_feats, radii),
-    }
+    values = {"nn/share": closer_than_data_share(fake_feats, train_feats, radii)}
+    try:
+        test_images, _ = evaluator.datamodule.split(train=False)
+    except MissingDataError as e:  # e.g. a CelebA folder without its partition file: all of it is training data
+        print(f"[neighbours] no held-out share (nn/share_test): {e}", file=sys.stderr)
+    else:
+        test_feats = evaluator.extract(test_images[:n].float() / 127.5 - 1)["feats"]
+        values["nn/share_test"] = closer_than_data_share(test_feats, train_feats, radii)
     _, idx = nearest(fake_feats[:rows], train_feats, k=k)
     tiles = []
     for r in range(rows):
