@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -377,3 +378,30 @@ def test_compare_of_a_corrupt_report_is_one_line(tmp_path: Path, capsys: pytest.
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     line = one_error(capsys.readouterr().err)
     assert str(tmp_path / "a" / "report.json") in line, line
+
+
+def test_a_corrupt_test_image_in_a_folder_dataset_stops_the_run_before_training(tmp_path: Path, capsys) -> None:
+    """testA/ and testB/ were first read at the first sample grid, after training had begun (hours in, with a
+    large sample_every): a corrupt test image is named before any step now."""
+    root = make_folder_tree(tmp_path / "folders", n=3, size=(32, 32))
+    bad = root / "testA" / "0.png"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "run"
+    args = ["train", "exp=cyclegan_folder", *tiny_for(["exp=cyclegan_folder"]), "steps=2", f"data.root={root}"]
+    assert main([*args, "data.image_size=32", f"out={out}", "metrics.names=[]", "log.sample_every=2"]) == 2
+    assert str(bad) in one_error(capsys.readouterr().err)
+    summary = out / "summary.json"
+    assert not summary.is_file() or json.loads(summary.read_text())["steps_done"] == 0
+
+
+def test_small_unequal_translation_folders_make_their_sample_grid(tmp_path: Path) -> None:
+    """The grid took the first 8 images of A and of B apart: 3 A and 2 B images failed to stack (a traceback)."""
+    from tests.helpers import run
+
+    root = make_folder_tree(tmp_path / "folders", n=3, size=(32, 32))
+    for name in ("trainB/2.png", "testB/2.png"):
+        (root / name).unlink()
+    result = run("exp=cyclegan_folder", f"data.root={root}", "data.image_size=32", "steps=2", "log.sample_every=1",
+                 f"out={tmp_path / 'run'}", "metrics.names=[]")  # fmt: skip
+    assert result.status == "completed", result.summary.get("error")
+    assert len(list((result.run_dir / "samples").glob("step_*.png"))) >= 2

@@ -93,7 +93,7 @@ class SampleGrids(L.Callback):
 
             # Trainer.datamodule is set at run time by Lightning's DataConnector, undeclared in its class
             a, b, _ = trainer.datamodule.test_pairs()  # type: ignore[attr-defined]
-            k = 8
+            k = min(8, len(a), len(b))  # A and B test folders may hold fewer, and unequal numbers of, images
             images, nrow = pl_module.translation_grid(to_model_space(a[:k]), to_model_space(b[:k]))
             grid = save_grid(to_unit(images), path, nrow=nrow)
             log_image(trainer, "translations", grid, step)

@@ -267,6 +267,7 @@ class UnpairedFolderDataModule(PairedDataModule):
         self.train_a, self.train_b = load_folder(self._dir("trainA"), s, c), load_folder(self._dir("trainB"), s, c)
         self.train_y = torch.full((len(self.train_a),), -1, dtype=torch.long)
         self._loaded = True
+        self.test_pairs()  # read now: a bad test image fails the run before training, not at its first grid
 
     def test_pairs(self) -> tuple[Tensor, Tensor, Tensor]:
         """testA/ and testB/; a domain without its test folder falls back to its training images, which is said
@@ -320,6 +321,7 @@ class PairedFolderDataModule(UnpairedFolderDataModule):
         self.train_a, self.train_b = self._split_pairs(self._dir("train"))
         self.train_y = torch.full((len(self.train_a),), -1, dtype=torch.long)
         self._loaded = True
+        self.test_pairs()  # read now: a bad test image fails the run before training, not at its first grid
 
     def test_pairs(self) -> tuple[Tensor, Tensor, Tensor]:
         """test/ or val/; without either the training pairs, which is said and recorded in ``test_split``."""
