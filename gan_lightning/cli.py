@@ -179,10 +179,17 @@ def _measures(args: argparse.Namespace) -> int:
 def _train_evaluator(args: argparse.Namespace) -> int:
     from gan_lightning.config import load_config
     from gan_lightning.data import build_datamodule
-    from gan_lightning.metrics.classifier import classifier_path, fingerprint, save_classifier, train_classifier
+    from gan_lightning.metrics.classifier import (
+        classifier_path,
+        fingerprint,
+        require_domain_classifier,
+        save_classifier,
+        train_classifier,
+    )
 
     cfg = load_config(args.overrides, exp="quickstart")
-    dm: Any = build_datamodule(cfg)  # a labelled dataset: its DataModule has split()
+    dm: Any = build_datamodule(cfg)
+    require_domain_classifier(dm)  # labelled images: the DataModule has split()
     train, test = dm.split(train=True, size=28), dm.split(train=False, size=28)
     net, meta = train_classifier(train, test, dm.info.name, epochs=args.epochs, device=args.device)
     path = save_classifier(net, meta, classifier_path(dm.info.name, fingerprint(*train)))

@@ -405,3 +405,27 @@ def test_small_unequal_translation_folders_make_their_sample_grid(tmp_path: Path
                  f"out={tmp_path / 'run'}", "metrics.names=[]")  # fmt: skip
     assert result.status == "completed", result.summary.get("error")
     assert len(list((result.run_dir / "samples").glob("step_*.png"))) >= 2
+
+
+@pytest.mark.parametrize("exp", ["cyclegan_edges", "simgan_fashion"])
+def test_a_subset_too_small_for_two_unpaired_halves_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], exp: str
+) -> None:
+    """Unpaired Fashion tasks split the training images into disjoint A and B halves: data.subset=1 left A
+    empty and the first batch divided by zero (a traceback, after config.yaml and summary.json were written)."""
+    root = make_mnist_tree(tmp_path / "data", "FashionMNIST")
+    out = tmp_path / "run"
+    args = ["train", f"exp={exp}", f"data.data_dir={root}", "data.download=false", "data.subset=1", "steps=1"]
+    assert main([*args, *tiny_for(args), "metrics.names=[]", f"out={out}"]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert "data.subset" in line and ">= 2" in line, line
+    assert not (out / "summary.json").is_file()
+
+
+def test_train_evaluator_on_data_without_a_domain_classifier_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`train-evaluator data=unpaired_folder` (no labels) gave an AttributeError traceback."""
+    root = make_folder_tree(tmp_path / "folders", n=3, size=(32, 32))
+    assert main(["train-evaluator", "data=unpaired_folder", f"data.root={root}"]) == 2
+    assert "no domain classifier" in one_error(capsys.readouterr().err)

@@ -44,6 +44,11 @@ def edge_map(images_u8: Tensor, threshold: float = 0.2) -> Tensor:
 def disjoint_halves(n: int) -> tuple[Tensor, Tensor]:
     """Indices of two disjoint halves of ``n`` training images (a fixed permutation): the A and B
     domains of the unpaired Fashion-MNIST tasks."""
+    if n < 2:
+        raise ConfigError(
+            f"bad value for 'data.subset': {n} training image(s) cannot be split into the disjoint A and B halves "
+            "of an unpaired task; use data.subset >= 2 (0: all)"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(12345))
     return perm[: n // 2], perm[n // 2 :]
 

@@ -260,15 +260,20 @@ def training_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def get_classifier(
-    datamodule: Any, train_if_missing: bool = True, device: str | torch.device = "cpu", verbose: bool = True
-) -> ClassifierFeatures:
-    """The cached classifier for a DataModule's dataset (training it once if allowed)."""
+def require_domain_classifier(datamodule: Any) -> None:
+    """Raise ConfigError unless the DataModule's data can have a domain classifier (labelled images)."""
     if not getattr(datamodule, "domain_classifier", False):
         raise ConfigError(
             f"there is no domain classifier for '{datamodule.info.name}' data: "
             "use metrics.features=inception (and no 'classes'/'cond' metrics)"
         )
+
+
+def get_classifier(
+    datamodule: Any, train_if_missing: bool = True, device: str | torch.device = "cpu", verbose: bool = True
+) -> ClassifierFeatures:
+    """The cached classifier for a DataModule's dataset (training it once if allowed)."""
+    require_domain_classifier(datamodule)
     train = datamodule.split(train=True, size=28)
     fp = fingerprint(*train)
     dataset = datamodule.info.name
