@@ -11,7 +11,7 @@ from torch import Tensor
 
 from gan_lightning.callbacks.metrics import compute_metrics
 from gan_lightning.checkpoint import load_model
-from gan_lightning.data.images import IMAGE_SUFFIXES, list_images, read_image
+from gan_lightning.data.images import IMAGE_SUFFIXES, eight_bit, list_images, read_image
 from gan_lightning.files import write_json
 from gan_lightning.metrics.evaluator import Evaluator, check_sample_size
 from gan_lightning.metrics.frechet import StreamingStats, frechet_distance
@@ -191,8 +191,8 @@ def load_images(source: str, n: int | None, data_dir: str = "data", as_uint8: bo
         files = [files[i] for i in choose(len(files), n).tolist()] if n else files
         arrays = []
         for f in progress(files, desc=f"reading {path.name}", unit="img"):
-            im = read_image(f)
-            im = im.convert("L") if im.mode in ("L", "1", "I;16") else im.convert("RGB")
+            im = eight_bit(read_image(f))
+            im = im.convert("L") if im.mode in ("L", "1") else im.convert("RGB")
             a = np.asarray(im)
             arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
         shapes = {a.shape for a in arrays}

@@ -149,3 +149,24 @@ def test_unpacking_leaves_another_process_temporary_file_alone(tmp_path) -> None
     for f in foreign:
         assert f.read_bytes() == b"half of another process's file"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, "sys", *(f.name for f in foreign)])
+
+
+def test_16_bit_images_are_scaled_to_8_bits_not_clipped(tmp_path) -> None:
+    """PIL's convert('L') clips 16-bit values above 255: a 16-bit folder (scans, depth maps) loaded nearly all
+    white. Truth: the 8-bit value v of each pixel written as the 16-bit 257 v."""
+    import numpy as np
+    from PIL import Image
+
+    from gan_lightning.data.images import open_image
+    from gan_lightning.evaluate import load_images
+
+    values = np.array([0, 36, 73, 109, 146, 182, 219, 255], dtype=np.uint16)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.tile(values * 257, (8, 1))).save(folder / f"{i}.png")
+    assert Image.open(folder / "0.png").mode.startswith("I")
+    assert np.asarray(open_image(folder / "0.png", 1))[0].tolist() == values.tolist()
+    assert np.asarray(open_image(folder / "0.png", 3))[0, :, 0].tolist() == values.tolist()
+    images, _ = load_images(str(folder), None)
+    assert images[0, 0, 0].tolist() == values.tolist()

@@ -55,9 +55,21 @@ def read_image(path: Path) -> PILImage:
         ) from None
 
 
+def eight_bit(im: PILImage) -> PILImage:
+    """A 16-bit grey image (PIL modes I;16*, or I as 16-bit PNGs open) scaled to 8 bits (v / 257,
+    rounded); PIL's own convert clips values above 255 to white. Other images as they are."""
+    if not (im.mode.startswith("I;16") or im.mode == "I"):
+        return im
+    from PIL import Image
+
+    a = np.asarray(im).astype(np.float64)
+    return Image.fromarray(np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), mode="L")
+
+
 def open_image(path: Path, channels: int) -> PILImage:
-    """``path`` decoded as grey (channels 1) or RGB; BadImageError when it cannot be read."""
-    return read_image(path).convert("L" if channels == 1 else "RGB")
+    """``path`` decoded as grey (channels 1) or RGB (16-bit images scaled to 8 bits); BadImageError
+    when it cannot be read."""
+    return eight_bit(read_image(path)).convert("L" if channels == 1 else "RGB")
 
 
 def load_images(files: list[Path], size: int, channels: int, crop: int = 0) -> Tensor:
