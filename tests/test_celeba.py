@@ -64,10 +64,27 @@ def test_decoded_images_are_cached_and_reused(celeba_root) -> None:
     first, _ = dm.split(train=True)
     cached = list((celeba_root / "cache").glob("*.npy"))
     assert len(cached) == 1
-    for f in (celeba_root / "img_align_celeba").glob("*.jpg"):
-        f.write_bytes(b"")  # the cache is read, the jpgs are not
-    again, _ = celeba(f"data.root={celeba_root}", "data.image_size=8").split(train=True)
+    import gan_lightning.data.celeba as celeba_module
+
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("decoded again")
+
+    with pytest.MonkeyPatch.context() as mp:  # the cache is read, the jpgs are not decoded
+        mp.setattr(celeba_module, "open_image", no_decoding)
+        again, _ = celeba(f"data.root={celeba_root}", "data.image_size=8").split(train=True)
     assert torch.equal(first, again)
+
+
+def test_replaced_images_are_decoded_again(celeba_root) -> None:
+    """The cache was keyed by file names only: images replaced under the same names (another crop of CelebA)
+    were read from the old decoded arrays."""
+    first, _ = celeba(f"data.root={celeba_root}", "data.image_size=8").split(train=True)
+    from PIL import Image
+
+    for f in (celeba_root / "img_align_celeba").glob("*.jpg"):
+        Image.new("RGB", (178, 218)).save(f)  # black faces under the same names
+    again, _ = celeba(f"data.root={celeba_root}", "data.image_size=8").split(train=True)
+    assert first.float().max() > 200 and again.float().max() < 10
 
 
 def test_missing_celeba_says_where_to_put_it(tmp_path) -> None:

@@ -165,7 +165,10 @@ class CelebADataModule(InMemoryImageModule):
     def _decoded(self, files: list[Path]) -> Tensor:
         """uint8 (N, C, S, S), from the cache when the same files were decoded before."""
         d = self.dcfg
-        key = hashlib.sha1("\n".join(f.name for f in files).encode()).hexdigest()[:10]
+        # names, sizes and modification times: images replaced under the same names are decoded again
+        stats = [f.stat() for f in files]
+        listing = "\n".join(f"{f.name} {st.st_size} {st.st_mtime_ns}" for f, st in zip(files, stats))
+        key = hashlib.sha1(listing.encode()).hexdigest()[:10]
         cache = self.folder / "cache" / f"celeba-{d.image_size}-crop{d.crop}-c{d.channels}-{len(files)}-{key}.npy"
         if cache.is_file():
             return torch.from_numpy(np.load(cache))
