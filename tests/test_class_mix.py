@@ -11,7 +11,8 @@ from gan_lightning.checkpoint import load_model, read_checkpoint
 from gan_lightning.config import load_config
 from gan_lightning.data import build_datamodule
 from gan_lightning.data.synthetic import SyntheticDataModule
-from gan_lightning.models.conditional import ConditionalMixin
+from gan_lightning.models.conditional import ConditionalMixin, LabelledGenerator
+from gan_lightning.models.gan import GAN
 from gan_lightning.models.labels import draw_labels, proportional_labels
 from gan_lightning.models.noise import NoiseSource
 from tests.helpers import run
@@ -87,3 +88,34 @@ def test_a_conditional_run_samples_its_data_class_mix(tmp_path, monkeypatch, fas
     model = load_model(ckpt_path)
     sampled = torch.bincount(model.labels_for(1000), minlength=10).double()
     assert (sampled - 1000 * torch.tensor(expected, dtype=torch.float64)).abs().max() < 1
+
+
+@pytest.mark.parametrize("model", ["cgan", "acgan"])
+def test_the_critic_steps_fakes_carry_the_real_batchs_labels(tmp_path, monkeypatch, model: str) -> None:
+    """A conditional D step drew its fakes' labels apart from the real batch's, so the gradient penalty's
+    interpolate of real i (class a) and fake i (class b) was judged with label a. The D step's fakes now
+    carry the real labels: per sample, the interpolate lies between two images of the class D is told."""
+    calls: list[tuple[str, torch.Tensor]] = []
+    forward = LabelledGenerator.forward
+
+    def recording(self, z, y):  # type: ignore[no-untyped-def]
+        calls.append(("G", y.detach().clone()))
+        return forward(self, z, y)
+
+    monkeypatch.setattr(LabelledGenerator, "forward", recording)
+    real_labels: list[torch.Tensor] = []
+    step = GAN.critic_step
+
+    def recording_step(self, real, y_real, opt):  # type: ignore[no-untyped-def]
+        real_labels.append(y_real.detach().clone())
+        calls.append(("D", y_real.detach().clone()))
+        return step(self, real, y_real, opt)
+
+    monkeypatch.setattr(GAN, "critic_step", recording_step)
+    args = [f"model={model}", "data=synthetic", "data.image_size=16", "data.n=200", "steps=3", "data.batch_size=8"]
+    result = run(*args, "model.penalty.name=gp", "model.n_critic=2", f"out={tmp_path}")
+    assert result.status == "completed" and len(real_labels) == 6
+    d_steps = [i for i, (kind, _) in enumerate(calls) if kind == "D"]
+    for i in d_steps:  # the next G call is the D step's make_fake
+        kind, y_fake = calls[i + 1]
+        assert kind == "G" and torch.equal(y_fake, calls[i][1])

@@ -90,6 +90,11 @@ class ConditionalMixin:
         y = draw_labels(self.noise, n, self.class_mix)  # type: ignore[attr-defined]
         return Fake(self.G(self.noise.normal(n, self.z_dim), y), y)  # type: ignore[attr-defined]
 
+    def make_critic_fake(self, n: int, y_real: Tensor) -> Fake:
+        """The D step's fakes carry the real batch's labels (drawn at the data's mix, as ``make_fake``'s
+        are): a gradient penalty's interpolate of real i and fake i is then of one class, the one D is told."""
+        return Fake(self.G(self.noise.normal(n, self.z_dim), y_real), y_real)  # type: ignore[attr-defined]
+
     @property
     def grid_nrow(self) -> int:
         return max(1, min(len(self.fixed_z) // self.num_classes, 10))

@@ -4,7 +4,8 @@ Loss, penalty, n_critic, weight clipping, spectral norm, label smoothing, EMA an
 orthogonal config axes, each applied in exactly one place below. A variant changes what differs
 through these hooks and nothing else:
 
-- ``make_fake(n)``: G's samples, with the labels D sees beside them and any codes G was given;
+- ``make_fake(n)``: G's samples, with the labels D sees beside them and any codes G was given
+  (``make_critic_fake(n, y_real)`` for the D step: conditional models give the fakes the real labels);
 - ``discriminate(x, y)``: D's adversarial output and whatever extra heads the variant reads;
 - ``d_terms(real, fake)`` and ``g_terms(fake)``: extra loss terms (and stats) of each step;
 - ``make_real(x)`` and ``g_adversarial(fake, real)``: real data as D sees it and the G step's
@@ -316,6 +317,11 @@ class GAN(GANModule):
         assert self.noise is not None  # set up in on_fit_start
         return Fake(self.G(self.noise.normal(n, self.z_dim)))
 
+    def make_critic_fake(self, n: int, y_real: Tensor) -> Fake:
+        """G's samples for a D step beside a real batch labelled ``y_real``: ``make_fake`` (conditional
+        models give the fakes the real labels)."""
+        return self.make_fake(n)
+
     def make_real(self, x: Tensor) -> Tensor:
         """Real data as D judges it, in the D step (no gradient) and in ``g_adversarial``."""
         return x
@@ -375,7 +381,7 @@ class GAN(GANModule):
         """One D step: adversarial loss + the variant's terms + penalty, step, clipping."""
         m = self.mcfg
         with torch.no_grad():
-            fake = self.make_fake(real.shape[0])
+            fake = self.make_critic_fake(real.shape[0], y_real)
             real = self.make_real(real)
         real_j, fake_j = self.judge(real, y_real), self.judge(fake.x, fake.y, fake.codes)
         adv = self.loss.d_loss(real_j.out, fake_j.out, real_label=1.0 - m.label_smoothing)
