@@ -29,10 +29,11 @@ EXIT_HELP = (
 def _train(args: argparse.Namespace) -> int:
     from gan_lightning.callbacks.run import outcome_line
     from gan_lightning.config import load_config
+    from gan_lightning.distributed import launched_as_rank_zero
     from gan_lightning.train import train
 
     result = train(load_config(args.overrides))
-    if result.summary:
+    if result.summary and launched_as_rank_zero():  # the other ranks know the status only
         print(outcome_line(result.summary))
         print(f"run directory: {result.run_dir}")
     return EXIT_CODES.get(result.status, 1)

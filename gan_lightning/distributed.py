@@ -7,6 +7,7 @@ are the global ones. Every rank must call them at the same point of its step (th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,48 @@ import torch
 from torch import Tensor
 
 from gan_lightning.registry import ConfigError
+
+# the variables by which launchers tell a process its rank: Lightning's DDP launcher (LOCAL_RANK, NODE_RANK),
+# torchrun (RANK, LOCAL_RANK, GROUP_RANK) and srun (SLURM_PROCID)
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this process is rank 0 of its run by its launcher's environment (before any process group
+    exists): every rank variable that is set is 0. A second node's first process has LOCAL_RANK 0 but not RANK 0."""
+    return all(os.environ.get(k, "0") in ("", "0") for k in RANK_VARIABLES)
+
+
+def launcher_process_count() -> int:
+    """How many processes an outside launcher (torchrun: WORLD_SIZE; srun: SLURM_NTASKS) started; 1 otherwise."""
+    return max(int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("SLURM_NTASKS", "1") or 1))
+
+
+def launcher_run_id() -> str | None:
+    """An id every process of an outside launcher's job shares (torchrun's rendezvous id, SLURM's job and step),
+    or None."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    if run_id and run_id != "none":
+        return run_id
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        step = os.environ.get("SLURM_STEP_ID")
+        return f"{job}.{step}" if step else job
+    return None
+
+
+def mean_over_ranks(values: Mapping[str, Tensor | float]) -> dict[str, float]:
+    """Scalar ``values`` averaged over the ranks (every rank must pass the same keys): the whole batch's figures
+    where each rank holds its share's mean. A single process: the values as floats."""
+    keys = list(values)
+    if not keys:
+        return {}
+    device = next((v.device for v in values.values() if isinstance(v, Tensor)), torch.device("cpu"))
+    stacked = torch.stack([torch.as_tensor(values[k]).detach().float().reshape(()).to(device) for k in keys])
+    if distributed():
+        sum_over_ranks_(stacked)
+        stacked /= torch.distributed.get_world_size()
+    return dict(zip(keys, stacked.tolist()))
 
 
 def distributed() -> bool:

@@ -37,7 +37,9 @@ def is_terminal() -> bool:
 def progress_enabled(verbose: bool = True) -> bool:
     """Whether a bar is shown: never when ``verbose`` is False nor on a DDP rank other than 0;
     else as ``GAN_LIGHTNING_PROGRESS`` forces it, else only when stderr is a terminal."""
-    if not verbose or any(os.environ.get(rank, "0") not in ("", "0") for rank in ("RANK", "LOCAL_RANK")):
+    from gan_lightning.distributed import launched_as_rank_zero
+
+    if not verbose or not launched_as_rank_zero():
         return False
     force = forced()
     return is_terminal() if force is None else force

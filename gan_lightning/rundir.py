@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from gan_lightning.distributed import launched_as_rank_zero, launcher_process_count, launcher_run_id
 from gan_lightning.registry import ConfigError
 
 RUN_DIR_ENV = "GAN_LIGHTNING_RUN_DIR"  # lets DDP worker processes find the run directory of rank 0
@@ -38,7 +39,20 @@ def is_run_dir(path: Path) -> bool:
 
 
 def new_run_dir(cfg: DictConfig) -> Path:
-    """runs/<exp>/<date-time>-s<seed>, with a .N suffix when that exists already."""
+    """runs/<exp>/<date-time>-s<seed>, with a .N suffix when that exists already. Processes started together by
+    an outside launcher (torchrun, srun) each resolve it, so theirs is named by the launcher's shared run id:
+    runs/<exp>/job-<id>-s<seed>."""
+    if launcher_process_count() > 1:
+        run_id = launcher_run_id()
+        if run_id is None:
+            raise ConfigError(
+                f"started as one of {launcher_process_count()} processes by a launcher without a shared run id "
+                "(torchrun's --rdzv-id, SLURM_JOB_ID): give out=DIR so that every process writes the same run"
+            )
+        path = Path("runs") / cfg.exp / f"job-{run_id}-s{cfg.seed}"
+        if (path / "checkpoints" / "last.ckpt").is_file() and not cfg.resume:
+            raise ConfigError(f"{path} already holds a run of this job; pass resume=auto to continue it, or out=DIR")
+        return path
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path("runs") / cfg.exp / f"{stamp}-s{cfg.seed}"
     path, i = base, 1
@@ -85,9 +99,7 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
 
 def is_worker() -> bool:
     """A process that rank 0 of its run started or that is not rank 0 (DDP, torchrun, SLURM)."""
-    if os.environ.get(RUN_DIR_ENV):
-        return True
-    return any(os.environ.get(k, "0") not in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
+    return bool(os.environ.get(RUN_DIR_ENV)) or not launched_as_rank_zero()
 
 
 def _holder_text(path: Path) -> str:

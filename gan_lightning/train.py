@@ -23,7 +23,8 @@ from gan_lightning.callbacks.translation import TranslationMetrics
 from gan_lightning.checkpoint import read_checkpoint, state_dict_sha1
 from gan_lightning.config import to_yaml
 from gan_lightning.data import build_datamodule
-from gan_lightning.distributed import may_use_gpu, parse_devices, several_devices
+from gan_lightning.distributed import launched_as_rank_zero, may_use_gpu, parse_devices, several_devices
+from gan_lightning.files import write_text
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.models import build_model
 from gan_lightning.resume import (
@@ -190,7 +191,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
             run_state = ckpt.get("callbacks", {}).get(manager.state_key, manager.state_dict())
             finished = {"state": run_state, "weights_sha1": state_dict_sha1(ckpt["state_dict"])}
         del ckpt
-        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        if launched_as_rank_zero():
             if finished is None:
                 print(f"resuming {run_dir} from {resume} at G step {resume_step}", file=sys.stderr)
             if finished is None and (aside := set_aside_later_best(run_dir, resume_step)):
@@ -201,10 +202,9 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
                 )
             if rebuilt:
                 print(f"[gan_lightning] warning: {rebuilt}", file=sys.stderr)
-    is_rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
-    if is_rank_zero:
+    if launched_as_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        write_text(run_dir / "config.yaml", to_yaml(cfg))  # atomic: a failed rewrite at a resume keeps the old one
         if resume is not None and resume_step is not None:
             record_changes(run_dir, resume_step, resume, changes, rebuilt)
     history = read_changes(run_dir)  # the run's config changes at its resumes, in summary.json too
@@ -248,8 +248,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
     try:
         with worker_env(run_dir, resume):  # DDP workers started by fit find the run here
             trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
-        if not trainer.is_global_zero:
-            return TrainResult(run_dir, {})
+        if not trainer.is_global_zero:  # its status too: torchrun and srun read every process's exit code
+            return TrainResult(run_dir, {"status": state.status})
         if not (run_dir / "summary.json").is_file():
             manager.write_summary(trainer)
         return TrainResult(run_dir, read_summary(run_dir) or {})

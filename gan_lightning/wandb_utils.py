@@ -44,7 +44,9 @@ def wants_wandb(cfg: DictConfig) -> bool:
 
 
 def _is_rank_zero() -> bool:
-    return all(os.environ.get(k, "0") in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
+    from gan_lightning.distributed import launched_as_rank_zero
+
+    return launched_as_rank_zero()
 
 
 def new_run_id() -> str:

@@ -429,3 +429,28 @@ def test_train_evaluator_on_data_without_a_domain_classifier_is_one_line(
     root = make_folder_tree(tmp_path / "folders", n=3, size=(32, 32))
     assert main(["train-evaluator", "data=unpaired_folder", f"data.root={root}"]) == 2
     assert "no domain classifier" in one_error(capsys.readouterr().err)
+
+
+def test_a_full_disk_while_a_resume_rewrites_config_yaml_leaves_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """config.yaml was rewritten in place at every resume: a full disk left half a config, which still parses
+    as YAML (sections missing). It is written atomically now: the old file stays whole."""
+    run_dir = tmp_path / "run"
+    toy = ["train", "exp=gmm_ring", *TINY, "steps=2", f"out={run_dir}"]
+    assert main(toy) == 0
+    before = (run_dir / "config.yaml").read_text()
+    real_write = Path.write_text
+
+    def half(self: Path, text: str, *args: Any, **kwargs: Any) -> int:
+        if self.name.startswith("config.yaml"):
+            real_write(self, text[: len(text) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", half)
+    assert main([*toy[:-2], "steps=4", f"out={run_dir}", "resume=auto"]) == EXIT_WRITE
+    monkeypatch.undo()
+    assert "No space left on device" in one_error(capsys.readouterr().err)
+    assert (run_dir / "config.yaml").read_text() == before
+    assert leftovers(run_dir) == []

@@ -31,6 +31,13 @@ def train_cli(tmp_path, *args: str, timeout: int = 600) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+def csv_rows(run_dir) -> list[dict[str, str]]:
+    import csv
+
+    with open(run_dir / "metrics.csv") as f:
+        return [row for row in csv.DictReader(f) if any(row[k] not in ("", None) for k in row if k.startswith("loss/"))]
+
+
 def weights(tmp_path, out: str) -> dict[str, torch.Tensor]:
     return torch.load(tmp_path / out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
@@ -67,6 +74,13 @@ def test_two_processes_equal_one_with_the_doubled_batch(tmp_path, mnist_root, mo
     # every rank ends with the same weights, bit for bit
     digests = two["rank_weights_sha1"]
     assert len(digests) == 2 and digests[0] == digests[1] == two["weights_sha1"]
+    # the logged losses and stats are the global batch's (the mean over the ranks), not rank 0's share
+    logged_two, logged_one = csv_rows(tmp_path / "ddp"), csv_rows(tmp_path / "single")
+    assert [r["step"] for r in logged_two] == [r["step"] for r in logged_one] and len(logged_one) >= 3
+    for r2, r1 in zip(logged_two, logged_one):
+        for key in r1:
+            if key.startswith(("loss/", "d/", "g/")) and r1[key] != "":
+                assert float(r2[key]) == pytest.approx(float(r1[key]), rel=1e-3, abs=1e-4), (key, r2["step"])
     if "modes/covered" in one["final"]:  # metrics: N ranks evaluate exactly the samples of one process
         for key in ("modes/covered", "modes/high_quality"):
             assert two["final"][key] == pytest.approx(one["final"][key], abs=2 / 301)
@@ -314,3 +328,42 @@ def test_a_checkpoint_write_failing_on_rank_0_alone_stops_every_rank(tmp_path) -
     except ProcessLookupError:
         pass
     assert not list((tmp_path / "full" / "checkpoints").glob(".*.tmp"))
+
+
+def test_torchrun_two_processes_without_out_share_one_run_and_exit_0(tmp_path) -> None:
+    """Under torchrun (or srun) the ranks other than 0 exited 1 (their result had no status), so a finished run
+    was reported failed and rank 0 was killed while it wrote its summary; without out= each rank made its own run
+    directory. Both ranks now exit 0 and share one directory named by the launcher's run id."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("GAN_LIGHTNING_RUN_DIR", None)
+    args = [*TINY, "exp=gmm_ring", "steps=4", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "gan_lightning"]
+    out = subprocess.run([*cmd, "train", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    runs = [p for p in (tmp_path / "runs" / "gmm_ring").iterdir()]
+    assert len(runs) == 1, runs
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps_done"] == 4
+    assert len(summary["rank_weights_sha1"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "zero"),
+    [
+        ({}, True),
+        ({"LOCAL_RANK": "1"}, False),  # Lightning's launcher, second process
+        ({"RANK": "2", "LOCAL_RANK": "0", "GROUP_RANK": "1"}, False),  # torchrun, second node's first process
+        ({"SLURM_PROCID": "3", "LOCAL_RANK": "1"}, False),  # srun
+        ({"SLURM_PROCID": "0", "LOCAL_RANK": "0", "RANK": "0"}, True),
+    ],
+)
+def test_rank_zero_is_read_from_every_launchers_variables(monkeypatch, env: dict[str, str], zero: bool) -> None:
+    """train.py read LOCAL_RANK and NODE_RANK only: under a two-node torchrun (no NODE_RANK) each node's first
+    process wrote config.yaml and appended the same change record to changes.jsonl."""
+    from gan_lightning.distributed import launched_as_rank_zero
+
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert launched_as_rank_zero() is zero

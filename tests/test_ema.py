@@ -122,3 +122,23 @@ def test_without_ema_sampling_uses_the_live_generator_untouched(mnist_root) -> N
     assert model.generator_for_sampling() is model.G
     for k, v in model.G.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_the_sampling_copy_of_a_sync_batchnorm_generator_is_plain_batchnorm(mnist_root) -> None:
+    """With trainer.sync_batchnorm=true Lightning turns G_ema's BatchNorms into SyncBatchNorm. Grids,
+    interpolations and neighbours run on rank 0 alone, and the standing statistics pass runs the copy in train
+    mode: a SyncBatchNorm there waits for the other ranks, which never come (a hang). The copy is plain
+    BatchNorm, with the same statistics a plain generator gets."""
+    torch.manual_seed(0)
+    model = ema_model(mnist_root)
+    drift_live_generator(model)
+    plain = model.generator_for_sampling()
+    torch.manual_seed(0)
+    synced = ema_model(mnist_root)
+    drift_live_generator(synced)
+    synced.G_ema = nn.SyncBatchNorm.convert_sync_batchnorm(synced.G_ema)
+    net = synced.generator_for_sampling()
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in net.modules())
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.G_ema.modules())  # the stored EMA is left alone
+    z = torch.randn(16, model.z_dim, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(net.eval()(z), plain.eval()(z))

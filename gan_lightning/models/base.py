@@ -14,13 +14,14 @@ from typing import Any, ClassVar, NamedTuple, cast
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from gan_lightning import __version__
 from gan_lightning.data import DATAMODULES
 from gan_lightning.data.base import DataInfo, seed_for
-from gan_lightning.distributed import several_devices
+from gan_lightning.distributed import mean_over_ranks, several_devices
 from gan_lightning.models.noise import NoiseSource
 from gan_lightning.nets.minibatch import MINIBATCH_LAYERS
 from gan_lightning.optim import build_optimizer, lazy_adjusted, lr_factor
@@ -297,7 +298,9 @@ class GANModule(L.LightningModule):
         key = (self.g_step, next(ema.parameters()).device, sum(p._version for p in ema.parameters()))
         if self._sampling.get("key") != key:
             self._sampling.clear()  # the old copy goes before the new one is made
-            net = copy.deepcopy(ema)
+            # plain BatchNorm (trainer.sync_batchnorm made them SyncBatchNorm): rank 0 alone samples for grids
+            # and neighbours, and a synced train-mode pass would wait for the other ranks forever
+            net = TorchSyncBatchNorm().revert(copy.deepcopy(ema))
             self.standing_statistics(net)
             self._sampling.update(key=key, net=net)
         return cast(nn.Module, self._sampling["net"])
@@ -410,8 +413,8 @@ class GANModule(L.LightningModule):
         every = int(self.cfg.log.every)
         losses = {k: v for k, v in stats.items() if k.startswith("loss/")}
         log_step = bool(every) and (self.g_step % every == 0 or self.g_step == 1)
-        if log_step:
-            values = {k: float(v) for k, v in stats.items()}
+        if log_step:  # the whole batch's figures: under DDP each rank's stats are of its share
+            values = mean_over_ranks(stats)
             self.log_scalars(values)
             self.log_dict({k.split("/")[1]: values[k] for k in losses}, prog_bar=True, logger=False)
         # free on a CPU: every step; on an accelerator (a device sync): at log steps and the last
