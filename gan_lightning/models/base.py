@@ -258,9 +258,9 @@ class GANModule(L.LightningModule):
 
     # ------------------------------------------------------------------ noise and sampling
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not self.info.class_frequencies and hasattr(datamodule, "class_frequencies"):
-            self.info.class_frequencies = datamodule.class_frequencies()  # checkpoints keep it with `info`
+        class_frequencies = getattr(getattr(self.trainer, "datamodule", None), "class_frequencies", None)
+        if not self.info.class_frequencies and callable(class_frequencies):
+            self.info.class_frequencies = class_frequencies()  # checkpoints keep it with `info`
         world, rank = self.trainer.world_size, self.trainer.global_rank
         self.noise = NoiseSource(seed_for(int(self.cfg.seed), 0x0015E), rank, world, self.device)
         if "noise" in self._pending:

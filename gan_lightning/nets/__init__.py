@@ -133,8 +133,9 @@ def apply_init(net: nn.Module, name: str) -> None:
     if name in INITS:
         INITS[name](net)
         for m in net.modules():
-            if hasattr(m, "init_own_parameters"):
-                m.init_own_parameters()
+            own = getattr(m, "init_own_parameters", None)
+            if callable(own):
+                own()
 
 
 def build_generator(
