@@ -240,3 +240,32 @@ def test_vgg_layers_are_the_papers() -> None:
     assert vgg_cut("22") == convs[3] + 2 == pools[1]
     with pytest.raises(ConfigError, match="vgg_layer"):
         vgg_cut("57")
+
+
+def test_vgg_content_rescales_the_features_by_1_over_12_75(tmp_path) -> None:
+    """Ledig et al. 2017 rescale the VGG feature maps by 1/12.75 ("equivalent to multiplying Eq. 5 by about
+    0.006"), which sets the content loss against the adversarial weight 1e-3; it was left out (163x off)."""
+    from types import SimpleNamespace
+
+    from torchvision.models import vgg19
+
+    from gan_lightning.models.srgan import vgg_content, vgg_cut
+
+    torch.manual_seed(0)
+    features = vgg19(weights=None).features
+    path = tmp_path / "vgg19.pth"
+    torch.save(features.state_dict(), path)
+    content = vgg_content(SimpleNamespace(vgg_weights=str(path), vgg_layer="22"))
+    fake, real = torch.rand(2, 1, 16, 16) * 2 - 1, torch.rand(2, 1, 16, 16) * 2 - 1
+    trunk = features[: vgg_cut("22")].eval()
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
+
+    def phi(x: torch.Tensor) -> torch.Tensor:
+        return trunk((x.add(1).div(2).expand(-1, 3, -1, -1) - mean) / std)
+
+    with torch.no_grad():
+        expected = torch.nn.functional.mse_loss(phi(fake) / 12.75, phi(real) / 12.75)
+        torch.testing.assert_close(content.loss(fake, real), expected)

@@ -52,6 +52,7 @@ from gan_lightning.registry import MODELS, ConfigError, first_line
 CONTENTS = ("pixel", "classifier", "vgg")
 CLASSIFIER_CUTS = {1: 3, 2: 7, 3: 11}  # DomainClassifier.trunk[:cut] ends at conv block k's ReLU
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+VGG_RESCALE = 1 / 12.75  # Ledig et al. 2017: VGG feature maps rescaled by 1/12.75
 VGG_FIX = (
     "pass model.vgg_weights=PATH to torchvision's VGG19 state dict (vgg19-dcbb9e9d.pth, which you download "
     "yourself; nothing is fetched here), or use model.content=classifier (offline) or model.content=pixel"
@@ -65,7 +66,7 @@ class SRGANConfig(TranslationConfig):
     adversarial: bool = True  # false: SRResNet, the same G trained on the content loss alone
     adv_weight: float = 1.0e-3  # G loss = content + 1e-3 x adversarial (the paper's weight)
     content: str = "classifier"  # pixel (MSE) | classifier (features of a Fashion classifier) | vgg (the paper's)
-    content_weight: float = 1.0  # times the content MSE (the paper rescales its VGG losses by 1/12.75)
+    content_weight: float = 1.0  # times the content MSE (content=vgg: of features rescaled by 1/12.75, the paper's)
     classifier_layer: int = 2  # content=classifier: after conv block 1 (32x28x28), 2 (64x14x14) or 3 (64x7x7)
     classifier_seed: int = 1  # content=classifier: its training seed; the evaluation classifier's is 0
     classifier_epochs: int = 1  # content=classifier: its training epochs (cached once per data, seed, epochs)
@@ -76,20 +77,20 @@ class SRGANConfig(TranslationConfig):
 
 # ----------------------------------------------------------------------------- feature nets
 class FeatureContent(nn.Module):
-    """A frozen feature net in eval mode; ``loss(fake, real)`` = MSE of the features, gradients
-    flow to ``fake`` only."""
+    """A frozen feature net in eval mode; ``loss(fake, real)`` = MSE of the features times ``scale``,
+    gradients flow to ``fake`` only."""
 
-    def __init__(self, trunk: nn.Module, prepare: Callable[[Tensor], Tensor]):
+    def __init__(self, trunk: nn.Module, prepare: Callable[[Tensor], Tensor], scale: float = 1.0):
         super().__init__()
         self.trunk = trunk.requires_grad_(False)
-        self.prepare = prepare
+        self.prepare, self.scale = prepare, scale
         self.eval()
 
     def train(self, mode: bool = True) -> FeatureContent:
         return super().train(False)  # always eval: BatchNorm keeps its running statistics
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.trunk(self.prepare(x))
+        return self.trunk(self.prepare(x)) * self.scale
 
     def loss(self, fake: Tensor, real: Tensor) -> Tensor:
         with torch.no_grad():
@@ -177,7 +178,8 @@ def vgg_content(m: Any) -> FeatureContent:
         x01 = x01.expand(-1, 3, -1, -1) if x01.shape[1] == 1 else x01
         return (x01 - mean.to(x.device)) / std.to(x.device)
 
-    return FeatureContent(features[: vgg_cut(str(m.vgg_layer))], prepare)
+    # Ledig et al. 2017: the VGG feature maps rescaled by 1/12.75, the content loss ~0.006 x the plain MSE
+    return FeatureContent(features[: vgg_cut(str(m.vgg_layer))], prepare, VGG_RESCALE)
 
 
 # ----------------------------------------------------------------------------- the model
