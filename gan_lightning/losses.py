@@ -42,6 +42,10 @@ class AdversarialLoss:
     # D's output on the real/fake boundary, where one exists (ADA's sign(D(x)) reads it); None
     # where the output has no fixed origin (a Wasserstein critic is defined up to a constant)
     decision: float | None = None
+    # whether D's loss with the real and fake sides swapped is a sound generator objective (BiGAN/ALI train
+    # G and E so): it is for BCE (the non-saturating game), least squares and Wasserstein; hinge's goes
+    # flat once the margins hold, and the asymmetric f-divergences have no such game in their paper
+    flips: bool = True
 
 
 LOSSES: Registry[AdversarialLoss] = Registry("loss")
@@ -94,7 +98,7 @@ def least_squares_g_loss(fake_out: Tensor) -> Tensor:
 LOSSES.register("minimax")(AdversarialLoss(bce_d_loss, minimax_g_loss, smoothable=True, decision=0.0))
 LOSSES.register("nonsaturating")(AdversarialLoss(bce_d_loss, nonsaturating_g_loss, smoothable=True, decision=0.0))
 LOSSES.register("wasserstein")(AdversarialLoss(wasserstein_d_loss, wasserstein_g_loss, smoothable=False))
-LOSSES.register("hinge")(AdversarialLoss(hinge_d_loss, wasserstein_g_loss, smoothable=False, decision=0.0))
+LOSSES.register("hinge")(AdversarialLoss(hinge_d_loss, wasserstein_g_loss, smoothable=False, decision=0.0, flips=False))
 LOSSES.register("least_squares")(
     AdversarialLoss(least_squares_d_loss, least_squares_g_loss, smoothable=True, scale=0.5, decision=0.5)
 )
@@ -155,4 +159,4 @@ F_DIVERGENCES: dict[str, FDivergence] = {
 }
 
 for _name, _div in F_DIVERGENCES.items():
-    LOSSES.register(f"fgan_{_name}")(AdversarialLoss(_div.d_loss, _div.g_loss, smoothable=False))
+    LOSSES.register(f"fgan_{_name}")(AdversarialLoss(_div.d_loss, _div.g_loss, smoothable=False, flips=False))

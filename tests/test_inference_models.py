@@ -343,6 +343,9 @@ def test_aae_resumes_bitwise(mnist_root: Path) -> None:
     ("args", "key"),
     [
         (["model=bigan", "model.loss=minimax"], "model.loss"),
+        # the flipped-label objective: flat for hinge once the margins hold; no paper for the asymmetric f-divergences
+        (["model=bigan", "model.loss=hinge"], "model.loss"),
+        (["model=ali", "model.loss=fgan_kl"], "model.loss"),
         (["model=ali", "model.e_norm=instance"], "model.e_norm"),
         (["model=aae", "model.prior=uniform"], "model.prior"),
         (["model=aae", "model.prior=mixture", "model.z_dim=1"], "model.z_dim"),

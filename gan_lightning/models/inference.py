@@ -107,6 +107,12 @@ class BiGAN(EncoderMixin, GAN):
                 f"bad value for 'model.loss': {m.name} trains G and E on D's loss with the labels flipped, which for "
                 "the minimax loss is the non-saturating game; use model.loss=nonsaturating"
             )
+        if not LOSSES.get(m.loss, "model.loss").flips:
+            raise ConfigError(
+                f"bad value for 'model.loss': {m.name} trains G and E on D's loss with the labels flipped, which for "
+                f"'{m.loss}' is no sound objective (hinge: no gradient once the margins hold); use nonsaturating, "
+                "least_squares or wasserstein"
+            )
         if m.get("augment", "none") != "none":
             raise ConfigError(
                 f"bad value for 'model.augment': {m.name}'s D judges (x, z) pairs, which image augmentation does "

@@ -9,8 +9,9 @@ decoder Dec(z) (``G``), the discriminator Dis(x) (``D``) whose l-th layer is its
 - L_llike = -log N(Dis_l(x) | Dis_l(Dec(z)), I) = 1/2 ||Dis_l(x) - Dis_l(Dec(z))||^2 (+ const);
 - L_GAN = log Dis(x) + log(1 - Dis(Dec(z))) + log(1 - Dis(Dec(z_p))), z_p ~ N(0, I).
 
-Updates, in the paper's order: Enc by L_prior + L_llike, Dec by gamma L_llike - L_GAN, Dis by
-L_GAN. Each gradient is taken at the parameters before this step's updates, as in Algorithm 1
+Updates, in the paper's order: Enc by L_prior + L_llike, Dec by gamma L_llike plus its generator
+loss on Dis(Dec(z)) and Dis(Dec(z_p)), Dis by -L_GAN (it maximises L_GAN; Algorithm 1 of the paper
+writes the signs the other way round). Each gradient is taken at the parameters before this step's updates, as in Algorithm 1
 (one forward pass, then three updates): the Dec step decodes the z drawn before Enc's update and
 the Dis step judges the Dec outputs from before Dec's update.
 
