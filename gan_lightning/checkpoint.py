@@ -77,6 +77,11 @@ def load_weights_only(path: str | Path, what: str, hint: str = "", error: type[C
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a gan_lightning checkpoint (on CPU, weights only) or raise CheckpointError."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p for folder in (path / "checkpoints", path) for p in folder.glob("*.ckpt"))
+        hint = f"; give a checkpoint file, e.g. {found[0] if len(found) == 1 else path / 'checkpoints' / 'last.ckpt'}"
+        listed = f" (checkpoints in it: {', '.join(str(p) for p in found[:4])})" if found else " with no .ckpt files"
+        raise CheckpointError(f"checkpoint {path} is a directory{listed}{hint}")
     if not path.is_file():
         hint = ""
         if path.parent.is_dir():

@@ -605,10 +605,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except OSError as e:
-        if not isinstance(e, RunWriteError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        print(f"error: {write_failure(e)}", file=sys.stderr)
-        return EXIT_WRITE
+        if isinstance(e, RunWriteError) or e.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"error: {write_failure(e)}", file=sys.stderr)
+            return EXIT_WRITE
+        if e.errno in PATH_ERRORS and e.filename:  # a path given that cannot be one: a directory, under a file, ...
+            where = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+            print(f"error: {where}: {e.strerror}; give another path", file=sys.stderr)
+            return EXIT_CONFIG
+        raise
+
+
+# errors of a path itself (not of the disk): a directory where a file was asked for and the like
+PATH_ERRORS = (errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def write_failure(error: OSError) -> str:

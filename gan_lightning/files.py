@@ -100,6 +100,20 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 
+def save_npy(path: Path, array: Any) -> None:
+    """``np.save`` atomically: a failed write (full disk) leaves the old file whole and no temporary file."""
+    import numpy as np
+
+    tmp = sibling_tmp(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        commit_file(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``json_text(data)`` atomically (``write_text``)."""
     write_text(path, json_text(data))

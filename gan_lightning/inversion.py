@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gan_lightning.files import save_npy
 from gan_lightning.metrics.image_measures import psnr_per_image
 from gan_lightning.registry import ConfigError
 
@@ -299,8 +300,8 @@ def invert_checkpoint(
     result = invert_images(model, images, y, steps, lr, restarts, seed)
     folder = Path(out) if out else Path(ckpt).parent.parent / f"invert-{tag}"
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "z.npy", result.z.numpy().astype(np.float32))
-    np.save(folder / "reconstructions.npy", result.reconstructions.numpy().astype(np.float32))
+    save_npy(folder / "z.npy", result.z.numpy().astype(np.float32))
+    save_npy(folder / "reconstructions.npy", result.reconstructions.numpy().astype(np.float32))
     pairs_grid(images, result.reconstructions, folder / "grid.png")
     y_out = result.labels
     report: dict[str, Any] = {

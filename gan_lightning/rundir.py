@@ -35,7 +35,28 @@ def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() or (path / "checkpoints").is_dir()
+    """Whether ``path`` holds a run of this package: checkpoints, a summary, or a config.yaml it wrote."""
+    if (path / "checkpoints").is_dir() or (path / "summary.json").is_file():
+        return True
+    config = path / "config.yaml"
+    try:
+        return config.is_file() and config.read_text(errors="replace").startswith("exp: ")
+    except OSError:
+        return False
+
+
+def check_out_dir(run_dir: Path) -> None:
+    """Refuse an ``out=`` folder that holds files but no run (a project, a study): a run would write its
+    config.yaml, metrics.csv and the rest among them."""
+    if not run_dir.is_dir() or is_run_dir(run_dir):
+        return
+    others = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
+    if others:
+        shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
+        raise ConfigError(
+            f"out={run_dir} is not a run but holds other files ({shown}), which a run would write among or over; "
+            "choose a new or empty out=DIR"
+        )
 
 
 def new_run_dir(cfg: DictConfig) -> Path:
@@ -75,6 +96,7 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
         return (parent if is_run_dir(parent) else new_run_dir(cfg)), ckpt
     if cfg.out:
         run_dir = Path(cfg.out)
+        check_out_dir(run_dir)
         last = run_dir / "checkpoints" / "last.ckpt"
         if resume == "auto":
             return run_dir, last if last.is_file() else None

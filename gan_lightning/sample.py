@@ -10,6 +10,7 @@ import torch
 
 from gan_lightning.callbacks.samples import save_grid, save_scatter, to_unit
 from gan_lightning.checkpoint import load_model
+from gan_lightning.files import save_npy
 from gan_lightning.registry import ConfigError
 
 if TYPE_CHECKING:
@@ -80,11 +81,13 @@ def sample_to_file(
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise ConfigError(f"--out must end in .npy or .png, got '{out}'")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give a file name ending in .npy or .png")
     x, model = sample_data_space(ckpt, n, seed, device, raw, truncation)
     check_finite(x, ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
-        np.save(out, x.numpy().astype(np.float32))
+        save_npy(out, x.numpy().astype(np.float32))
     elif model.info.kind == "toy":  # points: a scatter plot over the mixture's modes
         save_scatter(x, model.info, out, f"{Path(ckpt).name}: {n} samples")
     else:  # images, or a translation model's translations of test inputs

@@ -454,3 +454,70 @@ def test_a_full_disk_while_a_resume_rewrites_config_yaml_leaves_the_old_one(
     assert "No space left on device" in one_error(capsys.readouterr().err)
     assert (run_dir / "config.yaml").read_text() == before
     assert leftovers(run_dir) == []
+
+
+# ----------------------------------------------------------------------------- outputs of the commands (review)
+def test_train_refuses_an_out_folder_that_holds_other_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """out=DIR wrote into any existing folder (a project, a study), replacing a config.yaml and metrics.csv that
+    were not a run's. A non-empty folder that is not a run is refused; an empty one is used."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("my: own config\n")
+    toy = ["train", "exp=gmm_ring", *TINY, "steps=2"]
+    assert main([*toy, f"out={project}"]) == 2
+    assert "is not a run" in one_error(capsys.readouterr().err)
+    assert (project / "config.yaml").read_text() == "my: own config\n" and not (project / "checkpoints").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*toy, f"out={empty}"]) == 0
+
+
+def test_a_directory_given_as_a_checkpoint_names_the_checkpoints_in_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "ring"
+    assert main(["train", "exp=gmm_ring", *TINY, "steps=2", f"out={run_dir}"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run_dir), "--n", "5", "--out", str(tmp_path / "s.npy")]) == 2
+    line = one_error(capsys.readouterr().err)
+    assert "is a directory" in line and str(run_dir / "checkpoints" / "last.ckpt") in line, line
+
+
+def test_sample_on_a_full_disk_keeps_the_old_file_and_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """np.save wrote straight onto --out: a full disk replaced the old samples with a truncated file, and the
+    error was a traceback."""
+    import numpy as np
+
+    run_dir = tmp_path / "ring"
+    assert main(["train", "exp=gmm_ring", *TINY, "steps=2", f"out={run_dir}"]) == 0
+    out = tmp_path / "s.npy"
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    assert main(["sample", ckpt, "--n", "5", "--out", str(out)]) == 0
+    before = np.load(out)
+    real_save = np.save
+
+    def full(file: Any, arr: Any, *args: Any, **kwargs: Any) -> None:
+        real_save(file, arr[:1], *args, **kwargs)  # a part of it, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), getattr(file, "name", str(file)))
+
+    monkeypatch.setattr(np, "save", full)
+    capsys.readouterr()
+    assert main(["sample", ckpt, "--n", "50", "--out", str(out)]) == EXIT_WRITE
+    monkeypatch.undo()
+    assert "No space left on device" in one_error(capsys.readouterr().err)
+    assert np.array_equal(np.load(out), before) and leftovers(tmp_path) == []
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out naming a directory (or a path under a file) gave an IsADirectoryError/NotADirectoryError traceback."""
+    run_dir = tmp_path / "ring"
+    assert main(["train", "exp=gmm_ring", *TINY, "steps=2", f"out={run_dir}"]) == 0
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    (tmp_path / "adir.npy").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "adir.npy", tmp_path / "afile" / "s.npy"):
+        capsys.readouterr()
+        assert main(["sample", ckpt, "--n", "5", "--out", str(out)]) == 2
+        assert str(out.parent if out.parent.name == "afile" else out) in one_error(capsys.readouterr().err)

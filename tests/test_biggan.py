@@ -311,7 +311,7 @@ def test_the_truncation_sweep_scores_conditional_metrics_against_the_labels_it_a
     probe = PixelProbe()
     monkeypatch.setattr(Evaluator, "extractor", lambda self, role: probe)
     quiet = ["metrics.names=[]", "log.interpolate=false", "log.neighbours=false", "log.grid=10"]
-    args = ["exp=biggan_fashion", *data_args(mnist_root), *TINY_BIGGAN, *quiet, "steps=2", f"out={tmp_path}"]
+    args = ["exp=biggan_fashion", *data_args(mnist_root), *TINY_BIGGAN, *quiet, "steps=2", f"out={tmp_path / 'run'}"]
     ckpt = run(*args).run_dir / "checkpoints" / "last.ckpt"
     result = truncation_sweep(ckpt, [1.0, 0.5], n=40, metrics=["cond"], out=tmp_path / "sweep", seed=7)
     model = load_model(ckpt)

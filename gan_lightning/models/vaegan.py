@@ -11,9 +11,9 @@ decoder Dec(z) (``G``), the discriminator Dis(x) (``D``) whose l-th layer is its
 
 Updates, in the paper's order: Enc by L_prior + L_llike, Dec by gamma L_llike plus its generator
 loss on Dis(Dec(z)) and Dis(Dec(z_p)), Dis by -L_GAN (it maximises L_GAN; Algorithm 1 of the paper
-writes the signs the other way round). Each gradient is taken at the parameters before this step's updates, as in Algorithm 1
-(one forward pass, then three updates): the Dec step decodes the z drawn before Enc's update and
-the Dis step judges the Dec outputs from before Dec's update.
+writes the signs the other way round). Each gradient is taken at the parameters before this step's
+updates, as in Algorithm 1 (one forward pass, then three updates): the Dec step decodes the z drawn
+before Enc's update and the Dis step judges the Dec outputs from before Dec's update.
 
 ``model.adversarial=false`` trains the same VAE with a Gaussian likelihood in pixel space and no
 Dis (the plain VAE baseline the paper compares against).
