@@ -103,6 +103,9 @@ def _truncation(args: argparse.Namespace) -> int:
 def _fid(args: argparse.Namespace) -> int:
     from gan_lightning.evaluate import fid_between
 
+    if args.n is not None and args.n < 2:  # a negative n counted from the end of a permutation
+        raise ConfigError(f"bad value for '--n': at least 2 images of each, got {args.n} (leave it out for all)")
+
     r = fid_between(
         args.a,
         args.b,
@@ -236,6 +239,10 @@ def _compare(args: argparse.Namespace) -> int:
     from gan_lightning.study import compare_studies
 
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    if args.out and Path(args.out).suffix != ".json":  # else the plot (its .png sibling) could overwrite it
+        raise ConfigError(f"bad value for '--out': the comparison is JSON, give a path ending in .json, got {args.out}")
+    if args.plot and Path(args.plot).suffix not in (".png", ".pdf", ".svg"):
+        raise ConfigError(f"bad value for '--plot': a .png, .pdf or .svg path, got {args.plot}")
     r = compare_studies(args.a, args.b, metrics, args.alpha)
     for key, m in r["metrics"].items():
         if "note" in m:
@@ -256,6 +263,7 @@ def _compare(args: argparse.Namespace) -> int:
         )
     if args.out:
         write_json(Path(args.out), r)
+        print(f"written to {args.out}")
     target = Path(args.plot) if args.plot else Path(args.out).with_suffix(".png") if args.out else None
     if target is not None:  # nothing is written where the user did not ask for a file
         from gan_lightning.plots import plot_comparison
@@ -269,6 +277,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from gan_lightning import sweep
 
+    if args.count < 1:
+        raise ConfigError(f"bad value for '--count': at least 1 trial, got {args.count}")
     offline = args.offline or not _online()
     if not offline:
         return sweep.run_online(args.file, args.count)

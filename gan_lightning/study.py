@@ -30,7 +30,7 @@ import torch
 from gan_lightning.files import write_json, write_text
 from gan_lightning.plots import read_curves
 from gan_lightning.progress import progress
-from gan_lightning.registry import ConfigError
+from gan_lightning.registry import ConfigError, close_matches
 from gan_lightning.rundir import RunLock, last_error, read_summary, run_train, threads_env
 
 STUDY_KEYS = ("seeds", "jobs", "reproducible", "launcher", "cluster", "partition", "timeout_min", "gpus_per_job")
@@ -597,7 +597,18 @@ def compare_studies(
         }
         for rep in reports
     ]
-    keys = metrics or sorted(set(finals[0]) & set(finals[1]))
+    shared = sorted(set(finals[0]) & set(finals[1]))
+    unknown = [k for k in metrics or [] if k not in shared]
+    if unknown:
+        close = close_matches(unknown[0], shared)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(
+            f"bad value for '--metrics': '{unknown[0]}' is not a final metric of both studies; {hint}"
+            f"they share: {', '.join(shared) or 'none'}"
+        )
+    if not (0 < alpha < 1):
+        raise ConfigError(f"bad value for '--alpha': a false discovery rate in (0, 1), got {alpha}")
+    keys = metrics or shared
     out: dict[str, Any] = {
         "a": str(a),
         "b": str(b),

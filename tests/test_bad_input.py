@@ -521,3 +521,26 @@ def test_an_output_path_that_cannot_be_written_is_one_line(tmp_path: Path, capsy
         capsys.readouterr()
         assert main(["sample", ckpt, "--n", "5", "--out", str(out)]) == 2
         assert str(out.parent if out.parent.name == "afile" else out) in one_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "key"),
+    [
+        (["fid", "a", "b", "--n", "-2"], "--n"),  # -2 took all but the last two images
+        (["fid", "a", "b", "--n", "0"], "--n"),
+        (["sweep", "experiments/sweeps/gmm_ring_lr.yaml", "--offline", "--count", "0"], "--count"),
+    ],
+)
+def test_counts_below_their_minimum_are_refused(argv: list[str], key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert f"'{key}'" in one_error(capsys.readouterr().err)
+
+
+def test_compare_output_paths_are_checked_before_anything_is_computed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`compare A B --out cmp.png` wrote the JSON to cmp.png and then the plot over it (exit 0)."""
+    for flag, value in (("--out", "cmp.png"), ("--plot", "cmp.json")):
+        assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), flag, str(tmp_path / value)]) == 2
+        assert f"'{flag}'" in one_error(capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())

@@ -194,3 +194,15 @@ def test_compare_uses_the_exact_rank_test_under_ties_and_the_pooled_std_of_unequ
     d = compare_studies(tmp_path / "c", tmp_path / "d")["metrics"]["fid"]
     pooled = np.sqrt((9 * np.var(u, ddof=1) + 2 * np.var(v, ddof=1)) / 11)
     assert d["n_b"] == 3 and d["cohens_d"] == pytest.approx((np.mean(u) - np.mean(v)) / pooled, rel=1e-12)
+
+
+def test_compare_refuses_a_metric_neither_study_has_and_names_the_near_miss(tmp_path: Path) -> None:
+    """A typo in --metrics printed 'needs at least 2 completed seeds' and exited 0."""
+    from gan_lightning.registry import ConfigError
+
+    _study(tmp_path / "a", {"modes/covered": [1.0, 2.0, 3.0]})
+    _study(tmp_path / "b", {"modes/covered": [2.0, 3.0, 4.0]})
+    with pytest.raises(ConfigError, match=r"'modes/covred'.*did you mean modes/covered"):
+        compare_studies(tmp_path / "a", tmp_path / "b", metrics=["modes/covred"])
+    with pytest.raises(ConfigError, match="--alpha"):
+        compare_studies(tmp_path / "a", tmp_path / "b", alpha=5)
