@@ -32,7 +32,7 @@ import yaml
 
 from gan_lightning.files import write_json, write_text
 from gan_lightning.progress import progress
-from gan_lightning.registry import ConfigError
+from gan_lightning.registry import ConfigError, close_matches
 from gan_lightning.rundir import last_error, read_summary, run_train
 
 
@@ -96,10 +96,20 @@ def check_goal(cfg: dict[str, Any]) -> None:
     goal = (cfg.get("metric") or {}).get("goal") or "minimize"  # wandb's default goal
     if not name:
         return
+    from gan_lightning.metrics.translation import DIRECTIONS as TRANSLATION
+
     directions = {full_key(n, k): d for n in METRICS for k, d in METRICS[n].directions.items()}
     base = name[len("raw/") :] if name.startswith("raw/") else name
-    if base not in directions:  # e.g. a translation metric: not checked here
-        return
+    measure = base.split("/", 1)[1] if "/" in base else ""
+    if base not in directions and measure in TRANSLATION:  # a translation metric: <direction>/<measure>
+        directions[base] = TRANSLATION[measure]
+    if base not in directions:
+        close = close_matches(base, list(directions))
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(
+            f"sweep metric '{name}' is logged by no metric, so no trial would be ranked; {hint}"
+            f"translation metrics are <direction>/<measure> with a measure of {', '.join(TRANSLATION)}"
+        )
     higher = directions[base]
     if higher is None:
         with_direction = ", ".join(sorted(k for k, d in directions.items() if d is not None))
@@ -151,6 +161,7 @@ def run_offline(
     metric = cfg.get("metric", {}).get("name")
     sdir = Path(out) if out else Path("runs") / "sweeps" / Path(path).stem
     sdir.mkdir(parents=True, exist_ok=True)
+    check_same_sweep(sdir, path, engine_cfg, fixed_overrides(cfg))
     rows = load_rows(sdir)
     runs = [
         sweeps.SweepRun(
@@ -192,7 +203,9 @@ def run_offline(
         if code != 0:
             row["error"] = last_error(sdir / "logs" / f"{trial}.log") or f"exit {code}"
         rows.append(row)
-        save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"))
+        save_rows(
+            sdir, rows, metric, cfg.get("metric", {}).get("goal"), sweep_identity(engine_cfg, fixed_overrides(cfg))
+        )
         runs.append(
             sweeps.SweepRun(
                 name=trial,
@@ -203,8 +216,27 @@ def run_offline(
         )
         bar.update(1)
     bar.close()
-    save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"))
+    save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"), sweep_identity(engine_cfg, fixed_overrides(cfg)))
     return sdir, rows
+
+
+def sweep_identity(engine_cfg: dict[str, Any], fixed: list[str]) -> dict[str, Any]:
+    """What makes two sweeps the same: the engine's settings (method, metric, parameters) and the fixed overrides."""
+    return json.loads(json.dumps({"engine": engine_cfg, "fixed": fixed}, sort_keys=True, default=str))
+
+
+def check_same_sweep(sdir: Path, path: str | Path, engine_cfg: dict[str, Any], fixed: list[str]) -> None:
+    """Refuse a sweep folder whose results.json was written by another sweep (or an edited file): its trials
+    would be ranked as this sweep's. Folders from before the identity was stored are taken as they are."""
+    results = sdir / "results.json"
+    if not results.is_file():
+        return
+    stored = json.loads(results.read_text()).get("sweep")
+    if stored is not None and stored != sweep_identity(engine_cfg, fixed):
+        raise ConfigError(
+            f"{sdir} holds another sweep's trials (its method, metric, parameters or fixed overrides differ from "
+            f"{path}); give another --out"
+        )
 
 
 def load_rows(sdir: Path) -> list[dict[str, Any]]:
@@ -219,9 +251,11 @@ def best_row(rows: list[dict[str, Any]], goal: str | None) -> dict[str, Any] | N
     return (max if goal == "maximize" else min)(scored, key=lambda r: r["metric"])
 
 
-def save_rows(sdir: Path, rows: list[dict[str, Any]], metric: str | None, goal: str | None) -> None:
+def save_rows(
+    sdir: Path, rows: list[dict[str, Any]], metric: str | None, goal: str | None, identity: dict[str, Any]
+) -> None:
     best = best_row(rows, goal)
-    write_json(sdir / "results.json", {"metric": metric, "goal": goal, "rows": rows, "best": best})
+    write_json(sdir / "results.json", {"metric": metric, "goal": goal, "rows": rows, "best": best, "sweep": identity})
     keys = sorted({k for r in rows for k in r["params"]})
     table = io.StringIO()
     w = csv.writer(table)

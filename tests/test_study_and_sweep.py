@@ -384,3 +384,28 @@ def test_a_study_grown_to_more_steps_extends_its_finished_seeds(tmp_path, monkey
         run_study(["exp=gmm_ring", "steps=8", "seeds=0-2", out], echo=False)
     assert "steps=8" in str(no.value) and len(calls) == 5
     assert json.loads((tmp_path / "s" / "study.json").read_text())["steps"] == 4  # nothing was written
+
+
+def test_a_sweep_metric_nothing_logs_is_refused_with_the_near_miss() -> None:
+    """`metric: {name: modes/high_qualty}` was accepted and every trial ran unranked (no best trial)."""
+    from gan_lightning.sweep import check_goal
+
+    with pytest.raises(ConfigError, match=r"'modes/high_qualty'.*did you mean modes/high_quality"):
+        check_goal({"metric": {"name": "modes/high_qualty", "goal": "maximize"}})
+    check_goal({"metric": {"name": "ab/fid", "goal": "minimize"}})  # translation metrics: <direction>/<measure>
+    with pytest.raises(ConfigError, match="maximize"):
+        check_goal({"metric": {"name": "ab/ssim", "goal": "minimize"}})
+
+
+def test_a_sweep_folder_holding_another_sweep_is_refused(tmp_path) -> None:
+    """A second sweep file (other steps, another metric) run into the same --out ranked the first one's trials
+    as its own."""
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    body = "method: grid\nparameters:\n  model.z_dim: {values: [2]}\n"
+    first.write_text(body + command("exp=gmm_ring", "steps=5", "metrics.names=[]"))
+    second.write_text(body + command("exp=gmm_ring", "steps=6", "metrics.names=[]"))
+    run_offline(first, 1, tmp_path / "sw", echo=False)
+    with pytest.raises(ConfigError, match="another sweep"):
+        run_offline(second, 1, tmp_path / "sw", echo=False)
+    _, rows = run_offline(first, 1, tmp_path / "sw", echo=False)  # the same sweep again: resumed
+    assert len(rows) == 1
