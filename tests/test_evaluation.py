@@ -149,8 +149,9 @@ def test_fid_orders_real_data_before_noise(mnist_root) -> None:
 
 def test_metric_needs_the_right_data_kind() -> None:
     dm = build_datamodule(load_config(["exp=gmm_ring"]))
-    with pytest.raises(ConfigError, match="metric 'fid' needs image"):
+    with pytest.raises(ConfigError, match="metric 'fid' needs image") as e:
         Evaluator(["fid"], dm.info, dm)
+    assert "its data's metrics: modes" in str(e.value)  # the fix, not only the problem (review)
 
 
 def test_training_logs_metrics_of_ema_and_raw_generators(mnist_root) -> None:

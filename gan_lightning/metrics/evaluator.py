@@ -214,8 +214,10 @@ class Evaluator:
         self.specs = {n: METRICS.get(n, "metrics.names") for n in self.names}
         for name, spec in self.specs.items():
             if self.info.kind not in spec.kinds:
+                fitting = ", ".join(n for n in METRICS if self.info.kind in METRICS[n].kinds)
                 raise ConfigError(
-                    f"metric '{name}' needs {' or '.join(spec.kinds)} data, but '{self.info.name}' is {self.info.kind}"
+                    f"metric '{name}' needs {' or '.join(spec.kinds)} data, but '{self.info.name}' is "
+                    f"{self.info.kind}; its data's metrics: {fitting}"
                 )
         if self.features not in ("classifier", "inception"):
             raise ConfigError(f"bad value for 'metrics.features': classifier or inception, got '{self.features}'")
