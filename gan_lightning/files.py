@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +101,32 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 
-def save_npy(path: Path, array: Any) -> None:
-    """``np.save`` atomically: a failed write (full disk) leaves the old file whole and no temporary file."""
-    import numpy as np
-
-    tmp = sibling_tmp(path)
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A new temporary file beside ``path`` for the block to write; it replaces ``path`` whole when the block
+    ends, and is removed when the block fails (a full disk leaves the old file as it was)."""
+    tmp = sibling_tmp(Path(path))
     try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        commit_file(tmp, path)
+        yield tmp
+        commit_file(tmp, Path(path))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def save_npy(path: Path, array: Any) -> None:
+    """``np.save`` atomically (``replacing``)."""
+    import numpy as np
+
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def save_figure(fig: Any, path: Path, **kwargs: Any) -> None:
+    """A matplotlib figure saved atomically (``replacing``), in the format of ``path``'s suffix."""
+    path = Path(path)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gan_lightning.files import save_figure
+
 Curves = dict[str, tuple[list[float], list[float]]]
 
 
@@ -74,7 +76,7 @@ def plot_run_curves(run_dir: Path, metric_keys: Sequence[str], title: str = "") 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out = run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
+    save_figure(fig, out, dpi=100)
     return out
 
 
@@ -93,7 +95,7 @@ def plot_comparison(values: dict[str, list[list[float]]], names: tuple[str, str]
         ax.set_title(key, fontsize=9)
     fig.tight_layout()
     out = Path(out)
-    fig.savefig(out, dpi=100)
+    save_figure(fig, out, dpi=100)
     return out
 
 
@@ -123,7 +125,7 @@ def plot_sweep(trials: list[dict[str, Any]], metric: str, out: Path) -> Path | N
         ax.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(out)
-    fig.savefig(out, dpi=100)
+    save_figure(fig, out, dpi=100)
     return out
 
 
@@ -142,5 +144,5 @@ def plot_truncation(rows: list[dict[str, Any]], keys: Sequence[str], out: Path) 
         ax.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(out)
-    fig.savefig(out, dpi=100)
+    save_figure(fig, out, dpi=100)
     return out

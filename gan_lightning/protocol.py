@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from gan_lightning.files import write_json, write_text
+from gan_lightning.files import save_figure, write_json, write_text
 from gan_lightning.registry import ConfigError
 from gan_lightning.rundir import RunLock, read_summary
 from gan_lightning.study import STUDY_KEYS, parse_seeds, run_study
@@ -639,7 +639,7 @@ def plot_budget(result: dict[str, Any], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     return path
 
 

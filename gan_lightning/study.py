@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gan_lightning.files import write_json, write_text
+from gan_lightning.files import save_figure, write_json, write_text
 from gan_lightning.plots import read_curves
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, close_matches
@@ -545,7 +545,7 @@ def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
             ax.set_xlabel("G step")
             ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(sdir / "curves.png", dpi=100)
+        save_figure(fig, sdir / "curves.png", dpi=100)
         plt.close(fig)
     finals = json.loads((sdir / "report.json").read_text())["per_seed"]
     if plot_keys:
@@ -561,7 +561,7 @@ def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
             ax.set_title(key + (f"\n({off} seed(s) non-finite)" if off else ""), fontsize=9)
             ax.set_xticks([])
         fig.tight_layout()
-        fig.savefig(sdir / "finals.png", dpi=100)
+        save_figure(fig, sdir / "finals.png", dpi=100)
         plt.close(fig)
 
 

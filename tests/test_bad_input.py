@@ -544,3 +544,37 @@ def test_compare_output_paths_are_checked_before_anything_is_computed(
         assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), flag, str(tmp_path / value)]) == 2
         assert f"'{flag}'" in one_error(capsys.readouterr().err)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_while_writing_a_picture_leaves_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plots and grids were saved straight onto their path: a full disk left a 0-byte or cut PNG (review)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from gan_lightning.callbacks.samples import save_grid
+    from gan_lightning.files import save_figure
+
+    def full(self: Any, fp: Any, *args: Any, **kwargs: Any) -> None:
+        Path(fp).write_bytes(b"\x89PNG")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fp))
+
+    grid, figure = tmp_path / "grid.png", tmp_path / "curves.png"
+    save_grid(torch.rand(4, 1, 8, 8), grid)
+    fig, _ = plt.subplots()
+    save_figure(fig, figure, dpi=50)
+    before = grid.read_bytes(), figure.read_bytes()
+    monkeypatch.setattr(Image.Image, "save", full)
+    with pytest.raises(OSError):
+        save_grid(torch.rand(4, 1, 8, 8), grid)
+    monkeypatch.undo()
+    monkeypatch.setattr(type(fig), "savefig", lambda self, fp, **kw: full(None, fp))
+    with pytest.raises(OSError):
+        save_figure(fig, figure, dpi=50)
+    monkeypatch.undo()
+    plt.close(fig)
+    assert (grid.read_bytes(), figure.read_bytes()) == before and leftovers(tmp_path) == []

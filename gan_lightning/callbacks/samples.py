@@ -13,6 +13,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from gan_lightning.data.base import DataInfo
+from gan_lightning.files import replacing, save_figure
 
 
 def to_unit(x: Tensor) -> Tensor:
@@ -36,7 +37,8 @@ def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> Tensor:
     nrow = nrow or max(1, math.ceil(math.sqrt(len(images))))
     grid = make_grid(upscale(images.detach().float().cpu()), nrow=nrow, padding=2, pad_value=1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path)
+    with replacing(path) as tmp:  # a failed write leaves the old picture, not a cut one
+        save_image(grid, tmp, format=Path(path).suffix.lstrip(".") or "png")
     return grid
 
 
@@ -61,7 +63,7 @@ def save_scatter(points: Tensor, info: DataInfo, path: Path, title: str = "") ->
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gan_lightning.files import save_figure
 from gan_lightning.metrics.distances import distances_decided_at
 from gan_lightning.metrics.precision_recall import kth_neighbour_radii
 
@@ -164,5 +165,5 @@ def save_duplicate_pairs(
                 axes[0, col].set_title(f"d={float(dist[col]):.3g}", fontsize=8)
         fig.suptitle("closest generated pairs", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     return path
