@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from gan_lightning.data import DATAMODULES
 from gan_lightning.models.gan import GAN, Fake, GANConfig, Judged, Terms, resolve_d_norm
-from gan_lightning.models.labels import draw_labels, proportional_labels
+from gan_lightning.models.labels import class_cdf, draw_from, proportional_labels
 from gan_lightning.nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator, takes_labels
 from gan_lightning.nets.layers import Critic
 from gan_lightning.registry import MODELS, ConfigError
@@ -86,8 +86,18 @@ class ConditionalMixin:
         """Labels in the data's proportions, the classes interleaved (the classes in turn when balanced)."""
         return proportional_labels(n, self.class_mix)
 
+    def label_cdf(self) -> Tensor | None:
+        """``class_cdf`` of the mix on this module's device, made once rather than on every step (under
+        perf.fast a host-to-device copy could not be captured). The mix only goes from unknown to known
+        (``on_fit_start``), so its length keys the copy with the device."""
+        key = (self.device, len(self.info.class_frequencies))  # type: ignore[attr-defined]
+        cached = getattr(self, "_label_cdf", None)
+        if cached is None or cached[0] != key:
+            self._label_cdf = (key, class_cdf(self.class_mix, key[0]))
+        return self._label_cdf[1]
+
     def make_fake(self, n: int) -> Fake:
-        y = draw_labels(self.noise, n, self.class_mix)  # type: ignore[attr-defined]
+        y = draw_from(self.noise, n, self.num_classes, self.label_cdf())  # type: ignore[attr-defined]
         return Fake(self.G(self.noise.normal(n, self.z_dim), y), y)  # type: ignore[attr-defined]
 
     def make_critic_fake(self, n: int, y_real: Tensor) -> Fake:

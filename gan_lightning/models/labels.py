@@ -45,12 +45,24 @@ def proportional_labels(n: int, freqs: Sequence[float]) -> Tensor:
     return classes[torch.argsort(key)]
 
 
-def draw_labels(noise: NoiseSource | Any, n: int, freqs: Sequence[float]) -> Tensor:
-    """``n`` labels drawn from the class mix ``freqs`` (this rank's share of a global draw); the
-    uniform integer draw where the mix is uniform."""
+def class_cdf(freqs: Sequence[float], device: torch.device | str = "cpu") -> Tensor | None:
+    """The cumulative class shares (float64, on ``device``) that ``draw_from`` reads; None for a uniform
+    mix, which is drawn as uniform integers."""
     if is_uniform(freqs):
-        return noise.randint(len(freqs), n)
+        return None
+    return torch.tensor(list(freqs), dtype=torch.float64, device=device).cumsum(0)
+
+
+def draw_from(noise: NoiseSource | Any, n: int, num_classes: int, cdf: Tensor | None) -> Tensor:
+    """``n`` labels (this rank's share of a global draw) from a ``class_cdf``; uniform integers for None.
+    No host-to-device copy when ``cdf`` is on the draw's device (perf.fast captures this step)."""
+    if cdf is None:
+        return noise.randint(num_classes, n)
     u = noise.uniform(n).double()  # the only draw, so perf.fast's tape replays it
-    cdf = torch.tensor(list(freqs), dtype=torch.float64, device=u.device).cumsum(0)
-    u = u * cdf[-1]
-    return torch.searchsorted(cdf, u, right=True).clamp_max(len(freqs) - 1)
+    cdf = cdf.to(u.device)
+    return torch.searchsorted(cdf, u * cdf[-1], right=True).clamp_max(num_classes - 1)
+
+
+def draw_labels(noise: NoiseSource | Any, n: int, freqs: Sequence[float]) -> Tensor:
+    """``n`` labels drawn from the class mix ``freqs`` (``draw_from`` its ``class_cdf``)."""
+    return draw_from(noise, n, len(freqs), class_cdf(freqs))
