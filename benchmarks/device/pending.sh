@@ -17,7 +17,8 @@ mkdir -p "$out"
 if [ "$job" = prepare ]; then
     rm -rf .device && mkdir -p .device/site .device/fashion
     site=$(.venv/bin/python -c "import omegaconf, os; print(os.path.dirname(os.path.dirname(omegaconf.__file__)))")
-    cp -r "$site"/omegaconf "$site"/antlr4 .device/site/
+    cp -r "$site"/omegaconf .device/site/
+    [ -d "$site"/antlr4 ] && cp -r "$site"/antlr4 .device/site/  # omegaconf < 2.4 needs the antlr4 runtime
     cp /usr/share/datasets/fashion-mnist/*.gz .device/fashion/
     grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
     du -sh .device
