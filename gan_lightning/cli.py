@@ -438,7 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=4321)
     ev.add_argument("--no-raw", action="store_true", help="skip the raw generator when there is an EMA one")
     ev.add_argument("--data-dir", default=None)
-    ev.add_argument("--out", default=None, help="JSON file (default: <run>/evaluate-<ckpt>.json)")
+    ev.add_argument(
+        "--out",
+        default=None,
+        help="JSON file (default: <run>/evaluate-<ckpt>-step<G>[-<settings other than the defaults>].json; "
+        "another evaluation at the same settings adds its metrics to it)",
+    )
     ev.add_argument(
         "--ppl-space", default="w", choices=["w", "z"], help="ppl: lerp in W (generators with a mapping) or slerp in Z"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ def evaluate_checkpoint(
         raise ConfigError(f"bad value for '--n': at least 2 samples (a covariance), got {n}")
     model = load_model(ckpt, device)
     kind = model.info.kind
-    path = Path(out) if out else Path(ckpt).parent.parent / f"evaluate-{Path(ckpt).stem}.json"
+    settings = {"features": features, "ref_split": ref_split, "n": n, "seed": seed, "resize": resize}
+    settings |= {"ppl_space": ppl_space, "ppl_n": ppl_n, "is_weights": is_weights}
+    path = Path(out) if out else evaluation_path(Path(ckpt), model.g_step, settings)
     if kind == "pair":  # image-to-image: the measures the run's TranslationMetrics callback takes, on the test split
         values, described = evaluate_translation(model, metrics, n, features, device, data_dir, raw_too)
     else:
@@ -62,6 +65,7 @@ def evaluate_checkpoint(
         evaluator.prepare().check_model(model)
         values, described = compute_metrics(evaluator, model, n, None, raw_too, seed), evaluator.describe()
     result = {"checkpoint": str(ckpt), "g_step": model.g_step, "n": n, "seed": seed, **described, "values": values}
+    result = with_earlier_values(path, {**result, "settings": settings})
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result)  # strict JSON: a non-finite value (e.g. an infinite mode KL) is null
     result["written_to"] = str(path)
@@ -105,6 +109,43 @@ def evaluate_translation(
             values.update({f"raw/{k}": v for k, v in raw.items()})
     values.update(baseline_metrics(dm, n, classifiers, inception, memo))
     return values, describe_translation_measures(classifiers, dm)
+
+
+# The settings an evaluation's file is named by when they differ from these (the command's defaults).
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "features": "classifier",
+    "ref_split": "test",
+    "n": 10000,
+    "seed": 4321,
+    "resize": "tf1_bilinear",
+    "ppl_space": "w",
+    "ppl_n": 2000,
+}
+SETTING_LABELS = {"n": "n{}", "seed": "seed{}", "ppl_space": "ppl-{}", "ppl_n": "ppl{}"}
+
+
+def evaluation_path(ckpt: Path, g_step: int, settings: dict[str, Any]) -> Path:
+    """``<run>/evaluate-<ckpt stem>-step<G>[-<setting>...].json``: the G step and each setting that differs from
+    the defaults name the file, so an evaluation at other settings, or of a later last.ckpt, keeps the earlier one."""
+    parts = [f"step{g_step}"] + [
+        SETTING_LABELS.get(key, "{}").format(settings[key])
+        for key, default in DEFAULT_SETTINGS.items()
+        if settings[key] != default
+    ]
+    return ckpt.parent.parent / f"evaluate-{ckpt.stem}-{'-'.join(parts)}.json"
+
+
+def with_earlier_values(path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with the metrics an earlier evaluation of the same checkpoint, step and settings wrote to
+    ``path`` (this one's values win where both measured a metric); else ``result`` as it is."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return result
+    if not isinstance(earlier, dict) or any(earlier.get(k) != result[k] for k in ("checkpoint", "g_step", "settings")):
+        return result
+    names = [m for m in earlier.get("metrics", []) if m not in result.get("metrics", [])] + result.get("metrics", [])
+    return {**result, "metrics": names, "values": {**earlier.get("values", {}), **result["values"]}}
 
 
 def checkpoint_evaluator(

@@ -202,9 +202,30 @@ def test_evaluate_command_writes_json(mnist_root, tmp_path) -> None:
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    data = json.loads((result.run_dir / "evaluate-last.json").read_text())
+    data = json.loads((result.run_dir / "evaluate-last-step2-n300.json").read_text())
     assert data["g_step"] == 2 and data["n"] == 300 and "fid" in data["values"] and "classes/covered" in data["values"]
     assert "fid" in out.stdout
+
+
+def test_evaluations_of_one_checkpoint_keep_each_other(mnist_root) -> None:
+    """A second `evaluate` of a checkpoint loses nothing the first wrote: other metrics at the same
+    settings join its file; other settings (n, features, split) or a later step get their own file."""
+    from gan_lightning.evaluate import evaluate_checkpoint
+
+    result = run("exp=quickstart", f"data.data_dir={mnist_root}", "data.download=false", "steps=2", "out=e")
+    ckpt = result.run_dir / "checkpoints" / "last.ckpt"
+    first = evaluate_checkpoint(ckpt, ["fid"], 300, data_dir=str(mnist_root), raw_too=False)
+    second = evaluate_checkpoint(ckpt, ["classes"], 300, data_dir=str(mnist_root), raw_too=False)
+    assert second["written_to"] == first["written_to"]
+    both = json.loads(Path(first["written_to"]).read_text())
+    assert both["values"]["fid"] == first["values"]["fid"] and "classes/covered" in both["values"]
+    assert both["metrics"] == ["fid", "classes"]
+    other = evaluate_checkpoint(ckpt, ["fid"], 200, data_dir=str(mnist_root), raw_too=False)
+    assert other["written_to"] != first["written_to"]
+    assert json.loads(Path(first["written_to"]).read_text())["values"]["fid"] == first["values"]["fid"]
+    assert json.loads(Path(other["written_to"]).read_text())["n"] == 200
+    names = sorted(p.name for p in result.run_dir.glob("evaluate-*.json"))
+    assert names == ["evaluate-last-step2-n200.json", "evaluate-last-step2-n300.json"], names
 
 
 def test_fid_command_on_arrays_folders_and_splits(mnist_root, tmp_path, capsys) -> None:
