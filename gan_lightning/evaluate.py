@@ -144,8 +144,10 @@ def with_earlier_values(path: Path, result: dict[str, Any]) -> dict[str, Any]:
         return result
     if not isinstance(earlier, dict) or any(earlier.get(k) != result[k] for k in ("checkpoint", "g_step", "settings")):
         return result
+    if None not in (earlier.get("reference"), result.get("reference")) and earlier["reference"] != result["reference"]:
+        return result  # another feature network or reference images (a retrained classifier): not comparable
     names = [m for m in earlier.get("metrics", []) if m not in result.get("metrics", [])] + result.get("metrics", [])
-    return {**result, "metrics": names, "values": {**earlier.get("values", {}), **result["values"]}}
+    return {**earlier, **result, "metrics": names, "values": {**earlier.get("values", {}), **result["values"]}}
 
 
 def checkpoint_evaluator(

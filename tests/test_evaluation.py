@@ -219,7 +219,7 @@ def test_evaluations_of_one_checkpoint_keep_each_other(mnist_root) -> None:
     assert second["written_to"] == first["written_to"]
     both = json.loads(Path(first["written_to"]).read_text())
     assert both["values"]["fid"] == first["values"]["fid"] and "classes/covered" in both["values"]
-    assert both["metrics"] == ["fid", "classes"]
+    assert both["metrics"] == ["fid", "classes"] and both["reference"] == first["reference"]  # the FID's provenance
     other = evaluate_checkpoint(ckpt, ["fid"], 200, data_dir=str(mnist_root), raw_too=False)
     assert other["written_to"] != first["written_to"]
     assert json.loads(Path(first["written_to"]).read_text())["values"]["fid"] == first["values"]["fid"]
