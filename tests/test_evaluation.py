@@ -116,6 +116,21 @@ def test_reference_statistics_are_cached_by_key(mnist_root, monkeypatch) -> None
     assert other.prepare().reference.key != ref.key
 
 
+def test_a_large_references_kept_features_are_a_random_share_not_a_prefix() -> None:
+    """Over 10,000 reference images the features kept for KID/PRDC/1-NN are a seeded random 10,000 (review):
+    a prefix of a class-sorted split held only its first classes. Rows stay paired with their labels."""
+    labels = torch.arange(10).repeat_interleave(1500)  # 15,000 images stored class by class
+    images = labels.view(-1, 1, 1, 1).expand(-1, 1, 2, 2).to(torch.uint8).contiguous()
+    ref = refmod.cached_reference(
+        "t", "train", images, labels, "ex", lambda x: x.flatten(1)[:, :1] * 255, 15000, use_cache=False
+    )
+    assert ref.n == 15000 and len(ref.feats) == 10000 and ref.labels is not None
+    counts = torch.bincount(ref.labels, minlength=10)
+    assert (counts - 1000).abs().max() < 100, counts  # hypergeometric sd ~ 17 per class
+    assert torch.equal(ref.feats[:, 0].round().long(), ref.labels)
+    assert float(ref.mu[0]) == pytest.approx(4.5)  # the mean still over all 15,000
+
+
 def test_fid_orders_real_data_before_noise(mnist_root) -> None:
     dm = fashion_dm(mnist_root)
     ev = Evaluator(

@@ -359,10 +359,11 @@ class Evaluator:
 
     def reference_images(self) -> Tensor:
         """The uint8 training images behind ``reference.feats``, in the same order."""
-        from gan_lightning.metrics.reference import choose
+        from gan_lightning.metrics.reference import choose, kept_rows
 
         images, _ = self.datamodule.split(train=self.ref_split == "train")
-        return images[choose(len(images), self.n_ref)[: len(self.reference.feats)]]
+        idx = choose(len(images), self.n_ref)
+        return images[idx[kept_rows(len(idx))]]
 
     @property
     def reference_class_hist(self) -> Tensor:

@@ -22,7 +22,8 @@ from gan_lightning.metrics.classifier import cache_dir, fingerprint
 from gan_lightning.metrics.frechet import StreamingStats
 from gan_lightning.progress import progress
 
-REFERENCE_FORMAT = 2
+REFERENCE_FORMAT = 3  # 3: the kept features are a random share (kept_rows), no longer a prefix
+MAX_FEATS = 10000  # features kept for KID, PRDC, MMD, 1-NN...; the mean and covariance use all n
 
 
 @dataclass
@@ -52,30 +53,39 @@ def choose(n_total: int, n: int, seed: int = 0) -> Tensor:
     return torch.randperm(n_total, generator=g)[:n].sort().values
 
 
+def kept_rows(n: int, max_feats: int = MAX_FEATS) -> Tensor:
+    """Which of a reference's ``n`` images keep their features: a seeded random ``max_feats`` of them, in
+    order (a prefix of a split stored class by class would hold only its first classes); all if n <= max_feats."""
+    if n <= max_feats:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(1))[:max_feats].sort().values
+
+
 def compute_reference(
     images_u8: Tensor,
     labels: Tensor | None,
     extract: Callable[[Tensor], Tensor],
     key: str,
     batch_size: int = 250,
-    max_feats: int = 10000,
+    max_feats: int = MAX_FEATS,
     verbose: bool = False,
 ) -> Reference:
     """Stream a split's uint8 images through ``extract`` ([0, 1] -> features)."""
     stats = StreamingStats()
     kept: list[Tensor] = []
+    keep = torch.zeros(len(images_u8), dtype=torch.bool)
+    keep[kept_rows(len(images_u8), max_feats)] = True
     with progress(total=len(images_u8), desc="reference statistics", unit="img", verbose=verbose) as bar:
         for i in range(0, len(images_u8), batch_size):
             feats = extract(images_u8[i : i + batch_size].float() / 255.0).double().cpu()
             stats.update(feats)
-            if sum(len(k) for k in kept) < max_feats:
-                kept.append(feats.float())
+            kept.append(feats[keep[i : i + batch_size]].float())
             bar.update(len(feats))
             if verbose and bar.disable and (i // batch_size) % 20 == 0:  # no bar (a log file): a line per 20 batches
                 print(f"[reference] {key}: {i + len(feats)}/{len(images_u8)} images", file=sys.stderr)
     hist = None if labels is None else torch.bincount(labels.long()).double()
-    feats = torch.cat(kept)[:max_feats]
-    kept_labels = None if labels is None else labels[: len(feats)].long()
+    feats = torch.cat(kept)
+    kept_labels = None if labels is None else labels[keep].long()
     return Reference(key, stats.mean, stats.cov, stats.n, feats, hist, kept_labels)
 
 
