@@ -62,8 +62,10 @@ def lazy_adjusted(lr: float, o: Any, every: int) -> tuple[float, Any]:
 
 
 def lr_factor(step: int, steps: int, schedule: str, decay_start: float) -> float:
-    """Multiplier of the base lr after ``step`` generator steps: constant, or linear to 0 after
-    ``decay_start * steps`` (the CycleGAN schedule, Zhu et al. 2017)."""
+    """Multiplier of the base lr after ``step`` generator steps: constant, or linear from 1 at
+    ``start = decay_start * steps`` towards 0 at ``steps`` (the CycleGAN schedule, Zhu et al. 2017). G step
+    s + 1 runs at ``lr_factor(s)``: steps 1 … start + 1 at the full lr and the last at 1 / (steps - start),
+    one step later than the CycleGAN code's epochs (a choice pinned by the resume tests, not reaching 0)."""
     if schedule == "constant":
         return 1.0
     start = int(decay_start * steps)

@@ -142,3 +142,19 @@ def test_the_sampling_copy_of_a_sync_batchnorm_generator_is_plain_batchnorm(mnis
     assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.G_ema.modules())  # the stored EMA is left alone
     z = torch.randn(16, model.z_dim, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(net.eval()(z), plain.eval()(z))
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true"])
+def test_an_ema_under_a_whole_low_precision_model_is_refused(precision: str) -> None:
+    """Under *-true precision Lightning casts G_ema too, and a lerp of 1 - 0.999 in bfloat16 rounds to no change
+    (review: 1,000 updates from 1.0 towards 1.2 left 1.0); such a run is refused before training, naming the fix."""
+    from gan_lightning.registry import ConfigError
+
+    e, p = [torch.ones(4, dtype=torch.bfloat16)], [torch.full((4,), 1.2, dtype=torch.bfloat16)]
+    for _ in range(100):
+        torch._foreach_lerp_(e, p, 1 - 0.999)
+    assert float(e[0][0]) == 1.0  # the trap itself
+    with pytest.raises(ConfigError, match="bf16-mixed"):
+        load_config(["exp=dcgan", "model.ema.decay=0.999", f"trainer.precision={precision}"])
+    load_config(["exp=dcgan", "model.ema.decay=0", f"trainer.precision={precision}"])  # no EMA: allowed
+    load_config(["exp=dcgan", "model.ema.decay=0.999", "trainer.precision=bf16-mixed"])

@@ -154,3 +154,32 @@ def test_ppl_features_see_a_change_below_one_8_bit_level(inception: InceptionFea
     one, two = ((s - steps[0]).double().norm(dim=1) for s in steps[1:])
     assert (one > 0).all() and torch.allclose(two / one, torch.full_like(one, 2.0), rtol=0.1), (one, two)
     assert torch.equal(inception(x.float())[0], inception(quantize(x.float()) / 255)[0])  # FID's path still rounds
+
+
+def test_classifier_features_read_images_as_8_bit_files_in_full_float32(monkeypatch) -> None:
+    """As the Inception features (review): generated [0, 1] images are rounded to the 8-bit levels the reference
+    images have, and the network runs with TF32 off (a GPU run's default) so cached references stay comparable."""
+    from gan_lightning.metrics.classifier import ClassifierFeatures, DomainClassifier
+
+    torch.manual_seed(0)
+    features = ClassifierFeatures(DomainClassifier(), {"fingerprint": "test"})
+    x = torch.rand(6, 1, 28, 28)
+    on_levels = torch.floor(x * 255 + 0.5) / 255
+    assert torch.equal(features(x)[0], features(on_levels)[0])
+    assert torch.equal(features(x)[1], features(on_levels)[1])
+    assert not torch.equal(features.smooth_features(x), features.smooth_features(on_levels))  # PPL's eps steps
+    seen = []
+    inner = features.net.features
+    monkeypatch.setattr(
+        features.net,
+        "features",
+        lambda t: seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)) or inner(t),
+    )
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        features(x)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32  # restored after
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert seen == [(False, False)]

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from gan_lightning.checkpoint import state_dict_sha1
 from gan_lightning.files import sibling_tmp
+from gan_lightning.metrics.features import full_float32, quantize
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, first_line
 
@@ -110,12 +111,17 @@ class ClassifierFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images01: Tensor) -> tuple[Tensor, Tensor]:
-        feats = self.net.features(to_classifier_input(images01, self.resize_mode))
-        return feats.float(), self.net.head(feats).softmax(dim=1).float()
+        """Features and class probabilities of images as 8-bit files hold them (the reference images' levels),
+        in full float32, as the Inception features."""
+        with full_float32():
+            feats = self.net.features(to_classifier_input(quantize(images01) / 255.0, self.resize_mode))
+            return feats.float(), self.net.head(feats).softmax(dim=1).float()
 
+    @torch.no_grad()
     def smooth_features(self, images01: Tensor) -> Tensor:
-        """The features as ``forward`` gives them (no rounding here), for PPL."""
-        return self(images01)[0]
+        """The features without the 8-bit rounding, for PPL (its eps-sized steps are far below one level)."""
+        with full_float32():
+            return self.net.features(to_classifier_input(images01, self.resize_mode)).float()
 
 
 class PerChannelClassifier(nn.Module):

@@ -106,6 +106,13 @@ class GANModule(L.LightningModule):
             raise ConfigError(f"bad value for 'model.ema.decay': in [0, 1) (0: no EMA), got {ema.decay}")
         if ema is not None and ema.start < 0:
             raise ConfigError(f"bad value for 'model.ema.start': G steps, must be >= 0, got {ema.start}")
+        precision = str(cfg.trainer.get("precision", "32-true"))
+        if ema is not None and ema.decay > 0 and precision in ("16-true", "bf16-true"):
+            raise ConfigError(
+                f"bad value for 'trainer.precision': {precision} casts the EMA generator to 16 bits, where an "
+                f"update by 1 - {ema.decay} of the gap rounds to no change; use trainer.precision=bf16-mixed "
+                "(or 32-true), or drop the EMA with model.ema.decay=0"
+            )
         cls.validate_penalty(cfg)
         if cfg.perf.fast:
             cls.validate_fast_path(cfg)
