@@ -11,6 +11,7 @@ little, the spread over seeds says more.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -22,7 +23,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -127,6 +128,33 @@ def refuse_schedule_changing_extensions(sdir: Path, seeds: list[int], cfg: Any) 
             f"study {sdir}: seeds {', '.join(map(str, conflicts))} cannot grow: {first} (seed {next(iter(conflicts))})."
             " Each would then be neither run. Run the longer study in another out=DIR"
         )
+
+
+def refuse_done_seeds_of_another_config(sdir: Path, seeds: list[int], overrides: list[str], steps: int) -> None:
+    """A done seed is reported, not run again: refuse, before any run, one whose stored config.yaml differs from
+    the config this study resolves to for it in more than steps, log.* and logger (an experiment file or a default
+    edited since it ran). A seed that runs again is checked by its own resume."""
+    from omegaconf import OmegaConf
+
+    from gan_lightning.config import from_container, load_config, to_container
+    from gan_lightning.resume import config_changes, may_change
+
+    for seed in seeds:
+        run_dir = sdir / f"seed_{seed}"
+        if not is_done(run_dir, steps) or not (run_dir / "config.yaml").is_file():
+            continue
+        stored: dict[str, Any] = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
+        with contextlib.suppress(ConfigError):  # keys added to the schema since: their defaults
+            stored = to_container(from_container(stored))
+        now = to_container(load_config([*overrides, f"seed={seed}", f"out={run_dir}"]))
+        changed = {k: v for k, v in config_changes(stored, now).items() if not may_change(k, GROWABLE)}
+        if changed:
+            listed = "\n".join(f"  {k}: {old} when it ran, {new} now" for k, (old, new) in changed.items())
+            raise ConfigError(
+                f"study {sdir}: seed {seed} ran with another config than these overrides give now (an experiment "
+                f"file or a default changed since):\n{listed}\nits result would be reported as a run of "
+                "this configuration; restore the old values, or run the study in another out=DIR"
+            )
 
 
 def run_one(
@@ -273,6 +301,7 @@ def _run_seeds_and_report(
                 "another out=DIR"
             )
     refuse_schedule_changing_extensions(sdir, seeds, cfg)
+    refuse_done_seeds_of_another_config(sdir, seeds, overrides, int(cfg.steps))
     write_json(sdir / "study.json", {"exp": exp, "seeds": seeds, "overrides": overrides, "steps": int(cfg.steps)})
 
     todo = [s for s in seeds if not is_done(sdir / f"seed_{s}", int(cfg.steps))]  # a larger steps extends seeds

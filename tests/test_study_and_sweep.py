@@ -409,3 +409,26 @@ def test_a_sweep_folder_holding_another_sweep_is_refused(tmp_path) -> None:
         run_offline(second, 1, tmp_path / "sw", echo=False)
     _, rows = run_offline(first, 1, tmp_path / "sw", echo=False)  # the same sweep again: resumed
     assert len(rows) == 1
+
+
+def test_a_done_seed_of_an_edited_experiment_file_is_refused(tmp_path, monkeypatch) -> None:
+    """A study's identity was its override text (review): after an experiment file changed, its done seeds were
+    reported beside new seeds of the new config. A done seed's stored config is now compared with the config the
+    study resolves to for it; steps and log.* may differ."""
+    from gan_lightning.config import to_yaml
+
+    def outcome(seed, out):  # type: ignore[no-untyped-def]
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(to_yaml(load_config([f"exp={exp}", "steps=2", f"seed={seed}"])))
+        return "completed", 0
+
+    calls = fake_seed_runs(monkeypatch, outcome)
+    exp = tmp_path / "myexp.yaml"
+    exp.write_text("model: {name: gan}\nnets: {g: mlp, d: mlp}\ndata: {name: toy}\noptim: {lr_g: 0.002}\n")
+    out = f"out={tmp_path / 's'}"
+    run_study([f"exp={exp}", "steps=2", "seeds=0", out], echo=False)
+    run_study([f"exp={exp}", "steps=2", "seeds=0", "log.every=7", out], echo=False)  # may change: no error
+    exp.write_text("model: {name: gan}\nnets: {g: mlp, d: mlp}\ndata: {name: toy}\noptim: {lr_g: 0.001}\n")
+    with pytest.raises(ConfigError, match=r"(?s)optim\.lr_g: 0\.002 when it ran, 0\.001 now.*out=DIR"):
+        run_study([f"exp={exp}", "steps=2", "seeds=0-1", out], echo=False)
+    assert [seed for seed, _ in calls] == [0]  # seed 1 never ran under the new file
