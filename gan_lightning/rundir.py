@@ -59,6 +59,18 @@ def check_out_dir(run_dir: Path) -> None:
         )
 
 
+def check_branch_target(run_dir: Path, ckpt: Path) -> None:
+    """``resume=CKPT out=DIR`` continues the checkpoint's own run in DIR or branches into a new or empty DIR:
+    refuse a DIR holding another run, whose summary and metrics the continuation would write over."""
+    check_out_dir(run_dir)
+    own = ckpt.resolve().parent.parent if ckpt.parent.name == "checkpoints" else None
+    if is_run_dir(run_dir) and (own is None or run_dir.resolve() != own):
+        raise ConfigError(
+            f"out={run_dir} holds another run than the checkpoint's ({ckpt}), which the continuation would write "
+            "over; resume into the checkpoint's own run (leave out= away) or branch into a new or empty out=DIR"
+        )
+
+
 def new_run_dir(cfg: DictConfig) -> Path:
     """runs/<exp>/<date-time>-s<seed>, with a .N suffix when that exists already. Processes started together by
     an outside launcher (torchrun, srun) each resolve it, so theirs is named by the launcher's shared run id:
@@ -91,6 +103,7 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
     if resume and resume != "auto":
         ckpt = Path(resume)
         if cfg.out:
+            check_branch_target(Path(cfg.out), ckpt)
             return Path(cfg.out), ckpt
         parent = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.resolve().parent.parent
         return (parent if is_run_dir(parent) else new_run_dir(cfg)), ckpt
@@ -112,11 +125,18 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
         return run_dir, None
     if resume == "auto":  # newest unfinished run of this experiment and seed
         root = Path("runs") / cfg.exp
-        for run_dir in sorted((p for p in root.glob(f"*-s{cfg.seed}") if p.is_dir()), reverse=True):
+        named = [*root.glob(f"*-s{cfg.seed}"), *root.glob(f"*-s{cfg.seed}.*")]  # .N: started in the same second
+        for run_dir in sorted((p for p in named if p.is_dir()), key=run_dir_order, reverse=True):
             last = run_dir / "checkpoints" / "last.ckpt"
             if last.is_file() and (read_summary(run_dir) or {}).get("status") != "completed":
                 return run_dir, last
     return new_run_dir(cfg), None
+
+
+def run_dir_order(path: Path) -> tuple[str, int]:
+    """Sort key of runs/<exp>/<date-time>-s<seed>[.N]: by time, then N (a name without .N first)."""
+    stem, dot, n = path.name.rpartition(".")
+    return (stem, int(n)) if dot and n.isdigit() else (path.name, 0)
 
 
 def is_worker() -> bool:

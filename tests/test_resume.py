@@ -82,6 +82,22 @@ def test_resuming_an_older_checkpoint_into_its_own_run_is_refused_and_branches_w
     assert before == {p.name: p.read_bytes() for p in [*ckpts.iterdir(), first.run_dir / "metrics.csv"]}
 
 
+def test_resuming_into_another_existing_run_is_refused(mnist_root) -> None:
+    """resume=a/...ckpt out=b, with b another finished run, wrote a's continuation over b's summary while b's
+    checkpoints stayed (review): refused, exit 2, b untouched; an empty folder and a's own run still work."""
+    first = run("exp=gmm_ring", "steps=4", "out=a", "optim.schedule=constant")
+    other = run("exp=gmm_ring", "steps=4", "out=b", "seed=1", "optim.schedule=constant")
+    files = [p for p in other.run_dir.rglob("*") if p.is_file()]
+    before = {p: p.read_bytes() for p in files}
+    ckpt = f"resume={first.run_dir}/checkpoints/last.ckpt"
+    with pytest.raises(ConfigError, match=r"out=b holds another run.*new or empty"):
+        run("exp=gmm_ring", "steps=6", "optim.schedule=constant", ckpt, "out=b")
+    assert before == {p: p.read_bytes() for p in files}
+    Path("c").mkdir()
+    assert run("exp=gmm_ring", "steps=6", "optim.schedule=constant", ckpt, "out=c").summary["steps_done"] == 6
+    assert run("exp=gmm_ring", "steps=6", "optim.schedule=constant", ckpt, "out=a").summary["steps_done"] == 6
+
+
 class FirstBatchLr(L.Callback):
     """Records, at the first batch of a session, the G step, every optimizer's lr and every
     scheduler's base lrs (after Lightning restored them from the checkpoint)."""
@@ -419,3 +435,24 @@ def test_cli_reports_a_non_finite_final_metric(tmp_path) -> None:
 
 def test_repo_is_importable_from_anywhere() -> None:
     assert (REPO / "experiments" / "base.yaml").is_file()
+
+
+def test_resume_auto_finds_an_unfinished_run_with_a_suffixed_name(tmp_path, monkeypatch) -> None:
+    """Two runs started in the same second are <time>-s0 and <time>-s0.1 (review): resume=auto looked only for
+    names ending in -s<seed>, so it started a third run instead of continuing the unfinished .1."""
+    from gan_lightning.config import load_config
+    from gan_lightning.rundir import resolve_run
+
+    monkeypatch.chdir(tmp_path)
+    done, unfinished = Path("runs/gmm_ring/20261128-010101-s0"), Path("runs/gmm_ring/20261128-010101-s0.1")
+    for run_dir, status in ((done, "completed"), (unfinished, "interrupted")):
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+        (run_dir / "summary.json").write_text(json.dumps({"status": status}))
+    Path("runs/gmm_ring/20261128-010101-s10").mkdir()  # seed 10's: never seed 1's
+    assert resolve_run(load_config(["exp=gmm_ring", "resume=auto"])) == (
+        unfinished,
+        unfinished / "checkpoints/last.ckpt",
+    )
+    fresh, resume = resolve_run(load_config(["exp=gmm_ring", "resume=auto", "seed=1"]))
+    assert resume is None and fresh.name.endswith("-s1")
