@@ -226,7 +226,12 @@ def _study(args: argparse.Namespace) -> int:
     if missing:  # the report is written either way; the exit code says it is incomplete
         listed = "; ".join(f"seed {r['seed']}: {r.get('error') or r.get('status') or 'no run'}" for r in missing)
         retry = any(r.get("status") != "diverged" for r in missing)  # a diverged run would diverge again
-        advice = "run the same command again to retry them (completed seeds are kept)" if retry else "an outcome"
+        advice = (
+            "fix what an error says (a refusal repeats until then), then run the same command again to retry them "
+            "(completed seeds are kept)"
+            if retry
+            else "an outcome"
+        )
         print(
             f"error: {len(missing)} of {len(report['per_seed'])} seeds did not complete ({listed}); {advice}",
             file=sys.stderr,
@@ -616,6 +621,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         return int(args.func(args))
+    except KeyboardInterrupt:  # a run (train) stops on SIGINT itself; a study or sweep waiting on its runs ends here
+        print("interrupted (what finished is kept; the same command continues)", file=sys.stderr)
+        return EXIT_CODES["interrupted"]
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG

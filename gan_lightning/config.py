@@ -301,10 +301,13 @@ def _check(cond: bool, field_name: str, msg: str) -> None:
         raise ConfigError(f"bad value for '{field_name}': {msg}")
 
 
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed_everything's largest seed
+
+
 def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     """Range and name checks of the generic sections; the model and data check their own."""
     _check(cfg.steps >= 1, "steps", f"must be >= 1 generator iterations, got {cfg.steps}")
-    _check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
+    _check(0 <= cfg.seed <= MAX_SEED, "seed", f"in [0, 2**32 - 1] (the seeders' range), got {cfg.seed}")
     if cfg.resume is not None and cfg.resume != "auto":
         _check(bool(cfg.resume), "resume", "give a checkpoint path, 'auto' or null")
     o = cfg.optim

@@ -30,6 +30,13 @@ METHODS: dict[str, list[str]] = {
     "feature_matching": ["model.feature_matching=true"],
     "virtual_batch_norm": ["nets.g_norm=virtual_batch"],
 }
+# keys each row's study sets (the user's overrides come after them, and the last value wins): refused
+SET_BY_LAB: dict[str, str] = {
+    "exp": "benchmarks=grid,ring,stacked_fashion picks the experiments",
+    "model": "the benchmark's experiment sets the model",
+    "model.name": "the benchmark's experiment sets the model",
+    **{m.split("=")[0]: "methods=... picks the remedies" for ms in METHODS.values() for m in ms},
+}
 # benchmark -> (experiment, its metric keys for modes, high quality (None: no such measure), KL)
 BENCHMARKS: dict[str, tuple[str, tuple[str, str | None, str]]] = {
     "grid": ("gmm_grid_pacgan_protocol", ("modes/covered", "modes/high_quality", "modes/kl")),
@@ -69,6 +76,8 @@ def run_lab(args: list[str], echo: bool = True) -> Path:
             opts[key] = value
         elif sep and key in STUDY_KEYS:  # jobs=, launcher=, ...: for the study runner
             study_keys.append(arg)
+        elif sep and key in SET_BY_LAB:  # the last value would win, and the row would carry the wrong name
+            raise ConfigError(f"'{key}' is set by the lab for each row: drop {arg} ({SET_BY_LAB[key]})")
         else:
             overrides.append(arg)
     benchmarks = _names(opts["benchmarks"], list(BENCHMARKS), "benchmarks")
@@ -132,7 +141,9 @@ def _pm(cell: dict[str, Any], seeds: int, scale: float = 1.0, digits: int = 1) -
     infinite for a seed without a high-quality sample)."""
     if cell.get("mean") is None:
         return "–"
-    text = f"{cell['mean'] * scale:.{digits}f} ± {(cell.get('std') or 0.0) * scale:.{digits}f}"
+    text = f"{cell['mean'] * scale:.{digits}f}"
+    if cell.get("std") is not None:  # one seed: no spread
+        text += f" ± {cell['std'] * scale:.{digits}f}"
     n = cell.get("n", seeds)
     return text if n >= seeds else f"{text} ({n} of {seeds} seeds finite)"
 

@@ -332,10 +332,14 @@ def run_train(overrides: list[str], out: str | Path, log: Path, env: Mapping[str
 
 
 def last_error(log: Path) -> str | None:
-    """The last ``error: ...`` line of the newest command in a ``run_train`` log, if any."""
+    """The last ``error: ...`` message of the newest command in a ``run_train`` log, with the lines after it (a
+    message's listing and fix), if any."""
     try:
         text = log.read_text()
     except OSError:
         return None
-    lines = [line for line in text.rsplit("\n$ ", 1)[-1].splitlines() if line.startswith("error: ")]
-    return lines[-1][len("error: ") :] if lines else None
+    lines = text.rsplit("\n$ ", 1)[-1].splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    if not starts:
+        return None
+    return "\n".join([lines[starts[-1]][len("error: ") :], *lines[starts[-1] + 1 :]]).rstrip()

@@ -39,21 +39,34 @@ LAUNCHERS = ("local", "submitit")
 
 
 # ----------------------------------------------------------------------------- arguments
+MAX_SEEDS = 10000  # a study's seeds at most: a typo like 0-100000000 must not build the list first
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0-4' -> [0..4]; '1,3,7' -> [1, 3, 7]; '0-2,9' -> [0, 1, 2, 9]."""
+    """'0-4' -> [0..4]; '1,3,7' -> [1, 3, 7]; '0-2,9' -> [0, 1, 2, 9]. A reversed range, a seed outside
+    [0, 2**32 - 1] or more than MAX_SEEDS seeds is refused."""
+    from gan_lightning.config import MAX_SEED
+
     seeds: list[int] = []
     try:
         for part in str(text).split(","):
             part = part.strip()
             if "-" in part:
-                lo, hi = part.split("-", 1)
-                seeds.extend(range(int(lo), int(hi) + 1))
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo or hi - lo >= MAX_SEEDS:
+                    raise ConfigError(
+                        f"bad value for 'seeds': the range '{part}' in '{text}' is "
+                        + ("reversed; write it low-high" if hi < lo else f"over {MAX_SEEDS} seeds")
+                    )
+                seeds.extend(range(lo, hi + 1))
             elif part:
                 seeds.append(int(part))
     except ValueError:
         raise ConfigError(f"bad value for 'seeds': '{text}'; use a range like 0-9 or a list like 0,3,5") from None
-    if not seeds or min(seeds) < 0:
-        raise ConfigError(f"bad value for 'seeds': '{text}' gives no non-negative seeds")
+    if not seeds or min(seeds) < 0 or max(seeds) > MAX_SEED:
+        raise ConfigError(f"bad value for 'seeds': '{text}'; seeds are in [0, 2**32 - 1]")
+    if len(set(seeds)) > MAX_SEEDS:
+        raise ConfigError(f"bad value for 'seeds': '{text}' gives over {MAX_SEEDS} seeds")
     return sorted(dict.fromkeys(seeds))
 
 
@@ -330,14 +343,22 @@ def _run_seeds_and_report(
             slots.put(gpu)
         finished(seed, code, t0)
 
-    with bar:
-        if launcher == "submitit" and todo:
-            t0 = time.time()
-            for seed, code, why in launch_submitit(study, overrides, todo, sdir):
-                finished(seed, code, t0, why)
-        else:
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                list(pool.map(one, todo))
+    try:
+        with bar:
+            if launcher == "submitit" and todo:
+                t0 = time.time()
+                for seed, code, why in launch_submitit(study, overrides, todo, sdir):
+                    finished(seed, code, t0, why)
+            else:
+                with ThreadPoolExecutor(max_workers=jobs) as pool:
+                    try:
+                        list(pool.map(one, todo))
+                    except KeyboardInterrupt:
+                        pool.shutdown(wait=True, cancel_futures=True)  # seeds not started yet stay unstarted
+                        raise
+    except KeyboardInterrupt:  # Ctrl-C reaches the seeds' runs too (one process group): report what finished
+        write_report(sdir, seeds, None, errors, int(cfg.steps))
+        raise
     repro = None
     if str(study.get("reproducible", "false")).lower() in ("1", "true", "yes"):
         repro = reproducibility_check(overrides, seeds[0], sdir, echo, int(cfg.steps))
@@ -418,15 +439,15 @@ def bootstrap_ci(
     return lo, hi
 
 
-def aggregate(values: list[float]) -> dict[str, float]:
+def aggregate(values: list[float]) -> dict[str, float | None]:
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if len(x) == 0:
         return {"n": 0}
-    lo, hi = bootstrap_ci(list(x))
+    lo, hi = bootstrap_ci(list(x)) if len(x) > 1 else (None, None)  # one value: no spread, no interval
     return {
         "n": len(x),
         "mean": float(x.mean()),
-        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+        "std": float(x.std(ddof=1)) if len(x) > 1 else None,
         "median": float(np.median(x)),
         "min": float(x.min()),
         "max": float(x.max()),
@@ -502,9 +523,14 @@ def write_report(
     return report
 
 
-def _number(value: Any) -> str:
-    """A table cell: the value to 4 digits, '-' where a seed has none (missing or non-finite)."""
-    return "-" if value is None else f"{value:.4g}"
+def _number(value: Any, digits: int = 4) -> str:
+    """A table cell: the value to ``digits`` digits, '-' where there is none (missing or non-finite, or the
+    spread of one value)."""
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _interval(lo: float | None, hi: float | None) -> str:
+    return "-" if lo is None or hi is None else f"[{lo:.4g}, {hi:.4g}]"
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -515,9 +541,11 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     for key, a in report["final"].items():
         if a.get("n"):
+            done = len(report["completed"])
+            label = key if a["n"] >= done else f"{key} ({a['n']} of {done} seeds finite)"
             lines.append(
-                f"| {key} | {a['mean']:.4g} | {a['std']:.3g} | {a['median']:.4g} | {a['min']:.4g} | "
-                f"{a['max']:.4g} | [{a['ci95_low']:.4g}, {a['ci95_high']:.4g}] |"
+                f"| {label} | {a['mean']:.4g} | {_number(a['std'], 3)} | {a['median']:.4g} | {a['min']:.4g} | "
+                f"{a['max']:.4g} | {_interval(a['ci95_low'], a['ci95_high'])} |"
             )
     w, t = report["wall_s"], report["g_iters_per_s"]
     if w.get("n"):
@@ -617,14 +645,13 @@ def compare_studies(
     from scipy import stats
 
     reports = [read_report(Path(p)) for p in (a, b)]
-    finals = [
-        {
-            k: [  # a seed's non-finite value is written as null: left out, as in the report's aggregate
-                r["final"][k] for r in rep["per_seed"] if r["status"] == "completed" and r["final"].get(k) is not None
-            ]
-            for k in rep["final"]
-        }
-        for rep in reports
+    completed = [[r for r in rep["per_seed"] if r["status"] == "completed"] for rep in reports]
+    finals = [  # a seed's non-finite value is written as null: counted apart (see below), not tested
+        {k: [r["final"][k] for r in done if r["final"].get(k) is not None] for k in rep["final"]}
+        for rep, done in zip(reports, completed)
+    ]
+    lacking = [
+        {k: sum(r["final"].get(k) is None for r in done) for k in rep["final"]} for rep, done in zip(reports, completed)
     ]
     shared = sorted(set(finals[0]) & set(finals[1]))
     unknown = [k for k in metrics or [] if k not in shared]
@@ -648,6 +675,15 @@ def compare_studies(
     }
     for key in keys:
         x, y = (np.asarray(f.get(key, []), dtype=np.float64) for f in finals)
+        na, nb = (miss.get(key, 0) for miss in lacking)
+        if na or nb:  # an infinite or undefined value is a seed's outcome: testing the rest would favour that study
+            out["metrics"][key] = {
+                "note": f"not compared: {na} of {na + len(x)} completed seeds of A and {nb} of {nb + len(y)} of B have "
+                "no finite value (infinite or undefined), and leaving them out would favour the study they fail in",
+                "non_finite_a": na,
+                "non_finite_b": nb,
+            }
+            continue
         if len(x) < 2 or len(y) < 2:
             out["metrics"][key] = {"note": "needs at least 2 completed seeds in each study"}
             continue

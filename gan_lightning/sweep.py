@@ -32,8 +32,8 @@ import yaml
 
 from gan_lightning.files import write_json, write_text
 from gan_lightning.progress import progress
-from gan_lightning.registry import ConfigError, close_matches
-from gan_lightning.rundir import last_error, read_summary, run_train
+from gan_lightning.registry import ConfigError, close_matches, first_line
+from gan_lightning.rundir import RunLock, last_error, read_summary, run_train
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -149,20 +149,34 @@ def run_offline(
     path: str | Path, count: int, out: str | Path | None = None, seed: int = 0, echo: bool = True
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Run up to ``count`` trials locally; returns the sweep directory and the result rows."""
-    import numpy as np
-
     try:
-        import sweeps
+        import sweeps  # noqa: F401  (run_trials' engine)
     except ImportError as e:  # pragma: no cover
         raise ConfigError("offline sweeps need wandb's engine: pip install sweeps") from e
     cfg = load_sweep(path)
     check_keys(cfg)
     engine_cfg = {k: v for k, v in cfg.items() if k not in ("program", "command", "project", "entity", "name")}
-    metric = cfg.get("metric", {}).get("name")
     sdir = Path(out) if out else Path("runs") / "sweeps" / Path(path).stem
-    sdir.mkdir(parents=True, exist_ok=True)
-    check_same_sweep(sdir, path, engine_cfg, fixed_overrides(cfg))
-    rows = load_rows(sdir)
+    with RunLock(sdir, what="sweep"):  # one process per sweep folder: a second would rewrite results.json
+        check_same_sweep(sdir, path, engine_cfg, fixed_overrides(cfg))
+        rows = run_trials(sdir, cfg, engine_cfg, load_rows(sdir), count, seed, echo)
+    return sdir, rows
+
+
+def run_trials(
+    sdir: Path,
+    cfg: dict[str, Any],
+    engine_cfg: dict[str, Any],
+    rows: list[dict[str, Any]],
+    count: int,
+    seed: int,
+    echo: bool,
+) -> list[dict[str, Any]]:
+    """The trials after ``rows`` up to ``count``, each row saved to results.json as it finishes."""
+    import numpy as np
+    import sweeps
+
+    metric = cfg.get("metric", {}).get("name")
     runs = [
         sweeps.SweepRun(
             name=r["trial"],
@@ -217,7 +231,7 @@ def run_offline(
         bar.update(1)
     bar.close()
     save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"), sweep_identity(engine_cfg, fixed_overrides(cfg)))
-    return sdir, rows
+    return rows
 
 
 def sweep_identity(engine_cfg: dict[str, Any], fixed: list[str]) -> dict[str, Any]:
@@ -228,10 +242,10 @@ def sweep_identity(engine_cfg: dict[str, Any], fixed: list[str]) -> dict[str, An
 def check_same_sweep(sdir: Path, path: str | Path, engine_cfg: dict[str, Any], fixed: list[str]) -> None:
     """Refuse a sweep folder whose results.json was written by another sweep (or an edited file): its trials
     would be ranked as this sweep's. Folders from before the identity was stored are taken as they are."""
-    results = sdir / "results.json"
-    if not results.is_file():
+    results = read_results(sdir)
+    if results is None:
         return
-    stored = json.loads(results.read_text()).get("sweep")
+    stored = results.get("sweep")
     if stored is not None and stored != sweep_identity(engine_cfg, fixed):
         raise ConfigError(
             f"{sdir} holds another sweep's trials (its method, metric, parameters or fixed overrides differ from "
@@ -239,9 +253,24 @@ def check_same_sweep(sdir: Path, path: str | Path, engine_cfg: dict[str, Any], f
         )
 
 
-def load_rows(sdir: Path) -> list[dict[str, Any]]:
+def read_results(sdir: Path) -> dict[str, Any] | None:
+    """A sweep folder's results.json ({"rows": [...], ...}), None if there is none; a ConfigError naming the file
+    when it cannot be read as one (cut by a full disk, edited by hand)."""
     path = sdir / "results.json"
-    return json.loads(path.read_text())["rows"] if path.is_file() else []
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} cannot be read ({first_line(e)}); give another --out, or delete it") from None
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise ConfigError(f"{path} is not a sweep's results (no list of rows); give another --out, or delete it")
+    return results
+
+
+def load_rows(sdir: Path) -> list[dict[str, Any]]:
+    results = read_results(sdir)
+    return [] if results is None else list(results["rows"])
 
 
 def best_row(rows: list[dict[str, Any]], goal: str | None) -> dict[str, Any] | None:

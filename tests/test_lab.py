@@ -47,7 +47,7 @@ def test_lab_runs_a_study_per_method_and_tabulates_them(tmp_path: Path) -> None:
     assert pack["status"] == "completed" and "pack: 2" in config
     for row in result["rows"]:  # the row holds the seed's own final values (one seed: std 0)
         summary = json.loads((out / "grid" / row["method"] / "seed_0" / "summary.json").read_text())
-        assert row["modes"] == {"mean": summary["final"]["modes/covered"], "std": 0.0, "n": 1}
+        assert row["modes"] == {"mean": summary["final"]["modes/covered"], "std": None, "n": 1}  # one seed: no spread
         assert row["high_quality"]["mean"] == summary["final"]["modes/high_quality"]
         assert row["devices"] == [summary["device"]] and result["device"] == summary["device"]  # where seeds ran
     table = (out / "lab.md").read_text()
@@ -95,4 +95,15 @@ def test_a_seed_without_a_finite_kl_is_counted_in_the_row(tmp_path: Path) -> Non
         for x in lab_markdown({"rows": [row], "published": [], "device": "cpu", "overrides": []}).splitlines()
         if "| gan |" in x
     )
-    assert "12.5 ± 17.7" in line and "0.02 ± 0.00 (1 of 2 seeds finite)" in line
+    assert "12.5 ± 17.7" in line and "0.02 (1 of 2 seeds finite)" in line
+
+
+@pytest.mark.parametrize(
+    "override", ["exp=gmm_ring", "model.pack=1", "model.unroll=0", "nets.d_minibatch=none", "model.feature_matching=1"]
+)
+def test_an_override_of_what_the_lab_sets_is_refused(tmp_path: Path, override: str) -> None:
+    """The last value wins, so exp= trained one experiment under both benchmarks' names and model.pack=1 was
+    tabulated as PacGAN4 (review): the lab's own keys are refused before any study, naming the fix."""
+    with pytest.raises(ConfigError, match="set by the lab"):
+        run_lab(["benchmarks=grid", "methods=pacgan4", "seeds=0", override, f"out={tmp_path}"], echo=False)
+    assert not any(tmp_path.iterdir())

@@ -25,6 +25,11 @@ def test_parse_seeds() -> None:
     assert parse_seeds("0-2") == [0, 1, 2] and parse_seeds("3,1,1") == [1, 3] and parse_seeds("0-1,7") == [0, 1, 7]
     with pytest.raises(ConfigError, match="seeds"):
         parse_seeds("a-b")
+    for bad in ("0-2,5-3", "5-3", "0-4294967296", "0-100000000"):  # review: dropped, misread or built 1e8 seeds
+        with pytest.raises(ConfigError, match="seeds"):
+            parse_seeds(bad)
+    with pytest.raises(ConfigError, match=r"seed.*2\*\*32"):
+        load_config(["exp=gmm_ring", "seed=4294967296"])  # Lightning's seed_everything took it as a traceback
 
 
 def test_aggregates_against_numpy() -> None:
@@ -39,6 +44,57 @@ def test_aggregates_against_numpy() -> None:
     w_small = np.subtract(*reversed(bootstrap_ci(list(small))))
     w_large = np.subtract(*reversed(bootstrap_ci(list(large))))
     assert 5 < w_small / w_large < 20
+
+
+def test_one_value_has_no_spread_nor_interval() -> None:
+    """One seed's std and 95 % interval were written as 0 and [x, x] (review): they are unknown, null in
+    report.json and '-' in the tables."""
+    from gan_lightning.lab import _pm
+    from gan_lightning.study import report_markdown
+
+    a = aggregate([2.5])
+    assert a["n"] == 1 and a["mean"] == 2.5 and a["std"] is None and a["ci95_low"] is None and a["ci95_high"] is None
+    table = report_markdown(
+        {
+            "study": "s",
+            "seeds": [0],
+            "completed": [0],
+            "final": {"fid": a},
+            "wall_s": {},
+            "g_iters_per_s": {},
+            "per_seed": [],
+        }
+    )
+    assert "| fid | 2.5 | - | 2.5 | 2.5 | 2.5 | - |" in table
+    assert _pm({"mean": 2.5, "std": None, "n": 1}, 1) == "2.5"
+    two = report_markdown(
+        {
+            "study": "s",
+            "seeds": [0, 1],
+            "completed": [0, 1],
+            "final": {"kl": a},
+            "wall_s": {},
+            "g_iters_per_s": {},
+            "per_seed": [],
+        }
+    )
+    assert "| kl (1 of 2 seeds finite) | 2.5 |" in two  # the other seed's value was infinite
+
+
+def test_compare_does_not_drop_the_seeds_without_a_finite_value(tmp_path) -> None:
+    """A study whose 7 of 10 seeds had an infinite KL (written as null) was compared on its 3 finite ones and found
+    no worse (review): such a metric is not tested, with a note saying how many seeds of each had no value."""
+    for name, values in (("a", [None] * 7 + [0.30, 0.31, 0.32]), ("b", [0.30 + 0.01 * i for i in range(10)])):
+        sdir = tmp_path / name
+        sdir.mkdir()
+        seeds = [{"seed": i, "status": "completed", "final": {"kl": v, "fid": 1.0 + i}} for i, v in enumerate(values)]
+        final = {"kl": aggregate(values), "fid": aggregate([1.0 + i for i in range(10)])}
+        (sdir / "report.json").write_text(json.dumps({"final": final, "per_seed": seeds}))
+    result = compare_studies(tmp_path / "a", tmp_path / "b")
+    kl = result["metrics"]["kl"]
+    assert "welch_p" not in kl and not kl.get("differ") and (kl["non_finite_a"], kl["non_finite_b"]) == (7, 0)
+    assert "7 of 10" in kl["note"]
+    assert result["metrics"]["fid"]["n_a"] == 10  # the other metric is still compared
 
 
 def test_read_summary(tmp_path) -> None:
@@ -432,3 +488,61 @@ def test_a_done_seed_of_an_edited_experiment_file_is_refused(tmp_path, monkeypat
     with pytest.raises(ConfigError, match=r"(?s)optim\.lr_g: 0\.002 when it ran, 0\.001 now.*out=DIR"):
         run_study([f"exp={exp}", "steps=2", "seeds=0-1", out], echo=False)
     assert [seed for seed, _ in calls] == [0]  # seed 1 never ran under the new file
+
+
+def test_an_offline_sweep_folder_is_locked_and_an_unreadable_results_file_is_refused(tmp_path) -> None:
+    """Two sweeps into one folder each rewrote results.json, ranking a trial as 'locked' that had completed, and
+    a cut results.json was a traceback (review): the folder is locked for the sweep, and a bad file is one line."""
+    from gan_lightning.rundir import RunLock
+
+    sweep = tmp_path / "toy.yaml"
+    sweep.write_text(
+        "method: random\nmetric: {name: modes/high_quality, goal: maximize}\n"
+        "parameters:\n  optim.lr_d: {values: [1.0e-3, 2.0e-3]}\n" + command("exp=gmm_ring", "steps=20")
+    )
+    sdir = tmp_path / "sw"
+    with RunLock(sdir, what="sweep"), pytest.raises(ConfigError, match="sweep"):
+        run_offline(sweep, 1, sdir, echo=False)
+    assert not (sdir / "results.json").exists() and not (sdir / "trial_000").exists()
+    sdir.mkdir(exist_ok=True)
+    (sdir / "results.json").write_text('{"rows": [')
+    with pytest.raises(ConfigError, match=r"results\.json.*--out"):
+        run_offline(sweep, 1, sdir, echo=False)
+    (sdir / "results.json").write_text("[]")
+    with pytest.raises(ConfigError, match=r"results\.json.*--out"):
+        run_offline(sweep, 1, sdir, echo=False)
+
+
+def test_a_seeds_error_keeps_its_whole_message(tmp_path) -> None:
+    """A refused resume's message lists the changed keys and the fix on the lines after 'error: ...'; the report
+    kept the first line only (review)."""
+    from gan_lightning.rundir import last_error
+
+    log = tmp_path / "seed_0.log"
+    log.write_text(
+        "$ old command\nerror: an older error\n"
+        "$ gan-lightning train ...\nsome progress\n"
+        "error: resuming last.ckpt would change the run's config:\n  optim.lr_g: 0.002 in the checkpoint, 0.001 now\n"
+        "Only steps, log.* may change on resume.\n"
+    )
+    assert last_error(log) == (
+        "resuming last.ckpt would change the run's config:\n  optim.lr_g: 0.002 in the checkpoint, 0.001 now\n"
+        "Only steps, log.* may change on resume."
+    )
+
+
+def test_ctrl_c_in_a_study_writes_its_report_and_exits_130(tmp_path, monkeypatch, capsys) -> None:
+    """Ctrl-C ended a study with a KeyboardInterrupt traceback, exit 1 and no report (review): the finished seeds'
+    report is written and the command exits 130, as `train` does."""
+    from gan_lightning.cli import main
+
+    def outcome(seed, out):  # type: ignore[no-untyped-def]
+        if seed == 1:
+            raise KeyboardInterrupt
+        return "completed", 0
+
+    fake_seed_runs(monkeypatch, outcome)
+    sdir = tmp_path / "s"
+    assert main(["study", "exp=gmm_ring", "steps=2", "seeds=0-1", f"out={sdir}"]) == 130
+    report = json.loads((sdir / "report.json").read_text())
+    assert report["completed"] == [0] and "interrupted" in capsys.readouterr().err
