@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_lightning.files import RunWriteError, write_error_line, write_json
-from gan_lightning.registry import ConfigError
+from gan_lightning.registry import ConfigError, first_line
 
 EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 130}
 EXIT_CONFIG = 2  # a bad config, data or input file: one line says what and how to fix it
@@ -169,6 +169,8 @@ def _measures(args: argparse.Namespace) -> int:
     from gan_lightning.config import load_config
     from gan_lightning.metrics.degradations import all_set_measures, run_measures
 
+    if args.n < 2:
+        raise ConfigError(f"bad value for '--n': at least 2 images per set (a covariance), got {args.n}")
     cfg = load_config(args.overrides, exp="quickstart")
     names = [m.strip() for m in args.metrics.split(",")] if args.metrics else all_set_measures()
     out = Path(args.out or f"runs/measures/{cfg.data.name}-{args.features}-n{args.n}")
@@ -620,6 +622,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
     try:
+        if isinstance(getattr(args, "device", None), str):
+            check_device(args.device)
         return int(args.func(args))
     except KeyboardInterrupt:  # a run (train) stops on SIGINT itself; a study or sweep waiting on its runs ends here
         print("interrupted (what finished is kept; the same command continues)", file=sys.stderr)
@@ -636,6 +640,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {where}: {e.strerror}; give another path", file=sys.stderr)
             return EXIT_CONFIG
         raise
+
+
+def check_device(device: str) -> None:
+    """A ``--device`` this machine has, before any work: a bad name or a missing GPU was a traceback."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"bad value for '--device': '{device}' ({first_line(e)}); use cpu or cuda") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"bad value for '--device': '{device}', but this machine has no CUDA GPU; use --device cpu")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ConfigError(f"bad value for '--device': '{device}', but there are {torch.cuda.device_count()} GPUs")
 
 
 # errors of a path itself (not of the disk): a directory where a file was asked for and the like

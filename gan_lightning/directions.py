@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gan_lightning.files import save_npy
 from gan_lightning.metrics.logistic import fit_logistic
 from gan_lightning.registry import ConfigError
 
@@ -341,7 +342,7 @@ def directions_for_checkpoint(
         edit_grid(model, held[order], d.normal, step, folder / fname)
         entry["grid"] = fname
         files.append(fname)
-    np.save(folder / "normals.npy", torch.stack([d.normal for d in learned["directions"]]).numpy())
+    save_npy(folder / "normals.npy", torch.stack([d.normal for d in learned["directions"]]).numpy())
     report = {
         "checkpoint": str(ckpt),
         "g_step": model.g_step,

@@ -164,7 +164,7 @@ def invert_images(
     """z for each of ``images01`` (N, C, H, W in [0, 1]) under a model's sampling generator (or
     ``net``), by ``invert``; a model with ``has_encoder`` starts from ``model.encode``. Class-conditional
     models need ``labels`` (see ``generator_labels``). Seeded: the same call gives the same z."""
-    if steps < 0 or restarts < 1 or lr <= 0:
+    if steps < 0 or restarts < 1 or not (math.isfinite(lr) and lr > 0):
         raise ConfigError(f"need steps >= 0, restarts >= 1 and lr > 0, got {steps}, {restarts} and {lr}")
     check_images(model, images01)
     y = generator_labels(model, labels, len(images01))

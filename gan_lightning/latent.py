@@ -24,11 +24,13 @@ def slerp_rows(z0: Tensor, z1: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
     """Row i: ``slerp`` from z0[i] to z1[i] at t[i]; z0, z1 (N, d), t (N,)."""
     t = t.view(-1, 1).to(z0)
     n0, n1 = z0.norm(dim=1, keepdim=True), z1.norm(dim=1, keepdim=True)
-    u0, u1 = z0 / n0, z1 / n1
+    u0, u1 = z0 / n0.clamp_min(eps), z1 / n1.clamp_min(eps)
     omega = torch.arccos((u0 * u1).sum(1, keepdim=True).clamp(-1 + eps, 1 - eps))
     so = torch.sin(omega)
     direction = (torch.sin((1 - t) * omega) / so) * u0 + (torch.sin(t * omega) / so) * u1
-    return direction * ((1 - t) * n0 + t * n1)
+    curved = direction * ((1 - t) * n0 + t * n1)
+    straight = (1 - t) * z0 + t * z1  # an endpoint at the origin has no direction: the line is the path
+    return torch.where(torch.minimum(n0, n1) > eps, curved, straight)
 
 
 def interpolation_grid(z0: Tensor, z1: Tensor, points: int, mode: str = "slerp") -> Tensor:

@@ -194,7 +194,7 @@ def test_truncated_normal_stays_within_psi_with_the_conditional_normal_moments(p
     assert stats.kstest(z.numpy(), stats.truncnorm(-psi, psi).cdf).pvalue > 1e-3  # the whole distribution
     again = truncated_normal(20_000, 4, psi, torch.Generator().manual_seed(0)).double().flatten()
     assert torch.equal(z, again)  # seeded: the same z again
-    with pytest.raises(ConfigError, match=r"'--truncation'.*psi must be > 0"):
+    with pytest.raises(ConfigError, match=r"'--truncation'.*psi must be >= 0.01"):
         truncated_normal(2, 2, 0.0)
 
 

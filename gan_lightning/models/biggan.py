@@ -44,12 +44,18 @@ def orthogonal_regularizer(net: nn.Module) -> Tensor:
     return total
 
 
+MIN_PSI = 0.01
+
+
 def redraw_outside(z: Tensor, psi: float, generator: torch.Generator | None = None) -> Tensor:
     """A copy of z ~ N(0, I) where every value with |z| > psi is drawn again from N(0, 1) (on
     z's device, from ``generator``) until none is left: the values then follow N(0, 1) truncated
     to [-psi, psi] (Brock et al. 2019, Sec. 4.1, the truncation trick); values inside stay."""
-    if not psi > 0:
-        raise ConfigError(f"bad value for '--truncation': BigGAN's threshold psi must be > 0, got {psi}")
+    if not psi >= MIN_PSI:  # a value is kept with probability ~0.8 psi: a tiny psi redraws for minutes
+        raise ConfigError(
+            f"bad value for '--truncation': BigGAN's threshold psi must be >= {MIN_PSI} (Brock et al.'s smallest "
+            f"is 0.04), got {psi}"
+        )
     z = z.clone()
     outside = z.abs() > psi
     while bool(outside.any()):
