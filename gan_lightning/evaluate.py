@@ -65,11 +65,11 @@ def evaluate_checkpoint(
         evaluator.prepare().check_model(model)
         values, described = compute_metrics(evaluator, model, n, None, raw_too, seed), evaluator.describe()
     result = {"checkpoint": str(ckpt), "g_step": model.g_step, "n": n, "seed": seed, **described, "values": values}
-    result = with_earlier_values(path, {**result, "settings": settings})
+    result["settings"] = settings
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, result)  # strict JSON: a non-finite value (e.g. an infinite mode KL) is null
-    result["written_to"] = str(path)
-    return result
+    # the file keeps an earlier evaluation's other metrics; this call returns (and prints) its own
+    write_json(path, with_earlier_values(path, result))  # strict JSON: a non-finite value is null
+    return {**result, "written_to": str(path)}
 
 
 def evaluate_translation(
@@ -146,7 +146,8 @@ def with_earlier_values(path: Path, result: dict[str, Any]) -> dict[str, Any]:
         return result
     if None not in (earlier.get("reference"), result.get("reference")) and earlier["reference"] != result["reference"]:
         return result  # another feature network or reference images (a retrained classifier): not comparable
-    names = [m for m in earlier.get("metrics", []) if m not in result.get("metrics", [])] + result.get("metrics", [])
+    before, now = earlier.get("metrics"), result.get("metrics")
+    names = [m for m in before if m not in now] + now if isinstance(before, list) and isinstance(now, list) else now
     return {**earlier, **result, "metrics": names, "values": {**earlier.get("values", {}), **result["values"]}}
 
 
