@@ -63,9 +63,13 @@ def _listing(changes: dict[str, list[Any]]) -> str:
 
 
 def stored_config(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's config through the typed schema, so keys added to the code since it was
-    written get their defaults (as stored when the schema no longer takes it)."""
-    stored = ckpt["gan_lightning"]["config"]
+    """The checkpoint's config, through ``through_schema``."""
+    return through_schema(ckpt["gan_lightning"]["config"])
+
+
+def through_schema(stored: dict[str, Any]) -> dict[str, Any]:
+    """A config a run stored (checkpoint, config.yaml) through the typed schema, so keys added to the code since
+    it was written get their defaults (as stored when the schema no longer takes it)."""
     try:
         return to_container(from_container(stored))
     except ConfigError:

@@ -11,7 +11,6 @@ little, the spread over seeds says more.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -149,16 +148,14 @@ def refuse_done_seeds_of_another_config(sdir: Path, seeds: list[int], overrides:
     edited since it ran). A seed that runs again is checked by its own resume."""
     from omegaconf import OmegaConf
 
-    from gan_lightning.config import from_container, load_config, to_container
-    from gan_lightning.resume import config_changes, may_change
+    from gan_lightning.config import load_config, to_container
+    from gan_lightning.resume import config_changes, may_change, through_schema
 
     for seed in seeds:
         run_dir = sdir / f"seed_{seed}"
         if not is_done(run_dir, steps) or not (run_dir / "config.yaml").is_file():
             continue
-        stored: dict[str, Any] = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
-        with contextlib.suppress(ConfigError):  # keys added to the schema since: their defaults
-            stored = to_container(from_container(stored))
+        stored = through_schema(cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))))
         now = to_container(load_config([*overrides, f"seed={seed}", f"out={run_dir}"]))
         changed = {k: v for k, v in config_changes(stored, now).items() if not may_change(k, GROWABLE)}
         if changed:

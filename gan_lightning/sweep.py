@@ -158,8 +158,9 @@ def run_offline(
     engine_cfg = {k: v for k, v in cfg.items() if k not in ("program", "command", "project", "entity", "name")}
     sdir = Path(out) if out else Path("runs") / "sweeps" / Path(path).stem
     with RunLock(sdir, what="sweep"):  # one process per sweep folder: a second would rewrite results.json
-        check_same_sweep(sdir, path, engine_cfg, fixed_overrides(cfg))
-        rows = run_trials(sdir, cfg, engine_cfg, load_rows(sdir), count, seed, echo)
+        results = read_results(sdir)
+        check_same_sweep(sdir, results, path, engine_cfg, fixed_overrides(cfg))
+        rows = run_trials(sdir, cfg, engine_cfg, list(results["rows"]) if results else [], count, seed, echo)
     return sdir, rows
 
 
@@ -239,10 +240,11 @@ def sweep_identity(engine_cfg: dict[str, Any], fixed: list[str]) -> dict[str, An
     return json.loads(json.dumps({"engine": engine_cfg, "fixed": fixed}, sort_keys=True, default=str))
 
 
-def check_same_sweep(sdir: Path, path: str | Path, engine_cfg: dict[str, Any], fixed: list[str]) -> None:
+def check_same_sweep(
+    sdir: Path, results: dict[str, Any] | None, path: str | Path, engine_cfg: dict[str, Any], fixed: list[str]
+) -> None:
     """Refuse a sweep folder whose results.json was written by another sweep (or an edited file): its trials
     would be ranked as this sweep's. Folders from before the identity was stored are taken as they are."""
-    results = read_results(sdir)
     if results is None:
         return
     stored = results.get("sweep")
@@ -266,11 +268,6 @@ def read_results(sdir: Path) -> dict[str, Any] | None:
     if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
         raise ConfigError(f"{path} is not a sweep's results (no list of rows); give another --out, or delete it")
     return results
-
-
-def load_rows(sdir: Path) -> list[dict[str, Any]]:
-    results = read_results(sdir)
-    return [] if results is None else list(results["rows"])
 
 
 def best_row(rows: list[dict[str, Any]], goal: str | None) -> dict[str, Any] | None:
