@@ -26,6 +26,7 @@ from gan_lightning.metrics.evaluator import check_sample_size
 from gan_lightning.models import MODELS
 from gan_lightning.nets import DISCRIMINATORS, capability
 from gan_lightning.optim import OPTIMIZERS
+from gan_lightning.precision import DEFAULT_PRECISION, IF_NATIVE, resolve_precision
 from gan_lightning.registry import ConfigError, close_matches, unknown_name_message
 from gan_lightning.schema import to_container, to_yaml, typed_schema
 
@@ -229,6 +230,7 @@ def _resolve(exp: str, layers: list[tuple[DictConfig, str]]) -> DictConfig:
     for layer, source in layers:
         cfg = _merge_layer(cfg, layer, source)
     cfg.exp = Path(exp).stem if exp.endswith((".yaml", ".yml")) else exp
+    resolve_precision(cfg.trainer)
     validate(cfg, model_cls, data_cls)
     OmegaConf.set_readonly(cfg, False)
     return cfg
@@ -385,11 +387,12 @@ def _validate_trainer(trainer: DictConfig) -> None:
     allowed = lightning_precisions()
     if precision is not None and allowed and precision not in allowed:
         names = sorted((v for v in allowed if isinstance(v, str) and "-" in v), key=lambda v: "transformer" in v)
-        near = close_matches(str(precision), names)
+        near = close_matches(str(precision), [*names, IF_NATIVE])
         hint = f" Did you mean {', '.join(near)}?" if near else ""
         raise ConfigError(
             f"bad value for 'trainer.precision': '{precision}' is not a precision of Lightning.{hint} "
-            f"Use one of {', '.join(names)} (32-true is the default)"
+            f"Use one of {', '.join(names)} ({DEFAULT_PRECISION} is the default), or {IF_NATIVE} (bf16-mixed "
+            f"where the device computes bf16 natively, else {DEFAULT_PRECISION})"
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gan_lightning.precision import is_16bit_mixed
 from gan_lightning.registry import ConfigError, Registry
 
 Critic = Callable[[Tensor], Tensor]
@@ -92,11 +93,11 @@ def penalty_from_config(cfg: Any) -> Penalty | None:
     """The registered penalty of ``cfg.model.penalty`` (None for ``none``), checked once for every model
     that takes one: a known name, and no 16-bit mixed precision (``cfg.trainer.precision``: the
     penalty's double backward is not loss-scaled there)."""
-    model, precision = cfg.model, cfg.trainer.get("precision", "32-true")
+    model = cfg.model
     if model.penalty.name == "none":
         return None
     penalty = PENALTIES.get(model.penalty.name, "model.penalty.name")
-    if str(precision).startswith("16"):
+    if is_16bit_mixed(cfg):
         raise ConfigError(
             "bad value for 'trainer.precision': the gradient penalty's double backward is not loss-scaled "
             "under 16-bit mixed precision; use 32-true (with TF32) or bf16-mixed"

@@ -27,6 +27,7 @@ from gan_lightning.distributed import launched_as_rank_zero, may_use_gpu, parse_
 from gan_lightning.files import write_text
 from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.models import build_model
+from gan_lightning.precision import emulated_bf16_warning
 from gan_lightning.resume import (
     ApplyOptimizerConfig,
     check_no_later_steps,
@@ -202,6 +203,8 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
                 )
             if rebuilt:
                 print(f"[gan_lightning] warning: {rebuilt}", file=sys.stderr)
+    if launched_as_rank_zero() and (slow := emulated_bf16_warning(cfg)):
+        print(f"[gan_lightning] warning: {slow}", file=sys.stderr)
     if launched_as_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", to_yaml(cfg))  # atomic: a failed rewrite at a resume keeps the old one

@@ -26,6 +26,7 @@ from gan_lightning.models.noise import NoiseSource
 from gan_lightning.nets.minibatch import MINIBATCH_LAYERS
 from gan_lightning.optim import build_optimizer, lazy_adjusted, lr_factor
 from gan_lightning.penalties import penalty_from_config
+from gan_lightning.precision import is_16bit_mixed, precision_of
 from gan_lightning.registry import ConfigError
 from gan_lightning.rng import capture_rng, restore_rng
 from gan_lightning.schema import EMAConfig, ModelConfig, to_container, typed_schema
@@ -106,7 +107,7 @@ class GANModule(L.LightningModule):
             raise ConfigError(f"bad value for 'model.ema.decay': in [0, 1) (0: no EMA), got {ema.decay}")
         if ema is not None and ema.start < 0:
             raise ConfigError(f"bad value for 'model.ema.start': G steps, must be >= 0, got {ema.start}")
-        precision = str(cfg.trainer.get("precision", "32-true"))
+        precision = precision_of(cfg)
         if ema is not None and ema.decay > 0 and precision in ("16-true", "bf16-true"):
             raise ConfigError(
                 f"bad value for 'trainer.precision': {precision} casts the EMA generator to 16 bits, where an "
@@ -154,7 +155,7 @@ class GANModule(L.LightningModule):
             raise ConfigError(f"bad value for 'perf.fast': it needs optim.name adam or rmsprop, not '{cfg.optim.name}'")
         if several_devices(cfg.trainer):
             raise ConfigError("bad value for 'perf.fast': it runs on one device (no DDP); drop trainer.devices")
-        if str(cfg.trainer.get("precision", "32-true")).startswith("16"):
+        if is_16bit_mixed(cfg):
             raise ConfigError(
                 "bad value for 'perf.fast': it steps the optimizers itself, so 16-bit mixed precision's loss "
                 "scaler would never unscale nor skip inf steps; use trainer.precision=32-true or bf16-mixed"

@@ -48,6 +48,7 @@ from gan_lightning.nets import (
 )
 from gan_lightning.nets.layers import Critic, add_spectral_norm
 from gan_lightning.penalties import PENALTIES, clip_weights_, penalty_from_config
+from gan_lightning.precision import is_16bit_mixed
 from gan_lightning.registry import MODELS, ConfigError
 from gan_lightning.schema import EMAConfig, ModelConfig, PenaltyConfig
 
@@ -277,7 +278,7 @@ class GAN(GANModule):
             (cfg.optim.name not in ("adam", "sgd"), "optim.name", f"optim.name={cfg.optim.name} (adam and sgd unroll)"),
             (bool(cfg.perf.fast), "perf.fast", "the fast path (its replay of the unrolled graph is not verified)"),
             (
-                str(cfg.trainer.get("precision", "32-true")).startswith("16"),
+                is_16bit_mixed(cfg),
                 "trainer.precision",
                 "16-bit mixed precision (the unrolled D gradients are not loss-scaled); use 32-true or bf16-mixed",
             ),
