@@ -32,11 +32,13 @@ def test_real_fashion_mnist_classifier_stacked_modes_and_quickstart(tmp_path_fac
     2. 26,000 real stacks (VEEGAN's count) read channel by channel cover about every one of the
        1,000 modes (classifier errors only move samples between modes), with a small KL to the
        data's mode distribution;
-    3. `make train`'s experiment at a fifth of its length (1,200 of 5,600 G steps, to keep the
+    3. `make train`'s experiment at a tenth of its length (1,200 of 12,500 G steps, to keep the
        suite short), with the metrics the quickstart itself skips, makes every class of clothing,
        with the domain classifier's FID far below that of noise (hundreds). Measured at 1,200 steps,
-       seed 0, 5k samples (batch 32, Adam 8e-4; 2026-11-27): raw G 11.3, EMA G 15.8 (BatchNorm
-       standing statistics; the EMA, decay 0.999, still carries early weights), 10 classes each."""
+       seed 0, 5k samples (batch 32, Adam 8e-4; 2026-11-27, float32): raw G 11.3, EMA G 15.8
+       (BatchNorm standing statistics; the EMA, decay 0.999, still carries early weights), 10
+       classes each. The quickstart's precision is `bf16-mixed-if-native`, so on a CPU with
+       AVX512-BF16 or AMX this trains in bf16 (see the README for that figure)."""
     from gan_lightning.config import load_config
     from gan_lightning.data import build_datamodule
     from gan_lightning.data.base import to_model_space
