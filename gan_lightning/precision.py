@@ -23,7 +23,8 @@ def precision_of(cfg: Any) -> str:
 
 
 def is_16bit_mixed(cfg: Any) -> bool:
-    """fp16 mixed precision, whose loss scaler the penalty, unrolling and the fast path cannot use."""
+    """fp16 precision (``16-mixed`` and the other ``16`` values), whose loss scaling the penalty's double
+    backward, the unrolled D steps and the fast path's own optimizer steps do not go through."""
     return precision_of(cfg).startswith("16")
 
 

@@ -38,7 +38,8 @@ def test_real_fashion_mnist_classifier_stacked_modes_and_quickstart(tmp_path_fac
        seed 0, 5k samples (batch 32, Adam 8e-4; 2026-11-27, float32): raw G 11.3, EMA G 15.8
        (BatchNorm standing statistics; the EMA, decay 0.999, still carries early weights), 10
        classes each. The quickstart's precision is `bf16-mixed-if-native`, so on a CPU with
-       AVX512-BF16 or AMX this trains in bf16 (see the README for that figure)."""
+       AVX512-BF16 or AMX this trains in bf16: raw G 11.4, EMA G 15.7, 10 classes each (AMD EPYC,
+       2026-11-28, the same command)."""
     from gan_lightning.config import load_config
     from gan_lightning.data import build_datamodule
     from gan_lightning.data.base import to_model_space
