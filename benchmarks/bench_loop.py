@@ -21,7 +21,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -125,13 +127,18 @@ class StepTimer(L.Callback):
             self.t1, self.steps = time.perf_counter(), step - self.warmup
 
 
-def framework_loop(batch: int, steps: int, warmup: int, device: torch.device, extra: list[str] | None = None) -> float:
+def timed_training(config: Callable[[list[str]], Any], warmup: int) -> float:
+    """G iterations per second of ``train(config([out=...]))`` after ``warmup`` G steps, in a scratch run directory."""
     from gan_lightning.train import train
 
     timer = StepTimer(warmup)
     with tempfile.TemporaryDirectory() as tmp:
-        train(bench_config(batch, steps, device, [f"out={tmp}/run", *(extra or [])]), callbacks=[timer])
+        train(config([f"out={tmp}/run"]), callbacks=[timer])
     return timer.steps / (timer.t1 - timer.t0)
+
+
+def framework_loop(batch: int, steps: int, warmup: int, device: torch.device, extra: list[str] | None = None) -> float:
+    return timed_training(lambda out: bench_config(batch, steps, device, [*out, *(extra or [])]), warmup)
 
 
 def metrics_cost(device: torch.device, n: int, interval: int) -> dict[str, float]:

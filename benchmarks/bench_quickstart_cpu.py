@@ -25,11 +25,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 warnings.filterwarnings("ignore")
 
-from bench_loop import UNTIMED_OFF, StepTimer, provenance, write_result  # noqa: E402
-
+from benchmarks.bench_loop import UNTIMED_OFF, provenance, timed_training, write_result  # noqa: E402
 from gan_lightning.cli import quiet_libraries  # noqa: E402
 from gan_lightning.config import load_config  # noqa: E402
 from gan_lightning.nets import build_discriminator, build_generator  # noqa: E402
@@ -99,14 +97,7 @@ def plain_loop(steps: int, warmup: int, precision: str) -> float:
 
 
 def framework_loop(steps: int, warmup: int, precision: str) -> float:
-    import tempfile
-
-    from gan_lightning.train import train
-
-    timer = StepTimer(warmup)
-    with tempfile.TemporaryDirectory() as tmp:
-        train(quickstart_config(steps, precision, [f"out={tmp}/run"]), callbacks=[timer])
-    return timer.steps / (timer.t1 - timer.t0)
+    return timed_training(lambda out: quickstart_config(steps, precision, out), warmup)
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from benchmarks.bench_loop import UNTIMED_OFF, StepTimer, provenance, write_result  # noqa: E402
+from benchmarks.bench_loop import UNTIMED_OFF, provenance, timed_training, write_result  # noqa: E402
 from gan_lightning.cli import quiet_libraries  # noqa: E402
 from gan_lightning.config import load_config  # noqa: E402
 from gan_lightning.data.toy import MIXTURE_STD, mixture_centres, sample_mixture  # noqa: E402
@@ -87,12 +86,7 @@ def plain_loop(steps: int, warmup: int, fused: bool = False) -> float:
 
 
 def framework_loop(steps: int, warmup: int) -> float:
-    from gan_lightning.train import train
-
-    timer = StepTimer(warmup)
-    with tempfile.TemporaryDirectory() as tmp:
-        train(toy_config(steps, [f"out={tmp}/run"]), callbacks=[timer])
-    return timer.steps / (timer.t1 - timer.t0)
+    return timed_training(lambda out: toy_config(steps, out), warmup)
 
 
 def main() -> None:
