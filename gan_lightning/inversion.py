@@ -23,6 +23,8 @@ from gan_lightning.files import save_npy
 from gan_lightning.metrics.image_measures import psnr_per_image
 from gan_lightning.registry import ConfigError
 
+START_STREAM = 0x1A7E27  # mixed with --seed into the random starts' seed
+
 
 def invert(
     generate: Callable[[Tensor], Tensor],
@@ -39,7 +41,9 @@ def invert(
     ``steps`` Adam steps. ``generate`` maps (B, z_dim) to images shaped like ``targets``."""
     if restarts < 1 or steps < 0:
         raise ValueError(f"need restarts >= 1 and steps >= 0, got {restarts} and {steps}")
-    g = torch.Generator().manual_seed(seed)
+    # its own stream: seeded with ``seed`` itself, the starts would be the z `sample --seed` draws
+    start_seed = np.random.SeedSequence([seed % 2**64, START_STREAM]).generate_state(1, np.uint64)[0]
+    g = torch.Generator().manual_seed(int(start_seed))
     targets = targets.detach()
     best_z = best_err = None
     for r in range(restarts):

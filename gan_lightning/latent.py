@@ -21,16 +21,30 @@ def slerp(z0: Tensor, z1: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
 
 
 def slerp_rows(z0: Tensor, z1: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
-    """Row i: ``slerp`` from z0[i] to z1[i] at t[i]; z0, z1 (N, d), t (N,)."""
+    """Row i: ``slerp`` from z0[i] to z1[i] at t[i]; z0, z1 (N, d), t (N,). The direction turns from
+    u0 towards v, the unit part of u1 orthogonal to u0, by t * omega (omega = atan2, exact near 0 and
+    pi); opposite directions, where any great circle will do, turn through a fixed perpendicular
+    (``perpendicular``) instead of passing through the origin."""
     t = t.view(-1, 1).to(z0)
     n0, n1 = z0.norm(dim=1, keepdim=True), z1.norm(dim=1, keepdim=True)
     u0, u1 = z0 / n0.clamp_min(eps), z1 / n1.clamp_min(eps)
-    omega = torch.arccos((u0 * u1).sum(1, keepdim=True).clamp(-1 + eps, 1 - eps))
-    so = torch.sin(omega)
-    direction = (torch.sin((1 - t) * omega) / so) * u0 + (torch.sin(t * omega) / so) * u1
-    curved = direction * ((1 - t) * n0 + t * n1)
+    cos = (u0 * u1).sum(1, keepdim=True)
+    across = u1 - cos * u0
+    sin = across.norm(dim=1, keepdim=True)
+    v = torch.where(sin > eps, across / sin.clamp_min(eps), perpendicular(u0, eps))
+    omega = torch.atan2(sin, cos)
+    curved = (torch.cos(t * omega) * u0 + torch.sin(t * omega) * v) * ((1 - t) * n0 + t * n1)
     straight = (1 - t) * z0 + t * z1  # an endpoint at the origin has no direction: the line is the path
     return torch.where(torch.minimum(n0, n1) > eps, curved, straight)
+
+
+def perpendicular(u: Tensor, eps: float = 1e-7) -> Tensor:
+    """Per row of unit vectors u (N, d): a unit vector orthogonal to it, from the basis vector along
+    u's smallest coordinate (never near u when d > 1); zero when d = 1, which has none."""
+    e = torch.zeros_like(u).scatter_(1, u.abs().argmin(dim=1, keepdim=True), 1.0)
+    w = e - (e * u).sum(1, keepdim=True) * u
+    norm = w.norm(dim=1, keepdim=True)
+    return torch.where(norm > eps, w / norm.clamp_min(eps), torch.zeros_like(w))
 
 
 def interpolation_grid(z0: Tensor, z1: Tensor, points: int, mode: str = "slerp") -> Tensor:

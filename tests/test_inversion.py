@@ -31,3 +31,17 @@ def test_restarts_keep_the_best_start_per_image_and_are_seeded() -> None:
     assert bool((many <= one).all())  # the first start is shared, the others can only help
     again = invert(g, targets, 3, steps=20, restarts=4, seed=3)[1]
     assert torch.equal(many, again)
+
+
+def test_random_starts_are_not_the_z_that_sample_draws_for_the_same_seed() -> None:
+    """`sample --seed s` draws z = randn(n, z_dim) from a generator seeded with s, and `invert --seed s`
+    (both default to 0) must not start from those z: inverting sampled images would then begin at
+    the answer and report a perfect inversion after no work."""
+    g = nn.Linear(4, 12).double()
+    targets = torch.zeros(6, 12, dtype=torch.float64)
+    for seed in (0, 3):
+        z, _ = invert(g, targets, z_dim=4, steps=0, seed=seed)
+        sampled = torch.randn(6, 4, generator=torch.Generator().manual_seed(seed))
+        assert float((z.float() - sampled).abs().max()) > 0.1
+        assert torch.equal(z, invert(g, targets, z_dim=4, steps=0, seed=seed)[0])  # still seeded
+    assert not torch.equal(invert(g, targets, 4, steps=0, seed=0)[0], invert(g, targets, 4, steps=0, seed=1)[0])

@@ -64,6 +64,25 @@ def test_lerp_and_slerp_paths() -> None:
     assert torch.allclose(torch.arccos(cos.clamp(-1, 1)), torch.linspace(0, 1, 5, dtype=torch.float64) * omega)
 
 
+def test_slerp_between_opposite_directions_stays_off_the_origin() -> None:
+    """z and -c z (and directions a hair from opposite) have many great circles between them; slerp takes
+    one, so the norm still moves linearly and the angle from z's direction still grows as t * pi, where
+    the sin(omega) formula's clamp sent the path through (or near) the origin."""
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    tilt = torch.randn(3, 8, generator=g, dtype=torch.float64) * 1e-9
+    t = torch.linspace(0, 1, 9, dtype=torch.float64)
+    for b in (-2 * a, -2 * a + tilt):
+        for i in range(3):
+            s = slerp(a[i], b[i], t)
+            assert torch.allclose(s.norm(dim=1), (1 - t) * a[i].norm() + t * b[i].norm(), rtol=1e-6)
+            cos = (s @ a[i]) / (s.norm(dim=1) * a[i].norm())
+            assert torch.allclose(torch.arccos(cos.clamp(-1, 1)), t * math.pi, atol=1e-6)
+            assert torch.allclose(s[-1], b[i], atol=1e-12)
+    same = slerp_rows(a, 3 * a, torch.full((3,), 0.25, dtype=torch.float64))  # one direction: a scaling
+    assert torch.allclose(same, 1.5 * a, atol=1e-12)
+
+
 @pytest.mark.parametrize("space", ["w", "z"])
 def test_pair_distances_of_a_linear_generator_equal_the_closed_form(space: str) -> None:
     g = torch.Generator().manual_seed(1)
