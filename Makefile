@@ -69,6 +69,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_toy.py
 	$(BIN)/python benchmarks/bench_quickstart_cpu.py
 	$(BIN)/python benchmarks/bench_fid.py
+	$(BIN)/python benchmarks/bench_inception_cpu.py
 	$(BIN)/python benchmarks/bench_measures.py
 	$(BIN)/python benchmarks/bench_distances.py
 

@@ -1,0 +1,36 @@
+"""glibc malloc settings for CPU work on large, short-lived tensors (the Inception trunk's activations).
+
+With glibc's defaults every allocation above the mmap threshold (at most 32 MiB) is mapped fresh
+from the kernel and unmapped when freed, so each call of a 299x299 network pays page faults for
+all of its activations again: ~40 % of a CPU FID evaluation's time was spent in the kernel
+(measured 2026-11-28, ``benchmarks/results/inception_cpu_2026-11-28.json``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+# glibc's malloc.h parameter numbers
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+HEAP_UP_TO = 1 << 30  # allocations up to 1 GiB come from the heap, and freed memory stays there
+_in_force: bool | None = None
+
+
+def reuse_freed_memory() -> bool:
+    """Once per process, on glibc: serve allocations up to 1 GiB from the heap and keep freed
+    memory in it for the next allocation (``mallopt``), instead of a fresh mapping per tensor.
+    Returns whether the settings are in force. The cost: memory the process freed stays its own
+    (its peak resident size) until it exits."""
+    global _in_force
+    if _in_force is None:
+        _in_force = False
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            try:
+                mallopt = ctypes.CDLL(None).mallopt
+            except (OSError, AttributeError):
+                return False
+            # the trim threshold first: above the mmap threshold, so freed heap is not handed back at once
+            _in_force = mallopt(M_TRIM_THRESHOLD, 2 * HEAP_UP_TO) == 1 and mallopt(M_MMAP_THRESHOLD, HEAP_UP_TO) == 1
+    return _in_force
