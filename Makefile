@@ -18,7 +18,7 @@ help:
 	@echo "make study EXP=name SEEDS=0-4 [ARGS=...]  one run per seed and an aggregate report"
 	@echo "make lab [SEEDS=0-4] [ARGS='benchmarks=grid methods=gan,pacgan4']  the mode-collapse lab: a study per remedy, one table"
 	@echo "make sweep SWEEP=file.yaml [COUNT=n]      a wandb sweep (add ARGS=--offline to run it locally)"
-	@echo "make bench                   framework loop vs a plain PyTorch loop (conv and toy nets, the quickstart at float32/bf16), FID vs torchmetrics; JSON in benchmarks/results/"
+	@echo "make bench                   framework loop vs a plain PyTorch loop (conv and toy nets, the quickstart at float32/bf16), FID vs torchmetrics, the Inception trunk on the CPU; JSON in benchmarks/results/"
 	@echo "make lint                    ruff check, ruff format --check, mypy"
 
 $(BIN)/gan-lightning: pyproject.toml constraints.txt

@@ -360,13 +360,17 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+# benchmarks/bench_<name>.py, in make bench's order
+BENCHMARKS = ("loop", "toy", "quickstart_cpu", "fid", "inception_cpu", "measures", "distances")
+
+
 def _bench(args: argparse.Namespace) -> int:
     import subprocess
 
     folder = Path(__file__).resolve().parent.parent / "benchmarks"
     if not folder.is_dir():
         raise ConfigError(f"no benchmarks/ beside the package ({folder}): run from a source checkout (git clone)")
-    names = ["loop", "toy", "fid", "measures", "distances"] if args.which == "all" else [args.which]
+    names = list(BENCHMARKS) if args.which == "all" else [args.which]
     for name in names:
         rc = subprocess.run([sys.executable, str(folder / f"bench_{name}.py"), *args.args]).returncode
         if rc:
@@ -593,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func=_sweep)
 
     b = sub.add_parser("bench", help="the benchmarks of benchmarks/ (a source checkout): one of them, or all")
-    b.add_argument("which", nargs="?", default="all", choices=["all", "loop", "toy", "fid", "measures", "distances"])
+    b.add_argument("which", nargs="?", default="all", choices=["all", *BENCHMARKS])
     b.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark script")
     b.set_defaults(func=_bench)
 

@@ -19,8 +19,8 @@ import torch
 from gan_lightning.cpu_memory import reuse_freed_memory
 
 class MallInfo2(ctypes.Structure):
-    _fields_ = [(k, ctypes.c_size_t) for k in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(k, ctypes.c_size_t) for k in names.split()]
 
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
