@@ -1,15 +1,21 @@
-"""glibc malloc settings for CPU work on large, short-lived tensors (the Inception trunk's activations).
+"""Host memory: glibc malloc settings for large, short-lived tensors (the Inception trunk's activations),
+and the check that a command's samples fit in memory.
 
 With glibc's defaults every allocation above the mmap threshold (at most 32 MiB) is mapped fresh
 from the kernel and unmapped when freed, so each call of a 299x299 network pays page faults for
 all of its activations again: ~40 % of a CPU FID evaluation's time was spent in the kernel
-(measured 2026-11-28, ``benchmarks/results/inception_cpu_2026-11-28.json``).
+(measured 2026-11-28, ``benchmarks/results/inception_cpu.json``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import platform
+from pathlib import Path
+
+import numpy as np
+
+from gan_lightning.registry import ConfigError
 
 # glibc's malloc.h parameter numbers
 M_TRIM_THRESHOLD = -1
@@ -34,3 +40,26 @@ def reuse_freed_memory() -> bool:
             # the trim threshold first: above the mmap threshold, so freed heap is not handed back at once
             _in_force = mallopt(M_TRIM_THRESHOLD, 2 * HEAP_UP_TO) == 1 and mallopt(M_MMAP_THRESHOLD, HEAP_UP_TO) == 1
     return _in_force
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel reckons can be allocated without swapping (Linux's MemAvailable); None elsewhere."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_fits_in_memory(n: int, shape: tuple[int, ...], z_dim: int) -> None:
+    """Refuse, before any work, an ``--n`` whose codes and samples (twice: the samples and a copy, for a
+    file or the features) cannot fit in the memory available now."""
+    need = 4 * n * (z_dim + 2 * int(np.prod(shape)))
+    free = available_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            f"bad value for '--n': {n} samples of shape {tuple(shape)} need ~{need / 1e9:.1f} GB of memory and "
+            f"{free / 1e9:.1f} GB is available; use a smaller --n"
+        )

@@ -316,11 +316,13 @@ def directions_for_checkpoint(
     (default ``<run>/directions-<classes>``): directions.json, normals.npy (one row per direction, in
     the JSON's order) and edits-*.png grids. Returns the JSON's content."""
     from gan_lightning.checkpoint import load_model
+    from gan_lightning.cpu_memory import check_fits_in_memory
     from gan_lightning.files import write_json
 
     if n < 10 * MIN_PER_SIDE or step <= 0:
         raise ConfigError(f"need --n >= {10 * MIN_PER_SIDE} and --step > 0, got {n} and {step}")
     model = load_model(ckpt, device)
+    check_fits_in_memory(n, model.info.shape, model.z_dim)
     check_model(model)
     names = list(model.info.class_names)
     chosen = parse_classes(classes, names, int(model.info.num_classes)) if classes else None

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from gan_lightning.callbacks.metrics import compute_metrics
 from gan_lightning.checkpoint import load_model
+from gan_lightning.cpu_memory import check_fits_in_memory
 from gan_lightning.data.images import IMAGE_SUFFIXES, eight_bit, list_images, read_image
 from gan_lightning.files import write_json
 from gan_lightning.metrics.evaluator import Evaluator, check_sample_size
@@ -56,6 +57,7 @@ def evaluate_checkpoint(
     if kind == "pair":  # image-to-image: the measures the run's TranslationMetrics callback takes, on the test split
         values, described = evaluate_translation(model, metrics, n, features, device, data_dir, raw_too)
     else:
+        check_fits_in_memory(n, model.info.shape, model.z_dim)
         names = metrics or (["modes"] if kind == "toy" else ["fid", "kid", "prdc", "is", "classes"])
         check_sample_size(names, n, "--n", "--metrics")
         evaluator = checkpoint_evaluator(

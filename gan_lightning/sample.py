@@ -10,6 +10,7 @@ import torch
 
 from gan_lightning.callbacks.samples import save_grid, save_scatter, to_unit
 from gan_lightning.checkpoint import load_model
+from gan_lightning.cpu_memory import check_fits_in_memory
 from gan_lightning.files import save_npy
 from gan_lightning.registry import ConfigError
 
@@ -52,28 +53,6 @@ def sample_data_space(
     if model.info.kind == "image":
         x = to_unit(x)
     return x, model
-
-
-def available_memory() -> int | None:
-    """Bytes the kernel reckons can be allocated without swapping (Linux's MemAvailable); None elsewhere."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def check_fits_in_memory(n: int, shape: tuple[int, ...], z_dim: int) -> None:
-    """Refuse an ``n`` whose codes, samples and their copy for the file cannot fit in memory."""
-    need = 4 * n * (z_dim + 2 * int(np.prod(shape)))
-    free = available_memory()
-    if free is not None and need > free:
-        raise ConfigError(
-            f"bad value for '--n': {n} samples of shape {tuple(shape)} need ~{need / 1e9:.1f} GB of memory and "
-            f"{free / 1e9:.1f} GB is available; use a smaller --n (runs with other --seed values give more samples)"
-        )
 
 
 def check_finite(x: torch.Tensor, ckpt: str | Path) -> None:

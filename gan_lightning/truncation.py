@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_lightning.checkpoint import load_model
+from gan_lightning.cpu_memory import check_fits_in_memory
 from gan_lightning.files import write_json, write_text
 from gan_lightning.registry import ConfigError
 
@@ -85,6 +86,7 @@ def truncation_sweep(
     if n < 2:
         raise ConfigError(f"bad value for '--n': must be >= 2 samples, got {n}")
     model = load_model(ckpt, device)
+    check_fits_in_memory(n, model.info.shape, model.z_dim)
     check_truncation(model, psis)
     names = metrics or ["fid", "prdc"]
     evaluator = checkpoint_evaluator(model, names, n, features, ref_split, device, data_dir)

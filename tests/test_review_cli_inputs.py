@@ -55,6 +55,14 @@ def test_sample_refuses_an_n_that_cannot_fit_in_memory(ring_ckpt, tmp_path, caps
     assert main(["sample", ring_ckpt, "--n", "1000", "--out", str(out)]) == 0 and out.exists()
 
 
+def test_evaluate_refuses_an_n_that_cannot_fit_in_memory(ring_ckpt, tmp_path, capsys) -> None:
+    """As `sample`: the samples of --n 10**13 were allocated, a traceback after the model loaded."""
+    out = tmp_path / "e.json"
+    assert main(["evaluate", ring_ckpt, "--n", str(10**13), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--n" in err and "GB" in err and not out.exists()
+
+
 @pytest.mark.parametrize("lr", ["inf", "nan"])
 def test_invert_refuses_a_non_finite_lr(tmp_path, capsys, lr: str) -> None:
     """--lr inf wrote an all-null report claiming 8 exact reconstructions and exited 0; nan was a traceback."""

@@ -36,7 +36,7 @@ INSTALL_HINT = (
 RESIZE_MODES = ("tf1_bilinear", "bilinear", "bicubic", "nearest")
 # images per Inception call on a CPU: with freed memory kept for reuse, chunks of 50 ran the FID trunk
 # 2.1x faster than batches of 250 with glibc's defaults on 2 cores, features bitwise equal (25: 2.0x,
-# 100: 1.9x; benchmarks/results/inception_cpu_2026-11-28.json)
+# 100: 1.9x; benchmarks/results/inception_cpu.json)
 CPU_CHUNK = 50
 
 
