@@ -20,7 +20,8 @@ from gan_lightning.registry import ConfigError
 # glibc's malloc.h parameter numbers
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-HEAP_UP_TO = 1 << 30  # allocations up to 1 GiB come from the heap, and freed memory stays there
+HEAP_UP_TO = 1 << 30  # allocations up to 1 GiB come from the heap
+KEEP_FREE_UP_TO = (1 << 31) - 1  # and up to ~2 GiB freed at its top stays there (mallopt takes an int)
 _in_force: bool | None = None
 
 
@@ -37,8 +38,9 @@ def reuse_freed_memory() -> bool:
                 mallopt = ctypes.CDLL(None).mallopt
             except (OSError, AttributeError):
                 return False
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
             # the trim threshold first: above the mmap threshold, so freed heap is not handed back at once
-            _in_force = mallopt(M_TRIM_THRESHOLD, 2 * HEAP_UP_TO) == 1 and mallopt(M_MMAP_THRESHOLD, HEAP_UP_TO) == 1
+            _in_force = mallopt(M_TRIM_THRESHOLD, KEEP_FREE_UP_TO) == 1 and mallopt(M_MMAP_THRESHOLD, HEAP_UP_TO) == 1
     return _in_force
 
 

@@ -35,8 +35,8 @@ INSTALL_HINT = (
 )
 RESIZE_MODES = ("tf1_bilinear", "bilinear", "bicubic", "nearest")
 # images per Inception call on a CPU: with freed memory kept for reuse, chunks of 50 ran the FID trunk
-# 2.1x faster than batches of 250 with glibc's defaults on 2 cores, features bitwise equal (25: 2.0x,
-# 100: 1.9x; benchmarks/results/inception_cpu.json)
+# 1.8-2.1x faster than batches of 250 with glibc's defaults on 2 cores, features bitwise equal (chunks of
+# 25 or 100 a little slower; benchmarks/results/inception_cpu.json, inception_cpu_chunks_2026-11-28.md)
 CPU_CHUNK = 50
 
 
