@@ -322,7 +322,7 @@ def directions_for_checkpoint(
     if n < 10 * MIN_PER_SIDE or step <= 0:
         raise ConfigError(f"need --n >= {10 * MIN_PER_SIDE} and --step > 0, got {n} and {step}")
     model = load_model(ckpt, device)
-    check_fits_in_memory(n, model.info.shape, model.z_dim)
+    check_fits_in_memory(n, model)
     check_model(model)
     names = list(model.info.class_names)
     chosen = parse_classes(classes, names, int(model.info.num_classes)) if classes else None

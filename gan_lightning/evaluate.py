@@ -50,6 +50,7 @@ def evaluate_checkpoint(
     if n < 2:
         raise ConfigError(f"bad value for '--n': at least 2 samples (a covariance), got {n}")
     model = load_model(ckpt, device)
+    check_fits_in_memory(n, model)
     kind = model.info.kind
     settings = {"features": features, "ref_split": ref_split, "n": n, "seed": seed, "resize": resize}
     settings |= {"ppl_space": ppl_space, "ppl_n": ppl_n, "is_weights": is_weights}
@@ -57,7 +58,6 @@ def evaluate_checkpoint(
     if kind == "pair":  # image-to-image: the measures the run's TranslationMetrics callback takes, on the test split
         values, described = evaluate_translation(model, metrics, n, features, device, data_dir, raw_too)
     else:
-        check_fits_in_memory(n, model.info.shape, model.z_dim)
         names = metrics or (["modes"] if kind == "toy" else ["fid", "kid", "prdc", "is", "classes"])
         check_sample_size(names, n, "--n", "--metrics")
         evaluator = checkpoint_evaluator(

@@ -26,8 +26,7 @@ def sample_data_space(
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     model = load_model(ckpt, device)
-    if model.info.kind != "pair":  # translations are bounded by the test split, checked below
-        check_fits_in_memory(n, model.info.shape, model.z_dim)
+    check_fits_in_memory(n, model)
     if raw:
         model.use_raw_generators()
     if model.info.kind == "pair" and truncation is not None:

@@ -86,7 +86,7 @@ def truncation_sweep(
     if n < 2:
         raise ConfigError(f"bad value for '--n': must be >= 2 samples, got {n}")
     model = load_model(ckpt, device)
-    check_fits_in_memory(n, model.info.shape, model.z_dim)
+    check_fits_in_memory(n, model)
     check_truncation(model, psis)
     names = metrics or ["fid", "prdc"]
     evaluator = checkpoint_evaluator(model, names, n, features, ref_split, device, data_dir)
