@@ -34,7 +34,7 @@ def _adam(params: Iterable[nn.Parameter], lr: float, o: Any, /, **kw: Any) -> to
 
 @OPTIMIZERS.register("rmsprop")
 def _rmsprop(params: Iterable[nn.Parameter], lr: float, o: Any, /, **kw: Any) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(params, **{"lr": lr, **kw}, eps=o.eps, weight_decay=o.weight_decay)
+    return torch.optim.RMSprop(params, **{"lr": lr, **kw}, alpha=o.alpha, eps=o.eps, weight_decay=o.weight_decay)
 
 
 @OPTIMIZERS.register("sgd")
@@ -49,16 +49,16 @@ def build_optimizer(params: Iterable[nn.Parameter], lr: float, o: Any, /, **kw: 
 
 def lazy_adjusted(lr: float, o: Any, every: int) -> tuple[float, Any]:
     """(lr, optimizer config) for parameters whose regulariser runs every ``every`` = k steps:
-    lr x c and each beta ^ c with c = k / (k + 1), the paper's hyperparameters (Karras et al. 2020,
-    appendix B). There c makes up for a separate regulariser step, k + 1 optimizer steps per k
-    minibatches; this loop adds the lazy term (x k) to the k-th step's own loss, so it takes k steps
-    and the per-minibatch lr is c times the base lr (G's 2.5e-3 -> 2e-3 at k = 4), the value the
-    official code's main steps use. Adam reads both betas, SGD its momentum (``betas[0]``),
-    RMSprop only the lr. k = 1: unchanged."""
+    lr x c and each beta ^ c (RMSprop's alpha too, its beta2) with c = k / (k + 1), the paper's
+    hyperparameters (Karras et al. 2020, appendix B). There c makes up for a separate regulariser
+    step, k + 1 optimizer steps per k minibatches; this loop adds the lazy term (x k) to the k-th
+    step's own loss, so it takes k steps and the per-minibatch lr is c times the base lr (G's
+    2.5e-3 -> 2e-3 at k = 4), the value the official code's main steps use. Adam reads both betas,
+    SGD its momentum (``betas[0]``), RMSprop its alpha. k = 1: unchanged."""
     if every <= 1:
         return lr, o
     c = every / (every + 1)
-    return lr * c, OmegaConf.merge(o, {"betas": [float(b) ** c for b in o.betas]})
+    return lr * c, OmegaConf.merge(o, {"betas": [float(b) ** c for b in o.betas], "alpha": float(o.alpha) ** c})
 
 
 def lr_factor(step: int, steps: int, schedule: str, decay_start: float) -> float:

@@ -63,10 +63,11 @@ class OptimConfig:
     lr_d: float = 2.0e-4
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     eps: float = 1.0e-8
+    alpha: float = 0.99  # rmsprop: decay of its squared-gradient average (torch's default; Adam's beta2)
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | linear_decay
     decay_start: float = 0.5  # linear_decay: fraction of `steps` after which lr falls linearly to 0
-    # a net with a lazy regulariser (every k steps) gets lr x c and betas ^ c, c = k / (k + 1), the paper's
+    # a net with a lazy regulariser (every k steps) gets lr x c, betas ^ c and alpha ^ c, c = k / (k + 1), the paper's
     # values (Karras et al. 2020, appendix B), though the lazy term joins the k-th step's loss here instead of
     # taking a step of its own (optim.lazy_adjusted); the model's paper defaults turn it on (stylegan)
     lazy_adjust: bool = False

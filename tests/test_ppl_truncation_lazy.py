@@ -281,3 +281,20 @@ def test_lazy_regularisation_scales_lr_and_betas_by_k_over_k_plus_1() -> None:
             assert (lr_d, betas_d) == want_d
         else:
             assert math.isclose(lr_d, 2e-4 * 0.8) and betas_d == pytest.approx((0.5**0.8, 0.999**0.8), rel=1e-12)
+
+
+def test_lazy_regularisation_adjusts_rmsprops_alpha_like_adams_beta2() -> None:
+    """RMSprop's alpha is the decay of its squared-gradient average, Adam's beta2: with a lazy
+    regulariser every k steps it becomes alpha ^ c as beta2 does (c = k / (k + 1)); without, torch's
+    0.99 (what WGAN's RMSprop has always used) or ``optim.alpha``."""
+    dcgan = [*TINY, "exp=dcgan", "data=synthetic", "data.image_size=16", "data.n=16", "model.penalty.name=r1"]
+
+    def alphas(*args: str) -> list[float]:
+        cfg = load_config([*dcgan, "optim.name=rmsprop", *args])
+        (opt_g, opt_d), _ = build_model(cfg, build_datamodule(cfg).info).configure_optimizers()
+        return [o.param_groups[0]["alpha"] for o in (opt_g, opt_d)]
+
+    assert alphas() == [0.99, 0.99]
+    assert alphas("optim.alpha=0.9") == [0.9, 0.9]
+    g, d = alphas("model.penalty.every=4", "optim.lazy_adjust=true")
+    assert g == 0.99 and math.isclose(d, 0.99**0.8, rel_tol=1e-12)
