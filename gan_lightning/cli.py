@@ -204,13 +204,15 @@ def _train_evaluator(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from gan_lightning.lab import run_lab
+    from gan_lightning.lab import incomplete_rows, run_lab
 
     out = run_lab(args.overrides)
     print((out / "lab.md").read_text())
     print(f"lab directory: {out}")
-    rows = json.loads((out / "lab.json").read_text())["rows"]
-    return 0 if all(r["seeds"] > 0 for r in rows) else 1
+    incomplete = incomplete_rows(json.loads((out / "lab.json").read_text())["rows"])
+    for line in incomplete:  # the table is written either way; the exit code says it is incomplete
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if incomplete else 0
 
 
 def _study(args: argparse.Namespace) -> int:

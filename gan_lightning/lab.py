@@ -11,13 +11,14 @@ benchmark's model refuses (e.g. unrolling a BatchNorm critic) gets a row saying 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from gan_lightning.config import load_config
 from gan_lightning.files import write_json, write_text
 from gan_lightning.registry import ConfigError, first_line
-from gan_lightning.study import STUDY_KEYS, run_study
+from gan_lightning.study import STUDY_KEYS, check_study, plan_study, run_study
 
 # each remedy is a few overrides of the protocol's plain GAN
 METHODS: dict[str, list[str]] = {
@@ -59,7 +60,7 @@ COLUMNS = ("modes", "high_quality", "kl")
 
 
 def _names(text: str, known: tuple[str, ...] | list[str], what: str) -> list[str]:
-    names = [n for n in text.split(",") if n]
+    names = list(dict.fromkeys(n for n in text.split(",") if n))  # a name given twice is one row
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ConfigError(f"bad value for '{what}': {', '.join(unknown) or 'empty'}; choose from {', '.join(known)}")
@@ -86,17 +87,24 @@ def run_lab(args: list[str], echo: bool = True) -> Path:
     rows: list[dict[str, Any]] = []
     for bench in benchmarks:  # the user's own overrides must hold for every benchmark: errors stop here
         load_config([f"exp={BENCHMARKS[bench][0]}", *overrides])
+    studies: dict[tuple[str, str], list[str] | str] = {}  # (benchmark, method) -> the study's arguments, or why not
     for bench in benchmarks:
         for method in methods:
-            sdir = out / bench / method
             study_args = [f"exp={BENCHMARKS[bench][0]}", *METHODS[method], *overrides]
             try:
                 load_config(study_args)
             except ConfigError as e:  # this benchmark's model refuses the method: say why, go on
-                rows.append({"benchmark": bench, "method": method, "seeds": 0, "refused": first_line(e)})
+                studies[bench, method] = first_line(e)
                 continue
-            run_study([*study_args, *study_keys, f"seeds={opts['seeds']}", f"out={sdir}"], echo=echo)
-            rows.append(lab_row(bench, method, sdir))
+            args_of_study = [*study_args, *study_keys, f"seeds={opts['seeds']}", f"out={out / bench / method}"]
+            check_study(plan_study(args_of_study))  # every study's refusals before any study runs
+            studies[bench, method] = args_of_study
+    for (bench, method), study in studies.items():
+        if isinstance(study, str):
+            rows.append({"benchmark": bench, "method": method, "seeds": 0, "refused": study})
+            continue
+        run_study(study, echo=echo)
+        rows.append(lab_row(bench, method, out / bench / method))
     devices = sorted({d for r in rows for d in r.get("devices") or []})  # where the seeds ran, not this process
     result = {
         "rows": rows,
@@ -114,10 +122,19 @@ def lab_row(bench: str, method: str, sdir: Path) -> dict[str, Any]:
     """One table row from a study's report: mean and std over the completed seeds."""
     report = json.loads((sdir / "report.json").read_text())
     final = report["final"]
-    row: dict[str, Any] = {"benchmark": bench, "method": method, "seeds": len(report["completed"])}
+    others = [s for s in report["per_seed"] if s.get("status") != "completed"]  # diverged, failed, short, ...
+    row: dict[str, Any] = {
+        "benchmark": bench,
+        "method": method,
+        "seeds": len(report["completed"]),
+        "asked": len(report["seeds"]),
+        "not_completed": dict(Counter(s.get("status", "missing") for s in others)),
+        "incomplete": [{"seed": s["seed"], "why": why_not_completed(s)} for s in others],
+    }
     for column, key in zip(COLUMNS, BENCHMARKS[bench][1]):
         agg = final.get(key, {}) if key else {}
-        row[column] = {"mean": agg.get("mean"), "std": agg.get("std"), "n": agg.get("n", 0)}  # n: finite seeds
+        # n: seeds with a finite value; measured: the study has the measure (its values may all be infinite)
+        row[column] = {"mean": agg.get("mean"), "std": agg.get("std"), "n": agg.get("n", 0), "measured": key in final}
     wall = report.get("wall_s", {})
     row["wall_s_per_seed"] = wall.get("mean")
     steps = {s.get("steps_done") for s in report["per_seed"] if s.get("status") == "completed"}
@@ -126,6 +143,12 @@ def lab_row(bench: str, method: str, sdir: Path) -> dict[str, Any]:
         {s["device"] for s in report["per_seed"] if s.get("status") == "completed" and s.get("device")}
     )
     return row
+
+
+def why_not_completed(seed: dict[str, Any]) -> str:
+    """A seed's outcome (diverged; short: its extension failed) or else its run's error."""
+    status = seed.get("status", "missing")
+    return status if status in ("diverged", "short") else seed.get("error") or status
 
 
 def published_rows(benchmarks: list[str]) -> list[dict[str, Any]]:
@@ -139,13 +162,35 @@ def published_rows(benchmarks: list[str]) -> list[dict[str, Any]]:
 def _pm(cell: dict[str, Any], seeds: int, scale: float = 1.0, digits: int = 1) -> str:
     """mean ± std, saying over how many of the ``seeds`` when some had no finite value (a reverse KL is
     infinite for a seed without a high-quality sample)."""
-    if cell.get("mean") is None:
-        return "–"
+    if cell.get("mean") is None:  # no seed with a finite value, or no such measure on this benchmark
+        return f"no finite value (0 of {seeds} seeds)" if cell.get("measured") and seeds else "–"
     text = f"{cell['mean'] * scale:.{digits}f}"
     if cell.get("std") is not None:  # one seed: no spread
         text += f" ± {cell['std'] * scale:.{digits}f}"
     n = cell.get("n", seeds)
     return text if n >= seeds else f"{text} ({n} of {seeds} seeds finite)"
+
+
+def seeds_cell(row: dict[str, Any]) -> str:
+    """'10', or '8 of 10 (1 diverged, 1 failed)' when some asked-for seeds did not complete."""
+    asked = row.get("asked", row["seeds"])
+    if row["seeds"] >= asked:
+        return str(row["seeds"])
+    why = ", ".join(f"{n} {status}" for status, n in sorted(row.get("not_completed", {}).items()))
+    return f"{row['seeds']} of {asked}" + (f" ({why})" if why else "")
+
+
+def incomplete_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row that is refused or lacks some of its seeds (what makes ``gan-lightning lab`` exit 1)."""
+    lines = []
+    for r in rows:
+        name = f"{r['benchmark']}/{r['method']}"
+        if "refused" in r:
+            lines.append(f"{name}: refused: {r['refused']}")
+        elif r["seeds"] < r.get("asked", r["seeds"]):
+            seeds = "; ".join(f"seed {s['seed']}: {s['why']}" for s in r.get("incomplete", []))
+            lines.append(f"{name}: {r['asked'] - r['seeds']} of {r['asked']} seeds did not complete ({seeds})")
+    return lines
 
 
 def lab_markdown(result: dict[str, Any]) -> str:
@@ -160,7 +205,7 @@ def lab_markdown(result: dict[str, Any]) -> str:
         wall = r.get("wall_s_per_seed")
         steps = ",".join(str(s) for s in r["steps"])
         lines.append(
-            f"| {r['benchmark']} | {r['method']} | {r['seeds']} | {steps} | {_pm(r['modes'], r['seeds'])} | "
+            f"| {r['benchmark']} | {r['method']} | {seeds_cell(r)} | {steps} | {_pm(r['modes'], r['seeds'])} | "
             f"{_pm(r['high_quality'], r['seeds'], 100.0)} | {_pm(r['kl'], r['seeds'], digits=2)} | "
             f"{'–' if wall is None else f'{wall:.0f}'} |"
         )

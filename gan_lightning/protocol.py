@@ -39,7 +39,7 @@ import numpy as np
 from gan_lightning.files import save_figure, write_json, write_text
 from gan_lightning.registry import ConfigError
 from gan_lightning.rundir import RunLock, read_summary
-from gan_lightning.study import STUDY_KEYS, parse_seeds, run_study
+from gan_lightning.study import STUDY_KEYS, check_study, parse_seeds, plan_study, run_study
 
 PROTOCOLS = ("lucic",)
 EXPERIMENT = "lucic_fashion"
@@ -390,17 +390,21 @@ def run_protocol(args: list[str], echo: bool = True) -> Path:
     expected = _expected(cfg)
     t0 = time.time()
     with RunLock(s.out, what="protocol"):
+        pending = []  # (what, its study's arguments): every run read and every study checked before any trains
         for loss in s.models:
             for i, params in enumerate(configs[loss]):
                 cdir = config_dir(s.out, loss, i)
                 todo = [seed for seed in s.seeds if run_record(cdir / f"seed_{seed}", expected)["state"] not in SETTLED]
                 if not todo:
                     continue
-                if echo:
-                    print(f"protocol: {loss} configuration {i + 1}/{s.budget}, seeds {todo}", file=sys.stderr)
                 seeds = ",".join(str(x) for x in s.seeds)  # all: the study skips settled seeds, reports every one
-                study_args = [*config_overrides(loss, params), *s.overrides, *s.study_keys]
-                run_study([*study_args, f"seeds={seeds}", f"out={cdir}"], echo=echo)
+                study = [*config_overrides(loss, params), *s.overrides, *s.study_keys, f"seeds={seeds}", f"out={cdir}"]
+                check_study(plan_study(study))
+                pending.append((f"{loss} configuration {i + 1}/{s.budget}, seeds {todo}", study))
+        for what, study in pending:
+            if echo:
+                print(f"protocol: {what}", file=sys.stderr)
+            run_study(study, echo=echo)
         result = collect(s, configs, expected, cfg, time.time() - t0)
         write_json(s.out / "protocol.json", result)
         write_text(s.out / "protocol.md", protocol_markdown(result))

@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,7 +32,7 @@ from gan_lightning.files import save_figure, write_json, write_text
 from gan_lightning.plots import read_curves
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, close_matches
-from gan_lightning.rundir import RunLock, last_error, read_summary, run_train, threads_env
+from gan_lightning.rundir import LOCK_NAME, RunLock, is_run_dir, last_error, read_summary, run_train, threads_env
 
 STUDY_KEYS = ("seeds", "jobs", "reproducible", "launcher", "cluster", "partition", "timeout_min", "gpus_per_job")
 LAUNCHERS = ("local", "submitit")
@@ -258,8 +259,21 @@ def study_int(study: dict[str, str], key: str, default: int) -> int:
     return value
 
 
-def run_study(args: list[str], echo: bool = True) -> Path:
-    """Run (or resume) a study and write its report; returns the study directory."""
+@dataclass
+class StudyPlan:
+    """A study's call, parsed and checked against the config schema: what ``run_study`` runs."""
+
+    study: dict[str, str]
+    overrides: list[str]
+    seeds: list[int]
+    jobs: int
+    launcher: str
+    cfg: Any
+    sdir: Path
+
+
+def plan_study(args: list[str]) -> StudyPlan:
+    """Parse a study's arguments and resolve its config and directory; a ConfigError (exit 2) before any run."""
     from gan_lightning.config import load_config
 
     study, overrides = split_args(args)
@@ -277,41 +291,90 @@ def run_study(args: list[str], echo: bool = True) -> Path:
     if not any(a.startswith("exp=") for a in overrides):
         overrides = [f"exp={exp}", *overrides]
     sdir = Path(study["out"]) if "out" in study else study_dir_for(exp, overrides)
-    with RunLock(sdir, what="study"):  # one process per study: a second would rewrite its report
-        _run_seeds_and_report(study, overrides, seeds, jobs, launcher, cfg, sdir, echo)
-    return sdir
+    refuse_a_folder_of_something_else(sdir)
+    return StudyPlan(study, overrides, seeds, jobs, launcher, cfg, sdir)
 
 
-def _run_seeds_and_report(
-    study: dict[str, str],
-    overrides: list[str],
-    seeds: list[int],
-    jobs: int,
-    launcher: str,
-    cfg: Any,
-    sdir: Path,
-    echo: bool,
-) -> None:
-    exp = str(cfg.exp)
+# what a study writes in its folder (besides seed_<S>/): a folder holding anything else is not a study
+STUDY_ENTRIES = (
+    "study.json", "report.json", "report.md", "curves.png", "finals.png", "logs", "reproducible", "submitit", LOCK_NAME,
+)  # fmt: skip
+
+
+def refuse_a_folder_of_something_else(sdir: Path) -> None:
+    """A study writes report.*, curves.png and study.json into ``out=``: refuse a training run's directory or a
+    folder of other files, which those would be written among (or over)."""
+    if is_run_dir(sdir):
+        raise ConfigError(
+            f"out={sdir} holds a training run (config.yaml, summary.json or checkpoints/): a study would write its "
+            "report and figures among the run's files; choose a new or empty out=DIR"
+        )
+    if sdir.is_dir() and not (sdir / "study.json").is_file():
+        foreign = sorted(
+            p.name for p in sdir.iterdir() if p.name not in STUDY_ENTRIES and not p.name.startswith("seed_")
+        )
+        if foreign:
+            listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise ConfigError(f"out={sdir} is not a study (it holds {listed}); choose a new or empty out=DIR")
+
+
+def steps_reached(sdir: Path) -> int:
+    """The most G steps any seed of the study has trained: its summary's, or for a seed that did not complete its
+    last checkpoint's (a run killed without a summary). What a study asks for, not what a seed reached, would
+    lock a study whose growth failed at steps it never ran."""
+    from gan_lightning.resume import checkpoint_state
+
+    most = 0
+    for run_dir in sdir.glob("seed_*"):
+        s = read_summary(run_dir) or {}
+        done = int(s.get("steps_done") or 0)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if s.get("status") != "completed" and last.is_file():
+            done = max(done, checkpoint_state(last)["g_step"] or 0)
+        most = max(most, done)
+    return most
+
+
+def run_study(args: list[str], echo: bool = True) -> Path:
+    """Run (or resume) a study and write its report; returns the study directory."""
+    plan = plan_study(args)
+    with RunLock(plan.sdir, what="study"):  # one process per study: a second would rewrite its report
+        check_study(plan)
+        _run_seeds_and_report(plan, echo)
+    return plan.sdir
+
+
+def check_study(plan: StudyPlan) -> None:
+    """Refuse, before any run, a call whose seeds would be reported as runs of another configuration than the ones
+    already in its folder (other overrides, fewer steps than a seed ran, a schedule a longer run changes, a done
+    seed of an edited experiment). Reads only: the lab checks every study before it runs any."""
+    sdir, overrides, cfg, seeds = plan.sdir, plan.overrides, plan.cfg, plan.seeds
     try:
         earlier = json.loads((sdir / "study.json").read_text())
     except (OSError, ValueError):
-        earlier = None  # a new study (or an unreadable file, rewritten below)
-    if isinstance(earlier, dict):
-        before, now = settings_of(earlier.get("overrides", [])), settings_of(overrides)
-        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-        if int(earlier.get("steps", 0)) > int(cfg.steps):  # its seeds ran longer than this study asks
-            changed.insert(0, "steps")
-            before["steps"], now["steps"] = str(earlier["steps"]), str(cfg.steps)
-        if changed:
-            listed = ", ".join(f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in changed)
-            raise ConfigError(
-                f"study {sdir} was run with other overrides ({listed}): its seeds would be reported as runs of this "
-                "configuration; give the same overrides to grow it (more seeds, a larger steps, other log.*), or "
-                "another out=DIR"
-            )
+        earlier = None  # a new study (or an unreadable file, rewritten when it runs)
+    before = settings_of(earlier.get("overrides", [])) if isinstance(earlier, dict) else {}
+    now = settings_of(overrides) if isinstance(earlier, dict) else {}
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if (reached := steps_reached(sdir)) > int(cfg.steps):  # a seed ran longer than this study asks
+        changed.insert(0, "steps")
+        before["steps"], now["steps"] = str(reached), str(cfg.steps)
+    if changed:
+        listed = ", ".join(f"{k}: {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in changed)
+        raise ConfigError(
+            f"study {sdir} was run with other overrides ({listed}): its seeds would be reported as runs of this "
+            "configuration; give the same overrides to grow it (more seeds, a larger steps, other log.*), or "
+            "another out=DIR"
+        )
     refuse_schedule_changing_extensions(sdir, seeds, cfg)
     refuse_done_seeds_of_another_config(sdir, seeds, overrides, int(cfg.steps))
+
+
+def _run_seeds_and_report(plan: StudyPlan, echo: bool) -> None:
+    study, overrides, seeds, jobs, launcher, cfg, sdir = (
+        plan.study, plan.overrides, plan.seeds, plan.jobs, plan.launcher, plan.cfg, plan.sdir,
+    )  # fmt: skip
+    exp = str(cfg.exp)
     write_json(sdir / "study.json", {"exp": exp, "seeds": seeds, "overrides": overrides, "steps": int(cfg.steps)})
 
     todo = [s for s in seeds if not is_done(sdir / f"seed_{s}", int(cfg.steps))]  # a larger steps extends seeds
@@ -477,8 +540,13 @@ def write_report(
         if s and s.get("status") == "completed" and steps is not None and s.get("steps_done", 0) < steps:
             r["summary"] = {**s, "status": "short"}
     done = [r for r in rows if r["summary"] and r["summary"].get("status") == "completed"]
-    keys = sorted(
-        {k for r in done for k, v in r["summary"]["final"].items() if k != "step" and isinstance(v, float | int)}
+    keys = sorted(  # a value written as null was non-finite (an infinite KL): the key stays, with no finite value
+        {
+            k
+            for r in done
+            for k, v in r["summary"]["final"].items()
+            if k != "step" and (v is None or isinstance(v, float | int))
+        }
     )
     per_seed = []
     for r in rows:
@@ -509,15 +577,28 @@ def write_report(
         "wall_s": aggregate([r["summary"].get("wall_s") for r in done]),
         "g_iters_per_s": aggregate([r["summary"].get("g_iters_per_s") for r in done]),
     }
+    if repro is None:  # a call without reproducible=true keeps the verdict of an earlier one at these steps
+        repro = earlier_reproducibility(sdir, steps)
     if repro is not None:
         report["reproducibility"] = repro
     write_json(sdir / "report.json", report)
     write_text(sdir / "report.md", report_markdown(report))
     try:
-        plot_study(sdir, seeds, keys)
+        plot_study(sdir, report["completed"], keys)
     except Exception as e:  # plots are a convenience; the numbers are already written
         print(f"[study] plots skipped: {e}", file=sys.stderr)
     return report
+
+
+def earlier_reproducibility(sdir: Path, steps: int | None) -> dict[str, Any] | None:
+    """The reproducibility verdict of the study's last report, if it was reached at ``steps``."""
+    try:
+        repro = json.loads((sdir / "report.json").read_text()).get("reproducibility")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(repro, dict) or (steps is not None and repro.get("steps_done") != steps):
+        return None
+    return repro
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -537,9 +618,11 @@ def report_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for key, a in report["final"].items():
-        if a.get("n"):
-            done = len(report["completed"])
-            label = key if a["n"] >= done else f"{key} ({a['n']} of {done} seeds finite)"
+        done = len(report["completed"])
+        label = key if a.get("n", 0) >= done else f"{key} ({a.get('n', 0)} of {done} seeds finite)"
+        if not a.get("n"):  # every seed's value non-finite: the worst outcome, not a missing measure
+            lines.append(f"| {label} | - | - | - | - | - | - |")
+        else:
             lines.append(
                 f"| {label} | {a['mean']:.4g} | {_number(a['std'], 3)} | {a['median']:.4g} | {a['min']:.4g} | "
                 f"{a['max']:.4g} | {_interval(a['ci95_low'], a['ci95_high'])} |"
@@ -553,7 +636,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        "| seed | status | " + " | ".join(report["final"]) + " |",
+        "| " + " | ".join(["seed", "status", *report["final"]]) + " |",
         "|---|---|" + "---|" * len(report["final"]),
     ]
     for r in report["per_seed"]:
@@ -573,7 +656,7 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 
 def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
-    """curves.png: each metric over steps, mean with a min-max band across seeds;
+    """curves.png: each metric over steps, mean with a min-max band across ``seeds`` (the completed ones);
     finals.png: a strip plot with a box of each metric's final values."""
     import matplotlib
 
@@ -601,7 +684,7 @@ def plot_study(sdir: Path, seeds: list[int], keys: list[str]) -> None:
         fig.tight_layout()
         save_figure(fig, sdir / "curves.png", dpi=100)
         plt.close(fig)
-    finals = json.loads((sdir / "report.json").read_text())["per_seed"]
+    finals = [r for r in json.loads((sdir / "report.json").read_text())["per_seed"] if r["seed"] in seeds]
     if plot_keys:
         fig, axes = plt.subplots(1, len(plot_keys), figsize=(2.6 * len(plot_keys), 3.2), squeeze=False)
         for ax, key in zip(axes[0], plot_keys):

@@ -47,7 +47,7 @@ def test_lab_runs_a_study_per_method_and_tabulates_them(tmp_path: Path) -> None:
     assert pack["status"] == "completed" and "pack: 2" in config
     for row in result["rows"]:  # the row holds the seed's own final values (one seed: std 0)
         summary = json.loads((out / "grid" / row["method"] / "seed_0" / "summary.json").read_text())
-        assert row["modes"] == {"mean": summary["final"]["modes/covered"], "std": None, "n": 1}  # one seed: no spread
+        assert row["modes"] == {"mean": summary["final"]["modes/covered"], "std": None, "n": 1, "measured": True}
         assert row["high_quality"]["mean"] == summary["final"]["modes/high_quality"]
         assert row["devices"] == [summary["device"]] and result["device"] == summary["device"]  # where seeds ran
     table = (out / "lab.md").read_text()

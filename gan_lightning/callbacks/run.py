@@ -31,6 +31,7 @@ from gan_lightning.files import (
     write_error_line,
     write_json,
 )
+from gan_lightning.rundir import read_summary
 
 if TYPE_CHECKING:
     from gan_lightning.models.base import GANModule
@@ -300,6 +301,10 @@ class RunManager(Checkpoint):
         session = self.session_wall_s()
         steps_this_session = max(0, s.steps_done - self._start_step)
         train_s = max(1e-9, session - s.eval_s)
+        # a session that trained nothing (a run stopped at its last step, started again) has no throughput or
+        # device of its own: those of the sessions that trained stay
+        earlier = (read_summary(s.run_dir) or {}) if not steps_this_session else {}
+        throughput = round(steps_this_session / train_s, 4) if steps_this_session else earlier.get("g_iters_per_s")
         summary = {
             "exp": s.exp,
             "seed": s.seed,
@@ -312,14 +317,14 @@ class RunManager(Checkpoint):
             "wall_s": round(s.wall_s_before + session, 3),
             "session_wall_s": round(session, 3),
             "eval_s": round(s.eval_s, 3),
-            "g_iters_per_s": round(steps_this_session / train_s, 4) if steps_this_session else None,
+            "g_iters_per_s": throughput,
             "diverged_at": s.diverged_at,
             "error": s.error,
             "resumed_from": s.resumed_from,
             "checkpoints": sorted(p.name for p in self.ckpt_dir.glob("*.ckpt")) if self.ckpt_dir.is_dir() else [],
             "versions": versions(),
             "git_commit": git_commit(),
-            "device": device_name(trainer),
+            "device": earlier.get("device") or device_name(trainer),
             **s.extra,
         }
         write_json(s.run_dir / "summary.json", summary)
