@@ -95,6 +95,12 @@ def check_resume(cfg: DictConfig, ckpt: dict[str, Any], path: Path, model: torch
         if forbidden:
             raise CheckpointError(f"{e}. The config differs from the checkpoint's:\n{_listing(forbidden)}") from None
         raise
+    if "optim.name" in changes:  # the checkpoint's optimizer state is another optimizer's (Adam's moments...)
+        old, new = changes["optim.name"]
+        raise ConfigError(
+            f"resuming {path} with optim.name={new} (the run trained with {old}): the checkpoint's optimizer state "
+            "cannot be loaded into another optimizer, even with resume_override; start a new run (out=DIR)"
+        )
     if forbidden and not cfg.get("resume_override", False):
         raise ConfigError(
             f"resuming {path} would change the run's config (the checkpoint's config is the run's config):\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -45,6 +46,19 @@ def is_run_dir(path: Path) -> bool:
         return False
 
 
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """What ``resume=auto`` continues: checkpoints/last.ckpt, else the kept ``step=N.ckpt`` of the largest N (a run
+    killed before its first last.ckpt, with ``log.keep_every`` below ``log.ckpt_every``), else None."""
+    ckpts = run_dir / "checkpoints"
+    if (ckpts / "last.ckpt").is_file():
+        return ckpts / "last.ckpt"
+    kept = {}
+    for path in ckpts.glob("step=*.ckpt"):
+        with contextlib.suppress(ValueError):
+            kept[int(path.name[len("step=") : -len(".ckpt")])] = path
+    return kept[max(kept)] if kept else None
+
+
 def check_out_dir(run_dir: Path) -> None:
     """Refuse an ``out=`` folder that holds files but no run (a project, a study): a run would write its
     config.yaml, metrics.csv and the rest among them."""
@@ -83,7 +97,7 @@ def new_run_dir(cfg: DictConfig) -> Path:
                 "(torchrun's --rdzv-id, SLURM_JOB_ID): give out=DIR so that every process writes the same run"
             )
         path = Path("runs") / cfg.exp / f"job-{run_id}-s{cfg.seed}"
-        if (path / "checkpoints" / "last.ckpt").is_file() and not cfg.resume:
+        if latest_checkpoint(path) is not None and not cfg.resume:
             raise ConfigError(f"{path} already holds a run of this job; pass resume=auto to continue it, or out=DIR")
         return path
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -110,16 +124,16 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
     if cfg.out:
         run_dir = Path(cfg.out)
         check_out_dir(run_dir)
-        last = run_dir / "checkpoints" / "last.ckpt"
+        latest = latest_checkpoint(run_dir)
         if resume == "auto":
-            return run_dir, last if last.is_file() else None
-        if last.is_file():
+            return run_dir, latest
+        if latest is not None:
             holder = lock_holder(run_dir)
             if holder:
                 raise ConfigError(locked_message(run_dir, holder))
             status = (read_summary(run_dir) or {}).get("status")
             raise ConfigError(
-                f"{run_dir} already holds a run (checkpoints/last.ckpt, status {status}); "
+                f"{run_dir} already holds a run (checkpoints/{latest.name}, status {status}); "
                 "pass resume=auto to continue it, or choose another out=DIR"
             )
         return run_dir, None
@@ -127,8 +141,8 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, Path | None]:
         root = Path("runs") / cfg.exp
         named = [*root.glob(f"*-s{cfg.seed}"), *root.glob(f"*-s{cfg.seed}.*")]  # .N: started in the same second
         for run_dir in sorted((p for p in named if p.is_dir()), key=run_dir_order, reverse=True):
-            last = run_dir / "checkpoints" / "last.ckpt"
-            if last.is_file() and (read_summary(run_dir) or {}).get("status") != "completed":
+            last = latest_checkpoint(run_dir)
+            if last is not None and (read_summary(run_dir) or {}).get("status") != "completed":
                 return run_dir, last
     return new_run_dir(cfg), None
 

@@ -32,7 +32,16 @@ from gan_lightning.files import save_figure, write_json, write_text
 from gan_lightning.plots import read_curves
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, close_matches
-from gan_lightning.rundir import LOCK_NAME, RunLock, is_run_dir, last_error, read_summary, run_train, threads_env
+from gan_lightning.rundir import (
+    LOCK_NAME,
+    RunLock,
+    is_run_dir,
+    last_error,
+    latest_checkpoint,
+    read_summary,
+    run_train,
+    threads_env,
+)
 
 STUDY_KEYS = ("seeds", "jobs", "reproducible", "launcher", "cluster", "partition", "timeout_min", "gpus_per_job")
 LAUNCHERS = ("local", "submitit")
@@ -125,8 +134,8 @@ def refuse_schedule_changing_extensions(sdir: Path, seeds: list[int], cfg: Any) 
     conflicts: dict[int, str] = {}
     for seed in seeds:
         run_dir = sdir / f"seed_{seed}"
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if is_done(run_dir, int(cfg.steps)) or not last.is_file():
+        last = latest_checkpoint(run_dir)  # what the seed's resume=auto continues
+        if is_done(run_dir, int(cfg.steps)) or last is None:
             continue  # not run again, or run from the start
         state = checkpoint_state(last)
         done, old = state["g_step"], state["steps"]
@@ -328,8 +337,8 @@ def steps_reached(sdir: Path) -> int:
     for run_dir in sdir.glob("seed_*"):
         s = read_summary(run_dir) or {}
         done = int(s.get("steps_done") or 0)
-        last = run_dir / "checkpoints" / "last.ckpt"
-        if s.get("status") != "completed" and last.is_file():
+        last = latest_checkpoint(run_dir)
+        if s.get("status") != "completed" and last is not None:
             done = max(done, checkpoint_state(last)["g_step"] or 0)
         most = max(most, done)
     return most

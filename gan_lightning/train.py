@@ -221,7 +221,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume: Path | None, callbacks: list[
         return TrainResult(run_dir, read_summary(run_dir) or {})
 
     all_callbacks: list[Any] = list(callbacks or [])
-    if any(k == "steps" or k.startswith("optim.") for k in changes):  # the schedule or the optimizers changed
+    if changes:  # the schedule or the optimizers may have changed (lazy_adjust follows model.penalty.every too)
         all_callbacks.append(ApplyOptimizerConfig())
     steps, log = int(cfg.steps), cfg.log
     kind = datamodule.info.kind

@@ -217,13 +217,14 @@ class RunManager(Checkpoint):
             return
         if self.state.improved_at == step:  # before a stop: summary.json already names this step the best
             self.save(trainer, "best.ckpt")
+        if self.keep_every and step % self.keep_every == 0:  # before a stop, which would skip it for good
+            self.save(trainer, f"step={step}.ckpt")
         if self._stop_requested(trainer, step):
             self.save(trainer, "last.ckpt")
-            self.state.status = "interrupted"
+            if step < self.state.steps:  # a stop at the last step: the run is complete
+                self.state.status = "interrupted"
             trainer.should_stop = True
             return
-        if self.keep_every and step % self.keep_every == 0:
-            self.save(trainer, f"step={step}.ckpt")
         if step >= self.state.steps or (self.ckpt_every and step % self.ckpt_every == 0):
             self.save(trainer, "last.ckpt")
 
