@@ -288,12 +288,24 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise ConfigError(f"bad value for '--count': at least 1 trial, got {args.count}")
+    if args.seed < 0:
+        raise ConfigError(f"bad value for '--seed': a seed >= 0, got {args.seed}")
+    if args.study_seeds:  # before any trial runs
+        from gan_lightning.study import parse_seeds
+
+        parse_seeds(args.study_seeds)
     offline = args.offline or not _online()
     if not offline:
         return sweep.run_online(args.file, args.count)
-    sdir, _rows = sweep.run_offline(args.file, args.count, args.out, args.seed)
+    sdir, rows = sweep.run_offline(args.file, args.count, args.out, args.seed)
     print((sdir / "results.md").read_text())
     print(f"sweep directory: {sdir}")
+    unfinished = [r for r in rows if r["status"] not in sweep.OUTCOMES]
+    if unfinished:  # the table is written either way; the same command runs them again
+        listed = "; ".join(f"{r['trial']}: {r.get('error') or r['status']}" for r in unfinished)
+        print(f"error: {len(unfinished)} of {len(rows)} trials did not complete ({listed}); the same command runs "
+              "them again", file=sys.stderr)  # fmt: skip
+        return 1
     if args.study_seeds:
         from gan_lightning.study import run_study
 

@@ -10,6 +10,7 @@ with the closest valid names. An experiment file's ``model:`` keys belong to the
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import sys
 import typing
@@ -315,7 +316,13 @@ def validate(cfg: DictConfig, model_cls: Any, data_cls: Any) -> None:
     o = cfg.optim
     OPTIMIZERS.get(o.name, "optim.name")
     for key in ("lr_g", "lr_d"):
-        _check(o[key] > 0, f"optim.{key}", f"learning rates must be > 0, got {o[key]}")
+        _check(
+            math.isfinite(o[key]) and o[key] > 0, f"optim.{key}", f"learning rates must be finite and > 0, got {o[key]}"
+        )
+    _check(0 <= o.alpha < 1, "optim.alpha", f"RMSprop's squared-gradient decay, in [0, 1), got {o.alpha}")
+    weight = OmegaConf.select(cfg, "model.penalty.weight")
+    if weight is not None:
+        _check(math.isfinite(weight) and weight >= 0, "model.penalty.weight", f"finite and >= 0, got {weight}")
     _check(
         len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
         "optim.betas",

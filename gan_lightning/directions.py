@@ -41,6 +41,14 @@ FIT_FRACTION = 0.8  # of the samples: the boundaries are fitted on these, the ed
 
 
 # ----------------------------------------------------------------------------- classifying G(z)
+
+
+def check_step(step: float) -> None:
+    """``--step``: a finite length > 0 along the unit normal (NaN would pass a plain ``step <= 0``)."""
+    if not (math.isfinite(step) and step > 0):
+        raise ConfigError(f"bad value for '--step': a finite length > 0, got {step}")
+
+
 def latent_classifier(model: Any, probs: Callable[[Tensor], Tensor], batch_size: int = 500) -> Classify:
     """z -> ``probs`` of the model's sampling generator's images G(z), in [0, 1] (eval mode, batches)."""
 
@@ -319,8 +327,9 @@ def directions_for_checkpoint(
     from gan_lightning.cpu_memory import check_fits_in_memory
     from gan_lightning.files import write_json
 
-    if n < 10 * MIN_PER_SIDE or step <= 0:
-        raise ConfigError(f"need --n >= {10 * MIN_PER_SIDE} and --step > 0, got {n} and {step}")
+    if n < 10 * MIN_PER_SIDE:
+        raise ConfigError(f"bad value for '--n': need --n >= {10 * MIN_PER_SIDE}, got {n}")
+    check_step(step)
     model = load_model(ckpt, device)
     check_fits_in_memory(n, model)
     check_model(model)

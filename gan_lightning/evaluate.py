@@ -222,6 +222,8 @@ def load_images(source: str, n: int | None, data_dir: str = "data", as_uint8: bo
         arr = load_npy(path)
         if arr.ndim != 4 or arr.shape[1] not in (1, 3):
             raise ConfigError(f"{path}: expected an array (N, C, H, W) with C = 1 or 3, got shape {arr.shape}")
+        if len(arr) == 0:
+            raise ConfigError(f"{path} holds no images (shape {arr.shape}); give at least one")
         x = torch.from_numpy(arr if arr.dtype == np.uint8 else arr.astype(np.float32))
         if x.dtype != torch.uint8:
             if not bool(torch.isfinite(x).all()):

@@ -81,7 +81,7 @@ def check_keys(cfg: dict[str, Any]) -> None:
     example = []
     for key, spec in cfg["parameters"].items():
         value = spec.get("value", spec.get("values", [spec.get("min", 1)])[0] if "values" in spec else spec.get("min"))
-        example.append(f"{key}={value}")
+        example.append(override(key, value))
     load_config([*fixed_overrides(cfg), *example])
     check_goal(cfg)
 
@@ -123,6 +123,15 @@ def check_goal(cfg: dict[str, Any]) -> None:
             f"sweep metric '{name}' is better when {'higher' if higher else 'lower'}: its goal must be '{want}', "
             f"not '{goal}' (a trial's value is its best '{name}')"
         )
+
+
+def override(key: str, value: Any) -> str:
+    """``key=value`` as the config parser reads it: null, true/false and lists in YAML/JSON form (Python's
+    ``str`` gave 'None' and 'True'), strings as they are."""
+    return f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+OUTCOMES = ("completed", "diverged")  # a trial's result; any other status is run again by the next call
 
 
 def flat_params(run_config: dict[str, Any]) -> dict[str, Any]:
@@ -187,40 +196,29 @@ def run_trials(
         )
         for r in rows
     ]
+    goal, identity = cfg.get("metric", {}).get("goal"), sweep_identity(engine_cfg, fixed_overrides(cfg))
+    for i, r in enumerate(rows):  # refused, interrupted or killed before: run again (resume=auto continues it)
+        if r["status"] not in OUTCOMES:
+            if echo:
+                print(f"[sweep] {r['trial']} again (it ended {r['status']})", file=sys.stderr)
+            rows[i] = run_trial(sdir, cfg, r["trial"], r["params"], metric)
+            runs[i].summary_metrics = {metric: rows[i]["metric"]} if metric and rows[i]["metric"] is not None else {}
+            save_rows(sdir, rows, metric, goal, identity)
     bar = progress(total=count, initial=min(len(rows), count), desc=f"sweep {sdir.name}", unit="trial", verbose=echo)
     while len(rows) < count:
-        np.random.seed(seed + len(rows))
-        random.seed(seed + len(rows))
+        np.random.seed((seed + len(rows)) % 2**32)
+        random.seed((seed + len(rows)) % 2**32)
         proposal = sweeps.next_run(engine_cfg, runs, validate=True)
         if proposal is None:  # a finished grid
             break
         params = flat_params(proposal.config)
         trial = f"trial_{len(rows):03d}"
-        trial_dir = sdir / trial
         if echo:
-            bar.write(f"[sweep] {trial}: {' '.join(f'{k}={v}' for k, v in params.items())}", file=sys.stderr)
-        code = run_train(
-            [*fixed_overrides(cfg), *[f"{k}={v}" for k, v in params.items()]],
-            trial_dir,
-            sdir / "logs" / f"{trial}.log",
-            {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "GAN_LIGHTNING_GROUP": sdir.name},
-        )
-        # exit 2: refused before training (a bad value, or the directory locked by another run)
-        summary = read_summary(trial_dir) if code != 2 else None
-        value = rank_value(summary, metric) if metric else None
-        row = {
-            "trial": trial,
-            "params": params,
-            "status": (summary or {}).get("status", f"exit {code}"),
-            "metric": value,
-            "run_dir": str(trial_dir),
-        }
-        if code != 0:
-            row["error"] = last_error(sdir / "logs" / f"{trial}.log") or f"exit {code}"
+            bar.write(f"[sweep] {trial}: {' '.join(override(k, v) for k, v in params.items())}", file=sys.stderr)
+        row = run_trial(sdir, cfg, trial, params, metric)
+        value = row["metric"]
         rows.append(row)
-        save_rows(
-            sdir, rows, metric, cfg.get("metric", {}).get("goal"), sweep_identity(engine_cfg, fixed_overrides(cfg))
-        )
+        save_rows(sdir, rows, metric, goal, identity)
         runs.append(
             sweeps.SweepRun(
                 name=trial,
@@ -231,8 +229,33 @@ def run_trials(
         )
         bar.update(1)
     bar.close()
-    save_rows(sdir, rows, metric, cfg.get("metric", {}).get("goal"), sweep_identity(engine_cfg, fixed_overrides(cfg)))
+    save_rows(sdir, rows, metric, goal, identity)
     return rows
+
+
+def run_trial(
+    sdir: Path, cfg: dict[str, Any], trial: str, params: dict[str, Any], metric: str | None
+) -> dict[str, Any]:
+    """One trial's run (``resume=auto``: a trial run before continues) and its results row."""
+    trial_dir = sdir / trial
+    code = run_train(
+        [*fixed_overrides(cfg), *[override(k, v) for k, v in params.items()]],
+        trial_dir,
+        sdir / "logs" / f"{trial}.log",
+        {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "GAN_LIGHTNING_GROUP": sdir.name},
+    )
+    # exit 2: refused before training (a bad value, or the directory locked by another run)
+    summary = read_summary(trial_dir) if code != 2 else None
+    row = {
+        "trial": trial,
+        "params": params,
+        "status": (summary or {}).get("status", f"exit {code}"),
+        "metric": rank_value(summary, metric) if metric else None,
+        "run_dir": str(trial_dir),
+    }
+    if code != 0:
+        row["error"] = last_error(sdir / "logs" / f"{trial}.log") or f"exit {code}"
+    return row
 
 
 def sweep_identity(engine_cfg: dict[str, Any], fixed: list[str]) -> dict[str, Any]:
@@ -332,4 +355,4 @@ def best_overrides(sdir: Path, sweep_file: str | Path) -> list[str]:
     data = json.loads((sdir / "results.json").read_text())
     if not data.get("best"):
         raise ConfigError(f"no completed trial with the metric in {sdir}; nothing to study")
-    return [*fixed_overrides(load_sweep(sweep_file)), *[f"{k}={v}" for k, v in data["best"]["params"].items()]]
+    return [*fixed_overrides(load_sweep(sweep_file)), *[override(k, v) for k, v in data["best"]["params"].items()]]
