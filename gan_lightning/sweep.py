@@ -33,7 +33,7 @@ import yaml
 from gan_lightning.files import write_json, write_text
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, close_matches, first_line
-from gan_lightning.rundir import RunLock, last_error, read_summary, run_train
+from gan_lightning.rundir import LOCK_NAME, RunLock, is_run_dir, last_error, read_summary, run_train
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -60,12 +60,51 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
             f"{path}: each parameter is a mapping such as '{bad[0]}: {{values: [...]}}' or '{{value: V}}' or "
             f"'{{min: A, max: B}}' (wandb's sweep format), got a bare value for {', '.join(bad)}"
         )
+    metric = cfg.get("metric")
+    if metric is not None and not (isinstance(metric, dict) and metric.get("name")):
+        raise ConfigError(
+            f"{path}: 'metric' must be a mapping such as 'metric: {{name: fid, goal: minimize}}', got {metric!r}"
+        )
+    for key, spec in params.items():
+        if "values" in spec and not (isinstance(spec["values"], list) and spec["values"]):
+            raise ConfigError(f"{path}: parameter {key}: 'values' must be a non-empty list, got {spec['values']!r}")
+    check_engine_schema(path, cfg)
     if "${args_no_hyphens}" not in [str(w) for w in cfg.get("command") or []]:
         raise ConfigError(
             f"{path}: the sweep's 'command' must end with ${{args_no_hyphens}} (each parameter as a key=value "
             "override of gan-lightning train); wandb's default command passes --key=value, which train rejects"
         )
     return cfg
+
+
+def engine_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What wandb's sweep engine reads: the sweep file less its command and where it logs."""
+    return {k: v for k, v in cfg.items() if k not in ("program", "command", "project", "entity", "name")}
+
+
+def check_engine_schema(path: str | Path, cfg: dict[str, Any]) -> None:
+    """wandb's own schema of a sweep (method, metric, each parameter's distribution), as a ConfigError naming what
+    it refuses. YAML reads 1e-4 (no dot, unsigned exponent) as a string, the most common cause: said so."""
+    try:
+        from sweeps.config import SweepConfig
+    except ImportError:  # pragma: no cover  (online sweeps: wandb's server checks it)
+        return
+    try:
+        SweepConfig(engine_config(cfg))
+    except Exception as e:  # jsonschema's ValidationError, ValueError
+        where = " ".join(str(e).split("\n")[0].split())[:300]
+        strings = [
+            f"{key}: {field} {v!r}"
+            for key, spec in cfg["parameters"].items()
+            for field, v in spec.items()
+            if field in ("min", "max", "mu", "sigma", "q") and isinstance(v, str)
+        ]
+        hint = (
+            f"; {', '.join(strings)} is a string to YAML: write numbers with a dot and a signed exponent, e.g. 1.0e-4"
+            if strings
+            else ""
+        )
+        raise ConfigError(f"{path} is not a valid wandb sweep: {where}{hint}") from None
 
 
 def fixed_overrides(cfg: dict[str, Any]) -> list[str]:
@@ -79,8 +118,8 @@ def check_keys(cfg: dict[str, Any]) -> None:
     from gan_lightning.config import load_config
 
     example = []
-    for key, spec in cfg["parameters"].items():
-        value = spec.get("value", spec.get("values", [spec.get("min", 1)])[0] if "values" in spec else spec.get("min"))
+    for key, spec in cfg["parameters"].items():  # a value of each: fixed, the first listed, the lower end or the mean
+        value = next((spec[f] for f in ("value", "min", "mu") if f in spec), spec.get("values", [None])[0])
         example.append(override(key, value))
     load_config([*fixed_overrides(cfg), *example])
     check_goal(cfg)
@@ -164,8 +203,9 @@ def run_offline(
         raise ConfigError("offline sweeps need wandb's engine: pip install sweeps") from e
     cfg = load_sweep(path)
     check_keys(cfg)
-    engine_cfg = {k: v for k, v in cfg.items() if k not in ("program", "command", "project", "entity", "name")}
+    engine_cfg = engine_config(cfg)
     sdir = Path(out) if out else Path("runs") / "sweeps" / Path(path).stem
+    refuse_a_folder_of_something_else(sdir)
     with RunLock(sdir, what="sweep"):  # one process per sweep folder: a second would rewrite results.json
         results = read_results(sdir)
         check_same_sweep(sdir, results, path, engine_cfg, fixed_overrides(cfg))
@@ -261,6 +301,21 @@ def run_trial(
 def sweep_identity(engine_cfg: dict[str, Any], fixed: list[str]) -> dict[str, Any]:
     """What makes two sweeps the same: the engine's settings (method, metric, parameters) and the fixed overrides."""
     return json.loads(json.dumps({"engine": engine_cfg, "fixed": fixed}, sort_keys=True, default=str))
+
+
+SWEEP_ENTRIES = ("results.json", "logs", LOCK_NAME)  # with trial_* and best_study_*: what a sweep writes first
+
+
+def refuse_a_folder_of_something_else(sdir: Path) -> None:
+    """``--out`` must be new, empty or a sweep's folder: results.csv/.md/.png would be written over other files."""
+    if is_run_dir(sdir):
+        raise ConfigError(f"--out {sdir} holds a training run; give a new or empty folder")
+    if sdir.is_dir() and not (sdir / "results.json").is_file():
+        ours = lambda name: name in SWEEP_ENTRIES or name.startswith(("trial_", "best_study_"))  # noqa: E731
+        foreign = sorted(p.name for p in sdir.iterdir() if not ours(p.name))
+        if foreign:
+            listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise ConfigError(f"--out {sdir} is not a sweep's folder (it holds {listed}); give a new or empty folder")
 
 
 def check_same_sweep(

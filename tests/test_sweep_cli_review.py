@@ -95,3 +95,51 @@ def test_an_empty_image_array_is_a_clear_error(tmp_path: Path) -> None:
     np.save(tmp_path / "empty.npy", np.zeros((0, 1, 28, 28), dtype=np.float32))
     with pytest.raises(ConfigError, match="no images"):
         load_images(str(tmp_path / "empty.npy"), None)
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("method: gird\nmetric: {name: modes/covered, goal: maximize}\nparameters:\n  model.z_dim: {values: [2]}\n",
+         ["gird", "grid"]),
+        ("method: random\nmetric: {name: modes/covered, goal: maximize}\nparameters:\n"
+         "  optim.lr_d: {distribution: log_uniform_values, min: 1e-4, max: 1e-3}\n", ["optim.lr_d", "1.0e-4"]),
+        ("method: random\nmetric: modes/covered\nparameters:\n  model.z_dim: {values: [2]}\n", ["metric", "name"]),
+        ("method: grid\nparameters:\n  model.z_dim: {values: []}\n", ["model.z_dim", "values"]),
+    ],
+)  # fmt: skip
+def test_a_sweep_file_wandbs_engine_would_refuse_is_a_config_error(tmp_path: Path, spec: str, words: list[str]) -> None:
+    """Each was a traceback (jsonschema's ValidationError, AttributeError, IndexError), exit 1."""
+    from gan_lightning.sweep import run_offline
+
+    path = tmp_path / "s.yaml"
+    path.write_text(spec + command("exp=gmm_ring", "steps=3"))
+    with pytest.raises(ConfigError) as refused:
+        run_offline(path, 1, tmp_path / "sw", echo=False)
+    assert all(w in str(refused.value) for w in words), str(refused.value)
+    assert not (tmp_path / "sw").exists()
+
+
+def test_a_normal_distribution_is_a_valid_sweep_parameter(tmp_path: Path, monkeypatch) -> None:
+    from gan_lightning import sweep
+
+    seen: list[str] = []
+    monkeypatch.setattr(sweep, "run_train", lambda overrides, out, log, env=None: seen.append(overrides[-1]) or 2)
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "method: random\nmetric: {name: modes/covered, goal: maximize}\nparameters:\n"
+        "  optim.lr_d: {distribution: normal, mu: 0.001, sigma: 0.0001}\n" + command("exp=gmm_ring", "steps=3")
+    )
+    sweep.run_offline(path, 1, tmp_path / "sw", echo=False)
+    assert len(seen) == 1 and seen[0].startswith("optim.lr_d=")
+
+
+def test_a_sweep_out_that_holds_other_files_is_refused(tmp_path: Path) -> None:
+    from gan_lightning.sweep import run_offline
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.csv").write_text("my own table")
+    with pytest.raises(ConfigError, match=r"not a sweep.*results\.csv"):
+        run_offline(grid_sweep(tmp_path), 1, mine, echo=False)
+    assert [p.name for p in mine.iterdir()] == ["results.csv"] and (mine / "results.csv").read_text() == "my own table"
