@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         with contextlib.suppress(ValueError):
             kept[int(path.name[len("step=") : -len(".ckpt")])] = path
     return kept[max(kept)] if kept else None
+
+
+def refuse_foreign_folder(folder: Path, marker: str, ours: Callable[[str], bool], what: str, fix: str) -> None:
+    """Refuse ``folder``, the ``out=`` of a study or a sweep, when it holds a training run, or, before its
+    ``marker`` file exists, any entry ``ours`` does not name: the reports would be written among or over them."""
+    if is_run_dir(folder):
+        raise ConfigError(f"{folder} holds a training run (config.yaml, summary.json or checkpoints/); {fix}")
+    if folder.is_dir() and not (folder / marker).is_file():
+        foreign = sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME and not ours(p.name))
+        if foreign:
+            listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise ConfigError(f"{folder} is not {what} (it holds {listed}); {fix}")
 
 
 def check_out_dir(run_dir: Path) -> None:

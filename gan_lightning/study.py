@@ -33,12 +33,11 @@ from gan_lightning.plots import read_curves
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, close_matches
 from gan_lightning.rundir import (
-    LOCK_NAME,
     RunLock,
-    is_run_dir,
     last_error,
     latest_checkpoint,
     read_summary,
+    refuse_foreign_folder,
     run_train,
     threads_env,
 )
@@ -305,26 +304,13 @@ def plan_study(args: list[str]) -> StudyPlan:
 
 
 # what a study writes in its folder (besides seed_<S>/): a folder holding anything else is not a study
-STUDY_ENTRIES = (
-    "study.json", "report.json", "report.md", "curves.png", "finals.png", "logs", "reproducible", "submitit", LOCK_NAME,
-)  # fmt: skip
+STUDY_ENTRIES = ("report.json", "report.md", "curves.png", "finals.png", "logs", "reproducible", "submitit")
 
 
 def refuse_a_folder_of_something_else(sdir: Path) -> None:
-    """A study writes report.*, curves.png and study.json into ``out=``: refuse a training run's directory or a
-    folder of other files, which those would be written among (or over)."""
-    if is_run_dir(sdir):
-        raise ConfigError(
-            f"out={sdir} holds a training run (config.yaml, summary.json or checkpoints/): a study would write its "
-            "report and figures among the run's files; choose a new or empty out=DIR"
-        )
-    if sdir.is_dir() and not (sdir / "study.json").is_file():
-        foreign = sorted(
-            p.name for p in sdir.iterdir() if p.name not in STUDY_ENTRIES and not p.name.startswith("seed_")
-        )
-        if foreign:
-            listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-            raise ConfigError(f"out={sdir} is not a study (it holds {listed}); choose a new or empty out=DIR")
+    """A study writes report.*, curves.png and study.json into ``out=``: not among a run's or other files."""
+    ours = lambda name: name in STUDY_ENTRIES or name.startswith("seed_")  # noqa: E731
+    refuse_foreign_folder(sdir, "study.json", ours, "a study's folder", "choose a new or empty out=DIR")
 
 
 def steps_reached(sdir: Path) -> int:

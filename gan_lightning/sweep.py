@@ -33,7 +33,7 @@ import yaml
 from gan_lightning.files import write_json, write_text
 from gan_lightning.progress import progress
 from gan_lightning.registry import ConfigError, close_matches, first_line
-from gan_lightning.rundir import LOCK_NAME, RunLock, is_run_dir, last_error, read_summary, run_train
+from gan_lightning.rundir import RunLock, last_error, read_summary, refuse_foreign_folder, run_train
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -303,19 +303,10 @@ def sweep_identity(engine_cfg: dict[str, Any], fixed: list[str]) -> dict[str, An
     return json.loads(json.dumps({"engine": engine_cfg, "fixed": fixed}, sort_keys=True, default=str))
 
 
-SWEEP_ENTRIES = ("results.json", "logs", LOCK_NAME)  # with trial_* and best_study_*: what a sweep writes first
-
-
 def refuse_a_folder_of_something_else(sdir: Path) -> None:
     """``--out`` must be new, empty or a sweep's folder: results.csv/.md/.png would be written over other files."""
-    if is_run_dir(sdir):
-        raise ConfigError(f"--out {sdir} holds a training run; give a new or empty folder")
-    if sdir.is_dir() and not (sdir / "results.json").is_file():
-        ours = lambda name: name in SWEEP_ENTRIES or name.startswith(("trial_", "best_study_"))  # noqa: E731
-        foreign = sorted(p.name for p in sdir.iterdir() if not ours(p.name))
-        if foreign:
-            listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-            raise ConfigError(f"--out {sdir} is not a sweep's folder (it holds {listed}); give a new or empty folder")
+    ours = lambda name: name == "logs" or name.startswith(("trial_", "best_study_"))  # noqa: E731
+    refuse_foreign_folder(sdir, "results.json", ours, "a sweep's folder", "give a new or empty --out folder")
 
 
 def check_same_sweep(
