@@ -232,7 +232,7 @@ def run_trials(
             name=r["trial"],
             config={k: {"value": v} for k, v in r["params"].items()},
             state=sweeps.RunState.finished,
-            summary_metrics={metric: r["metric"]} if metric and r["metric"] is not None else {},
+            summary_metrics=engine_metrics(metric, r["metric"]),
         )
         for r in rows
     ]
@@ -242,7 +242,7 @@ def run_trials(
             if echo:
                 print(f"[sweep] {r['trial']} again (it ended {r['status']})", file=sys.stderr)
             rows[i] = run_trial(sdir, cfg, r["trial"], r["params"], metric)
-            runs[i].summary_metrics = {metric: rows[i]["metric"]} if metric and rows[i]["metric"] is not None else {}
+            runs[i].summary_metrics = engine_metrics(metric, rows[i]["metric"])
             save_rows(sdir, rows, metric, goal, identity)
     bar = progress(total=count, initial=min(len(rows), count), desc=f"sweep {sdir.name}", unit="trial", verbose=echo)
     while len(rows) < count:
@@ -264,13 +264,18 @@ def run_trials(
                 name=trial,
                 config=proposal.config,
                 state=sweeps.RunState.finished,
-                summary_metrics={metric: value} if metric and value is not None else {},
+                summary_metrics=engine_metrics(metric, value),
             )
         )
         bar.update(1)
     bar.close()
     save_rows(sdir, rows, metric, goal, identity)
     return rows
+
+
+def engine_metrics(metric: str | None, value: float | None) -> dict[str, float]:
+    """A trial's ranking value as the sweep engine reads it (none without a metric or a finite value)."""
+    return {metric: value} if metric and value is not None else {}
 
 
 def run_trial(
